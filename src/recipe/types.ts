@@ -1,0 +1,100 @@
+// The recipe as the rest of bake sees it, after schema validation and defaults.
+// The JSON Schema in schema/recipe.schema.json is the source of truth for what users may write.
+
+export type TargetName = 'cuda' | 'llamacpp' | 'cpu';
+export const TARGET_NAMES: readonly TargetName[] = ['cuda', 'llamacpp', 'cpu'];
+
+/** ONNX INT8 / fp16 quantization, following onnxruntime's quantize_dynamic / quantize_static. */
+export interface OnnxQuantSpec {
+  format: 'onnx-int8' | 'onnx-fp16';
+  /** dynamic = QOperator (DynamicQuantizeLinear + MatMulInteger...), static = QDQ with calibration. */
+  mode?: 'dynamic' | 'static';
+  /** Which ONNX files of the model to quantize (globs); default: onnx/model.onnx or model.onnx. */
+  files?: string[];
+  weight_type?: 'int8' | 'uint8';
+  per_channel?: boolean;
+  symmetric?: boolean;
+  reduce_range?: boolean;
+  op_types?: string[];
+  nodes_include?: string[];
+  nodes_exclude?: string[];
+  /** Output name suffix in transformers.js's scheme: quantized (q8), int8, uint8, fp16. */
+  dtype?: 'q8' | 'int8' | 'uint8' | 'fp16';
+  calibration?: { method?: 'minmax'; samples?: number; texts?: string };
+}
+
+/** GGUF conversion and quantization, following convert_hf_to_gguf.py and llama-quantize. */
+export interface GgufQuantSpec {
+  format: 'gguf';
+  /** llama.cpp type or mix: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M. */
+  type: string;
+  /** Keep the converted F16/F32 source next to the quantized file (used for verification). */
+  keep_source?: boolean;
+}
+
+export type QuantSpec = OnnxQuantSpec | GgufQuantSpec | { format: 'none' };
+
+export interface VerifySpec {
+  /** Eval text file (relative to the recipe) or a named built-in set. */
+  eval?: string;
+  runs?: number;
+  min_cosine?: number;
+  min_mean_cosine?: number;
+  max_abs_error?: number;
+  min_top1?: number;
+  min_spearman?: number;
+  max_size_ratio?: number;
+  max_kld?: number;
+  min_same_top?: number;
+  max_ppl_ratio?: number;
+  /** Skip verification altogether (the manifest says so). */
+  skip?: boolean;
+}
+
+export interface ModelSpec {
+  id: string;
+  /** Hub repo `org/name`; exclusive with `path`. */
+  repo?: string;
+  /** Local folder (relative to the recipe file, or `npm:<package>/<dir>`); exclusive with `repo`. */
+  path?: string;
+  revision: string;
+  /** Glob patterns of the files to lock and pull. */
+  files: string[];
+  /** Pickle-based files (*.bin, *.pt, *.pkl, *.ckpt) accepted by exact name. */
+  allow_pickle: string[];
+  /** transformers.js task, for text models (feature-extraction, text-classification...). */
+  task?: string;
+  quantize: QuantSpec;
+  verify: VerifySpec;
+  /** Which targets carry this model; default: every target of the recipe. */
+  targets?: TargetName[];
+}
+
+export interface TargetSpec {
+  name: TargetName;
+  /** Base image reference (may be overridden by the BASE_IMAGE build arg). */
+  base: string;
+  /** Command the runtime stage starts with. */
+  cmd?: string[];
+  env?: Record<string, string>;
+  port?: number;
+}
+
+export interface ImageSpec {
+  name: string;
+  version: string;
+  /** Tag templates; placeholders {version}, {target}, {models}. */
+  tags: string[];
+  labels: Record<string, string>;
+}
+
+export interface Recipe {
+  /** Recipe name (file name without .yaml). */
+  name: string;
+  /** Absolute path of the recipe file. */
+  file: string;
+  description?: string;
+  models: ModelSpec[];
+  targets: TargetSpec[];
+  image: ImageSpec;
+}

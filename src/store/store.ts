@@ -1,0 +1,205 @@
+// The content-addressed artifact store and the step cache.
+//
+// Layout under the store root (BAKE_STORE, else $XDG_CACHE_HOME/bake, else ~/.cache/bake):
+//   blobs/sha256/<hex>        file contents, named by their sha256
+//   artifacts/<hex>.json      an artifact: a tree of files (path -> blob) plus metadata; named by its digest
+//   steps/<key>.json          a finished step: its key's inputs and the artifact it produced
+// Every write is temp file + rename and every name is a digest of the content, so two processes that
+// share a store can only ever race to write the same bytes: neither can corrupt the other.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { digestOf, isSha256Hex, sha256Bytes, type Sha256Hex } from '../util/digest.js';
+import { BakeError, IntegrityError } from '../util/errors.js';
+import { canonicalJson, prettyJson } from '../util/json.js';
+import { safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
+
+export interface ArtifactFile {
+  /** Relative POSIX path inside the artifact. */
+  path: string;
+  sha256: Sha256Hex;
+  size: number;
+}
+
+/** A tree of files plus free-form metadata. Its digest is the sha256 of its canonical JSON. */
+export interface Artifact {
+  kind: string;
+  files: ArtifactFile[];
+  meta: Record<string, unknown>;
+}
+
+export interface StepRecord {
+  key: Sha256Hex;
+  step: string;
+  version: number;
+  inputs: Sha256Hex[];
+  params: unknown;
+  artifact: Sha256Hex;
+}
+
+export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.BAKE_STORE) return env.BAKE_STORE;
+  const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'bake');
+}
+
+/** key = digest of (step name, step version, input digests, parameters). */
+export function stepKey(step: string, version: number, inputs: Sha256Hex[], params: unknown): Sha256Hex {
+  return digestOf({ step, version, inputs, params });
+}
+
+export function artifactDigest(a: Artifact): Sha256Hex {
+  const files = [...a.files].sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  return sha256Bytes(canonicalJson({ ...a, files }));
+}
+
+export class Store {
+  constructor(readonly root: string = defaultStoreRoot()) {}
+
+  blobPath(sha256: Sha256Hex): string {
+    if (!isSha256Hex(sha256)) throw new BakeError(`not a sha256 digest: ${sha256}`);
+    return join(this.root, 'blobs', 'sha256', sha256);
+  }
+
+  async hasBlob(sha256: Sha256Hex): Promise<boolean> {
+    try {
+      await stat(this.blobPath(sha256));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Copies a file into the store, hashing while copying; checks `expect` when given. */
+  async putFile(src: string, expect?: Sha256Hex): Promise<{ sha256: Sha256Hex; size: number }> {
+    const tmpDir = join(this.root, 'tmp');
+    await mkdir(tmpDir, { recursive: true });
+    const tmp = tempPathFor(join(tmpDir, 'blob'));
+    const hash = createHash('sha256');
+    let size = 0;
+    try {
+      await pipeline(
+        createReadStream(src, { highWaterMark: 1 << 20 }),
+        new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            size += chunk.length;
+            cb(null, chunk);
+          },
+        }),
+        createWriteStream(tmp),
+      );
+      const sha256 = hash.digest('hex');
+      if (expect && expect !== sha256) throw new IntegrityError(src, expect, sha256);
+      await this.adoptBlob(tmp, sha256);
+      return { sha256, size };
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  async putBytes(data: Uint8Array | string): Promise<{ sha256: Sha256Hex; size: number }> {
+    const sha256 = sha256Bytes(data);
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    if (!(await this.hasBlob(sha256))) await writeFileAtomic(this.blobPath(sha256), data);
+    return { sha256, size };
+  }
+
+  /** Moves an already-hashed temp file into place (rename is atomic; an existing blob wins). */
+  private async adoptBlob(tmp: string, sha256: Sha256Hex): Promise<void> {
+    const target = this.blobPath(sha256);
+    if (await this.hasBlob(sha256)) return;
+    await mkdir(dirname(target), { recursive: true });
+    await chmod(tmp, 0o444);
+    await rename(tmp, target);
+  }
+
+  /** Stores every file of a directory tree as an artifact. */
+  async putTree(dir: string, kind: string, meta: Record<string, unknown> = {}): Promise<{ digest: Sha256Hex; artifact: Artifact }> {
+    const files: ArtifactFile[] = [];
+    for (const rel of await listTree(dir)) {
+      const { sha256, size } = await this.putFile(join(dir, rel));
+      files.push({ path: rel, sha256, size });
+    }
+    return this.putArtifact({ kind, files, meta });
+  }
+
+  async putArtifact(artifact: Artifact): Promise<{ digest: Sha256Hex; artifact: Artifact }> {
+    const files = [...artifact.files].sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+    const normalized = { ...artifact, files };
+    const digest = artifactDigest(normalized);
+    const target = join(this.root, 'artifacts', `${digest}.json`);
+    try {
+      await stat(target);
+    } catch {
+      await writeFileAtomic(target, prettyJson(normalized));
+    }
+    return { digest, artifact: normalized };
+  }
+
+  async getArtifact(digest: Sha256Hex): Promise<Artifact | undefined> {
+    if (!isSha256Hex(digest)) return undefined;
+    let text: string;
+    try {
+      text = await readFile(join(this.root, 'artifacts', `${digest}.json`), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const artifact = JSON.parse(text) as Artifact;
+    if (artifactDigest(artifact) !== digest) throw new IntegrityError(`artifact ${digest}`, digest, artifactDigest(artifact));
+    return artifact;
+  }
+
+  /** Places an artifact's files under `dir` (hard links when possible, else copies). */
+  async materialize(digest: Sha256Hex, dir: string): Promise<Artifact> {
+    const artifact = await this.getArtifact(digest);
+    if (!artifact) throw new BakeError(`artifact ${digest} is not in the store ${this.root}`, 'failure', { hint: 'run the step that produces it again (`bake plan` shows which)' });
+    for (const f of artifact.files) {
+      const target = safeJoin(dir, f.path);
+      if (!target) throw new BakeError(`artifact ${digest} names an unsafe path: ${f.path}`, 'integrity');
+      await mkdir(dirname(target), { recursive: true });
+      await rm(target, { force: true });
+      try {
+        await link(this.blobPath(f.sha256), target);
+      } catch {
+        await copyFile(this.blobPath(f.sha256), target);
+      }
+    }
+    return artifact;
+  }
+
+  async getStep(key: Sha256Hex): Promise<StepRecord | undefined> {
+    try {
+      const rec = JSON.parse(await readFile(join(this.root, 'steps', `${key}.json`), 'utf8')) as StepRecord;
+      if (rec.key !== key) return undefined;
+      // A step whose artifact went missing (pruned store) counts as not done.
+      if (!(await this.getArtifact(rec.artifact))) return undefined;
+      return rec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async putStep(rec: StepRecord): Promise<void> {
+    await writeFileAtomic(join(this.root, 'steps', `${rec.key}.json`), prettyJson(rec));
+  }
+}
+
+/** Sorted relative POSIX paths of the regular files under `dir`. */
+export async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(rel: string): Promise<void> {
+    const entries = await readdir(join(dir, rel), { withFileTypes: true });
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(r);
+      else if (e.isFile() || e.isSymbolicLink()) out.push(r);
+    }
+  }
+  await walk('');
+  return out.sort();
+}
