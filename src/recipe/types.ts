@@ -28,8 +28,8 @@ export interface GgufQuantSpec {
   format: 'gguf';
   /** llama.cpp type or mix: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M. */
   type: string;
-  /** Keep the converted F16/F32 source next to the quantized file (used for verification). */
-  keep_source?: boolean;
+  /** Type of the converted GGUF the quantized file is made from and verified against (default F16). */
+  source_type?: 'F32' | 'F16' | 'BF16';
 }
 
 export type QuantSpec = OnnxQuantSpec | GgufQuantSpec | { format: 'none' };

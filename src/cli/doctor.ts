@@ -1,0 +1,60 @@
+// `bake doctor`: one line per thing bake depends on, each ok / warn / fail with how to fix it.
+import { statfs } from 'node:fs/promises';
+import { hubConfigFromEnv } from '../hub/config.js';
+import { defaultStoreRoot, Store } from '../store/store.js';
+import type { RunInput } from './commands.js';
+
+interface Check {
+  name: string;
+  status: 'ok' | 'warn' | 'fail';
+  detail: string;
+  fix?: string;
+}
+
+async function freeBytes(dir: string): Promise<number | undefined> {
+  let d = dir;
+  for (;;) {
+    try {
+      const s = await statfs(d);
+      return s.bavail * s.bsize;
+    } catch {
+      const up = d.replace(/\/[^/]+\/?$/, '');
+      if (!up || up === d) return undefined;
+      d = up;
+    }
+  }
+}
+
+export async function runDoctor(input: RunInput): Promise<{ value: unknown; text: string }> {
+  const checks: Check[] = [];
+  const hub = hubConfigFromEnv(process.env);
+  checks.push({ name: 'hub endpoint', status: 'ok', detail: `${hub.endpoint}${hub.offline ? ' (HF_HUB_OFFLINE=1: cache only)' : ''}` });
+  checks.push(hub.token ? { name: 'hub token', status: 'ok', detail: 'HF_TOKEN is set (never written to disk, logs, lock or image)' } : { name: 'hub token', status: 'warn', detail: 'HF_TOKEN is not set', fix: 'private or gated repos need HF_TOKEN=hf_...' });
+  checks.push({ name: 'hub cache', status: 'ok', detail: hub.cacheDir });
+  const store = new Store(input.globals.store ?? defaultStoreRoot());
+  const free = await freeBytes(store.root);
+  checks.push(
+    free === undefined
+      ? { name: 'disk', status: 'warn', detail: `cannot read free space at ${store.root}` }
+      : { name: 'disk', status: free < 5 * 2 ** 30 ? 'warn' : 'ok', detail: `${(free / 2 ** 30).toFixed(1)} GiB free at ${store.root}`, fix: free < 5 * 2 ** 30 ? 'quantizing needs several times the model size: free disk or set BAKE_STORE' : undefined },
+  );
+  try {
+    const { pingEngine } = await import('../image/docker/index.js');
+    const info = await pingEngine();
+    checks.push({ name: 'docker engine', status: 'ok', detail: info });
+  } catch (err) {
+    checks.push({ name: 'docker engine', status: 'warn', detail: (err as Error).message, fix: 'only `bake build` without --output needs it; start dockerd or set DOCKER_HOST' });
+  }
+  const registry = input.opts.registry as string | undefined;
+  if (registry) {
+    try {
+      const res = await fetch(`http://${registry}/v2/`, { signal: AbortSignal.timeout(5000) });
+      checks.push({ name: 'registry', status: res.status === 200 || res.status === 401 ? 'ok' : 'fail', detail: `${registry} answered ${res.status}` });
+    } catch (err) {
+      checks.push({ name: 'registry', status: 'fail', detail: `${registry}: ${(err as Error).message}`, fix: 'start the registry or check the address' });
+    }
+  }
+  const text = checks.map((c) => `${c.status.padEnd(4)} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ''}`).join('\n');
+  if (checks.some((c) => c.status === 'fail')) process.exitCode = 6;
+  return { value: { checks }, text };
+}

@@ -1,0 +1,113 @@
+// One model from lock entry to a packaged folder: fetch -> [convert] -> quantize -> verify -> package.
+// Each arrow is a cached step (see step.ts); the packaged folder is what lands in /app/models/<id>/.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pullModel } from '../hub/pull.js';
+import { localModelDir } from '../lock/local.js';
+import type { LockEntry } from '../lock/types.js';
+import type { ModelSpec, Recipe } from '../recipe/types.js';
+import type { ArtifactFile } from '../store/store.js';
+import { BakeError } from '../util/errors.js';
+import { prettyJson } from '../util/json.js';
+import { enforceGates, type VerifyReport } from '../verify/gates.js';
+import type { PipelineContext } from './context.js';
+import { runStep, type StepDef, type StepResult } from './step.js';
+import { quantizerFor } from './quantizers.js';
+
+export const MANIFEST_NAME = 'manifest.json';
+export const REPORT_NAME = 'verify-report.json';
+
+export interface PreparedModel {
+  id: string;
+  source: StepResult;
+  /** The converted full-precision file the quantized one is verified against (GGUF only). */
+  reference?: StepResult;
+  quantized: StepResult;
+  report?: VerifyReport;
+  packaged: StepResult;
+}
+
+export function fetchDef(model: ModelSpec, entry: LockEntry): StepDef {
+  // Keyed by content only: the same bytes from another repo or commit are the same input.
+  return { step: 'fetch', version: 1, inputs: [], params: { files: entry.files.map((f) => [f.path, f.sha256, f.size]) }, model: model.id };
+}
+
+/** fetch: the locked files, verified, as a store artifact (from the Hub cache or a local folder). */
+export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: ModelSpec, entry: LockEntry): Promise<StepResult> {
+  return runStep(ctx.store, fetchDef(model, entry), ctx.onEvent, async () => {
+    let dir: string;
+    if (entry.source === 'hub') {
+      const { snapshotDir } = await pullModel(entry, ctx.hub, {
+        onEvent: (e) => {
+          if (e.type === 'progress' || e.type === 'done') ctx.onEvent({ type: 'progress', step: 'fetch', model: model.id, label: e.path, bytes: e.bytes ?? 0, total: e.total });
+          if (e.type === 'retry') ctx.onEvent({ type: 'log', step: 'fetch', model: model.id, message: `retrying ${e.path} (attempt ${e.attempt}): ${e.reason}` });
+        },
+      });
+      dir = snapshotDir;
+    } else {
+      dir = localModelDir(model, recipe.file, ctx.root);
+    }
+    const files: ArtifactFile[] = [];
+    for (const f of entry.files) {
+      const { sha256, size } = await ctx.store.putFile(join(dir, f.path), f.sha256);
+      files.push({ path: f.path, sha256, size });
+    }
+    return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
+  }, { force: ctx.force });
+}
+
+/** The whole chain for one model. Gates are enforced even when the report came from the cache. */
+export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: ModelSpec, entry: LockEntry): Promise<PreparedModel> {
+  const source = await fetchModel(ctx, recipe, model, entry);
+  const quantizer = quantizerFor(model.quantize);
+  const { quantized, reference } = await quantizer.quantize(ctx, model, source);
+
+  let report: VerifyReport | undefined;
+  let reportStep: StepResult | undefined;
+  if (quantizer.verify && !model.verify.skip) {
+    const evalText = model.verify.eval ? await readFile(join(recipe.file, '..', model.verify.eval), 'utf8') : undefined;
+    const against = reference ?? source;
+    reportStep = await runStep(
+      ctx.store,
+      { step: 'verify', version: quantizer.verifyVersion, inputs: [against.digest, quantized.digest], params: { verify: model.verify, task: model.task, evalText }, model: model.id },
+      ctx.onEvent,
+      async (scratch) => {
+        const r = await quantizer.verify!(ctx, model, against, quantized, scratch, evalText);
+        const { sha256, size } = await ctx.store.putBytes(prettyJson(r));
+        return ctx.store.putArtifact({ kind: 'verify-report', files: [{ path: REPORT_NAME, sha256, size }], meta: {} });
+      },
+      { force: ctx.force },
+    );
+    report = JSON.parse(await readFile(ctx.store.blobPath(reportStep.artifact.files[0]!.sha256), 'utf8')) as VerifyReport;
+    enforceGates(model.id, report);
+  }
+
+  const packaged = await runStep(
+    ctx.store,
+    { step: 'package', version: 1, inputs: [quantized.digest, ...(reportStep ? [reportStep.digest] : [])], params: { id: model.id, entry: { ...entry, fragment: undefined } }, model: model.id },
+    ctx.onEvent,
+    async () => {
+      const manifest = modelManifest(model, entry, quantized, report);
+      const m = await ctx.store.putBytes(prettyJson(manifest));
+      return ctx.store.putArtifact({ kind: 'model', files: [...quantized.artifact.files, { path: MANIFEST_NAME, ...m }], meta: {} });
+    },
+    { force: ctx.force },
+  );
+  return { id: model.id, source, reference, quantized, report, packaged };
+}
+
+/** /app/models/<id>/manifest.json: what shipped, where it came from, how it was made and checked. */
+export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: StepResult, report: VerifyReport | undefined): Record<string, unknown> {
+  if (quantized.artifact.files.some((f) => f.path === MANIFEST_NAME)) {
+    throw new BakeError(`model ${model.id}: the quantized output already has a ${MANIFEST_NAME}`, 'failure');
+  }
+  return {
+    schema: 'bake.model.v1',
+    id: model.id,
+    task: model.task,
+    source: { type: entry.source, repo: entry.repo, revision: entry.revision, commit: entry.commit, files: entry.files },
+    files: quantized.artifact.files,
+    quantization: { format: model.quantize.format, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
+    verification: report ? { passed: report.passed, metrics: report.metrics, gates: report.gates } : { skipped: true },
+  };
+}

@@ -1,0 +1,101 @@
+// One entry per recipe `quantize.format`: how to quantize a fetched model and how to verify the result.
+// Adding a format means adding an entry here; the chain in model.ts does not change.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec } from '../recipe/types.js';
+import { InputError } from '../util/errors.js';
+import type { VerifyReport } from '../verify/gates.js';
+import type { PipelineContext } from './context.js';
+import { runStep, type StepResult } from './step.js';
+
+export interface Quantizer {
+  version: number;
+  quantize(ctx: PipelineContext, model: ModelSpec, source: StepResult): Promise<{ quantized: StepResult; reference?: StepResult }>;
+  verifyVersion: number;
+  verify?: (ctx: PipelineContext, model: ModelSpec, reference: StepResult, quantized: StepResult, scratch: string, evalText?: string) => Promise<VerifyReport>;
+}
+
+async function materialize(ctx: PipelineContext, r: StepResult, dir: string): Promise<string> {
+  await ctx.store.materialize(r.digest, dir);
+  return dir;
+}
+
+const onnx: Quantizer = {
+  version: 1,
+  async quantize(ctx, model, source) {
+    const spec = model.quantize as OnnxQuantSpec;
+    const quantized = await runStep(ctx.store, { step: 'quantize', version: this.version, inputs: [source.digest], params: { spec, task: model.task }, model: model.id }, ctx.onEvent, async (scratch) => {
+      const { quantizeOnnxModel } = await import('../quant/onnx/index.js');
+      const src = await materialize(ctx, source, join(scratch, 'src'));
+      const out = join(scratch, 'out');
+      await mkdir(out, { recursive: true });
+      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'quantize', model: model.id, message: e.message }) });
+      return ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat });
+    }, { force: ctx.force });
+    return { quantized };
+  },
+  verifyVersion: 1,
+  async verify(ctx, model, reference, quantized, scratch, evalText) {
+    const { verifyOnnxModel } = await import('../verify/onnx/index.js');
+    const a = await materialize(ctx, reference, join(scratch, 'reference'));
+    const b = await materialize(ctx, quantized, join(scratch, 'quantized'));
+    const texts = evalText?.split(/\n+/).map((s) => s.trim()).filter(Boolean);
+    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: texts });
+  },
+};
+
+const gguf: Quantizer = {
+  version: 1,
+  async quantize(ctx, model, source) {
+    const spec = model.quantize as GgufQuantSpec;
+    const sourceType = spec.source_type ?? 'F16';
+    const fileOf = (r: StepResult) => r.artifact.files.find((f) => f.path.endsWith('.gguf'))!;
+    // convert: HF checkpoint -> full-precision GGUF (what convert_hf_to_gguf.py gives), the verify reference.
+    const reference = await runStep(ctx.store, { step: 'convert', version: this.version, inputs: [source.digest], params: { type: sourceType }, model: model.id }, ctx.onEvent, async (scratch) => {
+      const { convertHfToGguf } = await import('../quant/gguf/index.js');
+      const src = await materialize(ctx, source, join(scratch, 'src'));
+      const out = join(scratch, 'out');
+      await mkdir(out, { recursive: true });
+      await convertHfToGguf(src, join(out, `${model.id}-${sourceType}.gguf`), { type: sourceType, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
+      return ctx.store.putTree(out, 'gguf-reference', {});
+    }, { force: ctx.force });
+    if (spec.type === sourceType) return { quantized: reference, reference };
+    // quantize: the reference GGUF -> the recipe's type, as llama-quantize does it.
+    const quantized = await runStep(ctx.store, { step: 'quantize', version: this.version, inputs: [reference.digest], params: { type: spec.type }, model: model.id }, ctx.onEvent, async (scratch) => {
+      const { requantizeGguf } = await import('../quant/gguf/index.js');
+      const out = join(scratch, 'out');
+      await mkdir(out, { recursive: true });
+      const r = await requantizeGguf(ctx.store.blobPath(fileOf(reference).sha256), join(out, `${model.id}-${spec.type}.gguf`), { type: spec.type });
+      return ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts } });
+    }, { force: ctx.force });
+    return { quantized, reference };
+  },
+  verifyVersion: 1,
+  async verify(ctx, model, reference, quantized, _scratch, evalText) {
+    const { verifyGguf } = await import('../verify/llama/index.js');
+    const ref = reference.artifact.files.find((f) => f.path.endsWith('.gguf'))!;
+    const q = quantized.artifact.files.find((f) => f.path.endsWith('.gguf'))!;
+    return verifyGguf(model.id, ctx.store.blobPath(ref.sha256), ctx.store.blobPath(q.sha256), model.verify, { evalText });
+  },
+};
+
+const none: Quantizer = {
+  version: 1,
+  async quantize(_ctx, _model, source) {
+    return { quantized: source };
+  },
+  verifyVersion: 1,
+};
+
+const QUANTIZERS: Record<QuantSpec['format'], Quantizer> = {
+  'onnx-int8': onnx,
+  'onnx-fp16': onnx,
+  gguf,
+  none,
+};
+
+export function quantizerFor(spec: QuantSpec): Quantizer {
+  const q = QUANTIZERS[spec.format];
+  if (!q) throw new InputError(`unknown quantize.format ${JSON.stringify(spec.format)}`, { field: 'quantize.format', expected: Object.keys(QUANTIZERS).join(', ') });
+  return q;
+}
