@@ -28,7 +28,7 @@ export async function recipeSchema(): Promise<Record<string, unknown>> {
 
 async function getValidator(): Promise<ReturnType<Ajv['compile']>> {
   if (!validator) {
-    const ajv = new Ajv({ allErrors: true, discriminator: true, strict: false });
+    const ajv = new Ajv({ allErrors: true, discriminator: true, strict: false, verbose: true });
     validator = ajv.compile(await recipeSchema());
   }
   return validator;

@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseRecipe } from '../../src/recipe/load.js';
+import { InputError } from '../../src/util/errors.js';
+
+const good = `# yaml-language-server: $schema=../schema/recipe.schema.json
+image:
+  name: registry.example.com/ml/rag-service
+  version: 1.4.0
+models:
+  - id: e5
+    repo: intfloat/e5-base-v2
+    revision: main
+    files: ["*.json", "onnx/model.onnx"]
+    task: feature-extraction
+    quantize:
+      format: onnx-int8
+      per_channel: true
+    verify:
+      min_cosine: 0.99
+  - id: chat
+    repo: org/chat
+    quantize: { format: gguf, type: Q4_K_M }
+    targets: [llamacpp]
+targets:
+  cpu: {}
+  llamacpp:
+    base: local/llama-server:latest
+`;
+
+async function failure(text: string): Promise<InputError> {
+  try {
+    await parseRecipe(text, '/proj/recipes/bad.yaml');
+  } catch (err) {
+    assert.ok(err instanceof InputError, `expected InputError, got ${err}`);
+    return err;
+  }
+  assert.fail('recipe was accepted');
+}
+
+test('a valid recipe loads with defaults filled in', async () => {
+  const r = await parseRecipe(good, '/proj/recipes/rag-service.yaml');
+  assert.equal(r.name, 'rag-service');
+  assert.equal(r.models.length, 2);
+  assert.equal(r.models[1]!.revision, 'main');
+  assert.deepEqual(r.models[1]!.files, ['*']);
+  assert.deepEqual(r.models[0]!.allow_pickle, []);
+  assert.deepEqual(r.targets.map((t) => t.name), ['llamacpp', 'cpu']);
+  assert.equal(r.targets.find((t) => t.name === 'llamacpp')!.base, 'local/llama-server:latest');
+  assert.ok(r.targets.find((t) => t.name === 'cpu')!.base.length > 0);
+  assert.deepEqual(r.image.tags, ['{version}-{target}', '{version}', 'models-{models}-{target}']);
+});
+
+test('an unknown key names file, line, column, field and the allowed keys', async () => {
+  const e = await failure(good.replace('      per_channel: true', '      per_chanel: true'));
+  assert.equal(e.file, '/proj/recipes/bad.yaml');
+  assert.equal(e.line, 13);
+  assert.equal(e.column, 7);
+  assert.equal(e.field, 'models[0].quantize.per_chanel');
+  assert.match(e.message, /unknown key "per_chanel"/);
+  assert.match(e.message, /per_channel/);
+});
+
+test('an unknown target is refused with the allowed names', async () => {
+  const e = await failure(good.replace('  cpu: {}', '  tpu: {}'));
+  assert.equal(e.field, 'targets.tpu');
+  assert.equal(e.line, 21);
+  assert.match(e.message, /cuda, llamacpp, cpu/);
+});
+
+test('a bad enum value names the allowed values', async () => {
+  const e = await failure(good.replace('type: Q4_K_M', 'type: Q3_X'));
+  assert.equal(e.field, 'models[1].quantize.type');
+  assert.equal(e.line, 18);
+  assert.match(e.message, /"Q4_K_M"/);
+});
+
+test('an unknown quantize format is refused', async () => {
+  const e = await failure(good.replace('format: onnx-int8', 'format: awq9'));
+  assert.match(e.message, /unknown format "awq9"/);
+  assert.equal(e.line, 12);
+});
+
+test('repo and path are exclusive; ids are unique; YAML syntax errors have positions', async () => {
+  let e = await failure(good.replace('    repo: org/chat\n', ''));
+  assert.match(e.message, /exactly one of "repo".*"path"/);
+  assert.equal(e.line, 16);
+  e = await failure(good.replace('id: chat', 'id: e5'));
+  assert.match(e.message, /already used/);
+  e = await failure(good.replace('  version: 1.4.0', '  version: [1.4.0'));
+  assert.ok(e.line! >= 4);
+  assert.match(e.message, /invalid YAML/);
+});
+
+test('a missing required key and a wrong type are reported', async () => {
+  let e = await failure(good.replace(/image:\n  name: .*\n/, 'image:\n'));
+  assert.match(e.message, /missing required key "name"/);
+  assert.equal(e.field, 'image');
+  e = await failure(good.replace('min_cosine: 0.99', 'min_cosine: high'));
+  assert.equal(e.field, 'models[0].verify.min_cosine');
+  assert.match(e.message, /must be number/);
+});
+
+test('a model naming an undeclared target is refused', async () => {
+  const e = await failure(good.replace('targets: [llamacpp]', 'targets: [cuda]'));
+  assert.match(e.message, /target "cuda" is not declared/);
+});
