@@ -1,0 +1,94 @@
+// Where the Hub is, who we are to it and where its files are cached, read from the same environment
+// variables huggingface_hub (Python) reads, so both tools share one cache and one configuration.
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { InputError } from '../util/errors.js';
+
+export interface HubConfig {
+  /** Hub base URL without a trailing slash (HF_ENDPOINT). */
+  endpoint: string;
+  /** Access token (HF_TOKEN). Sent only to `endpoint`'s origin; never written anywhere. */
+  token?: string;
+  /** The Hugging Face hub cache folder (holds `models--org--name/`). */
+  cacheDir: string;
+  /** HF_HUB_OFFLINE=1: no network at all; everything comes from `cacheDir`. */
+  offline: boolean;
+  /** Files downloaded at the same time. */
+  concurrency: number;
+  /** Attempts after the first for one request (429, 5xx, cut connections); reset when bytes arrive. */
+  retries: number;
+  /** fetch to use (tests, proxies); default: the global fetch. */
+  fetch?: typeof fetch;
+  /** Milliseconds without a byte (or without response headers) before a request counts as cut. */
+  timeoutMs?: number;
+  /** First backoff delay in milliseconds; doubles per attempt, capped at 10 s. */
+  retryBaseMs?: number;
+}
+
+const TRUE_WORDS = new Set(['1', 'on', 'yes', 'true']);
+
+/** Hub tokens are `hf_` plus letters and digits; anything else is a copy/paste accident. */
+const TOKEN_SHAPE = /^hf_[A-Za-z0-9]{8,}$/;
+
+export function hubConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<HubConfig> = {}): HubConfig {
+  const endpoint = normalizeEndpoint(overrides.endpoint ?? (env.HF_ENDPOINT || 'https://huggingface.co'));
+  const token = overrides.token ?? (env.HF_TOKEN?.trim() || undefined);
+  if (token !== undefined && !TOKEN_SHAPE.test(token)) {
+    // Never echo the value: it may be a real secret pasted into the wrong variable.
+    throw new InputError(`HF_TOKEN does not look like a Hugging Face access token (${token.length} characters)`, {
+      field: 'HF_TOKEN',
+      expected: '`hf_` followed by letters and digits, e.g. from https://huggingface.co/settings/tokens',
+      hint: 'set HF_TOKEN to a token created on the Hub, or unset it for public repos',
+    });
+  }
+  const cacheDir = resolve(overrides.cacheDir ?? defaultCacheDir(env));
+  const offline = overrides.offline ?? TRUE_WORDS.has((env.HF_HUB_OFFLINE ?? '').trim().toLowerCase());
+  const concurrency = overrides.concurrency ?? 4;
+  const retries = overrides.retries ?? 5;
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new InputError(`hub concurrency must be a positive integer, got ${concurrency}`, { field: 'concurrency' });
+  }
+  if (!Number.isInteger(retries) || retries < 0) {
+    throw new InputError(`hub retries must be a non-negative integer, got ${retries}`, { field: 'retries' });
+  }
+  const cfg: HubConfig = { endpoint, cacheDir, offline, concurrency, retries };
+  if (token !== undefined) cfg.token = token;
+  if (overrides.fetch) cfg.fetch = overrides.fetch;
+  if (overrides.timeoutMs !== undefined) cfg.timeoutMs = overrides.timeoutMs;
+  if (overrides.retryBaseMs !== undefined) cfg.retryBaseMs = overrides.retryBaseMs;
+  return cfg;
+}
+
+/** Same order as huggingface_hub: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub. */
+function defaultCacheDir(env: NodeJS.ProcessEnv): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
+  if (env.HF_HOME) return join(env.HF_HOME, 'hub');
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface', 'hub');
+}
+
+function normalizeEndpoint(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new InputError(`HF_ENDPOINT is not a URL: ${JSON.stringify(raw)}`, {
+      field: 'HF_ENDPOINT',
+      expected: 'an http(s) URL such as https://huggingface.co',
+    });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new InputError(`HF_ENDPOINT must be http or https, got ${url.protocol}`, { field: 'HF_ENDPOINT', expected: 'an http(s) URL' });
+  }
+  if (url.username || url.password) {
+    throw new InputError('HF_ENDPOINT must not carry credentials; use HF_TOKEN', { field: 'HF_ENDPOINT' });
+  }
+  return url.toString().replace(/\/+$/, '');
+}
+
+/** Replaces the configured token, and anything shaped like a Hub token, so messages can be shown or logged. */
+export function redactToken(text: string, cfg: HubConfig): string {
+  let out = text;
+  if (cfg.token) out = out.split(cfg.token).join('hf_***');
+  return out.replace(/hf_[A-Za-z0-9]{8,}/g, 'hf_***');
+}

@@ -1,0 +1,226 @@
+// HTTP to the Hub: the token only ever goes to the Hub's own origin (redirects are followed by hand so
+// a CDN never sees it), transient failures are retried with backoff, and refusals become errors that
+// say what was refused and what to do about it.
+import { NetworkError } from '../util/errors.js';
+import { redactToken, type HubConfig } from './config.js';
+
+/** What a request was about, so an error can say "revision X not found in Y" rather than "404". */
+export interface HubRequestContext {
+  repo: string;
+  revision?: string;
+  path?: string;
+}
+
+const MAX_REDIRECTS = 10;
+
+/** Statuses worth another attempt: rate limits and server trouble. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** Delay before attempt `attempt` (1-based), honouring Retry-After when the server sent one. */
+export function backoffMs(cfg: HubConfig, attempt: number, retryAfter?: string | null): number {
+  const fromHeader = parseRetryAfter(retryAfter);
+  if (fromHeader !== undefined) return Math.min(fromHeader, 60_000);
+  const base = cfg.retryBaseMs ?? 500;
+  const exp = Math.min(base * 2 ** (attempt - 1), 10_000);
+  return Math.round(exp / 2 + Math.random() * (exp / 2)); // jitter: parallel downloads do not retry in step
+}
+
+function parseRetryAfter(value: string | null | undefined): number | undefined {
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const when = Date.parse(value);
+  return Number.isNaN(when) ? undefined : Math.max(0, when - Date.now());
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }
+    function onAbort(): void {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function sameOrigin(a: string, b: string): boolean {
+  return new URL(a).origin === new URL(b).origin;
+}
+
+/**
+ * One request with redirects followed by hand: Authorization is sent to the Hub's origin only, so a
+ * redirect to a CDN (or anywhere else) never carries the token. Returns the final response and URL.
+ */
+export async function fetchFollowing(
+  cfg: HubConfig,
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string; signal?: AbortSignal },
+): Promise<{ response: Response; url: string; crossOrigin: boolean }> {
+  const doFetch = cfg.fetch ?? fetch;
+  let current = url;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const crossOrigin = !sameOrigin(current, cfg.endpoint);
+    const headers: Record<string, string> = { 'user-agent': 'bake (+@huggingface/hub)', ...init.headers };
+    if (cfg.token && !crossOrigin) headers.authorization = `Bearer ${cfg.token}`;
+    const response = await doFetch(current, {
+      method: init.method ?? 'GET',
+      headers,
+      body: init.body,
+      signal: init.signal,
+      redirect: 'manual',
+    });
+    const location = response.headers.get('location');
+    if (response.status >= 300 && response.status < 400 && location) {
+      await response.body?.cancel().catch(() => {});
+      current = new URL(location, current).toString();
+      continue;
+    }
+    return { response, url: current, crossOrigin };
+  }
+  throw new NetworkError(`too many redirects from ${url}`, { url });
+}
+
+/**
+ * Turns a refusal into an error naming what was refused. The Hub says why in X-Error-Code
+ * (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and answers 401 for repos it will not
+ * admit exist to an anonymous caller, so a 401 is "missing or private".
+ */
+export function refusalError(cfg: HubConfig, response: Response, url: string, ctx: HubRequestContext, body = ''): NetworkError {
+  const status = response.status;
+  const code = response.headers.get('x-error-code') ?? '';
+  const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).trim(), cfg);
+  const page = `${cfg.endpoint}/${ctx.repo}`;
+  const at = ctx.revision ? `@${ctx.revision}` : '';
+  const tokenState = cfg.token ? 'the token in HF_TOKEN was sent' : 'no HF_TOKEN is set';
+  const opts = (field: string, hint: string, expected?: string) => ({ status, url: redactToken(url, cfg), field, hint, expected });
+  const detail = serverMessage ? ` (server said: ${serverMessage})` : '';
+
+  if (code === 'GatedRepo' || (status === 403 && /gated/i.test(serverMessage))) {
+    return new NetworkError(`${ctx.repo} is a gated repo and access was refused (HTTP ${status}; ${tokenState})${detail}`, opts(
+      'repo',
+      cfg.token
+        ? `accept the model's terms at ${page} with the account that owns HF_TOKEN, then run again`
+        : `accept the model's terms at ${page}, create a read token at ${cfg.endpoint}/settings/tokens and set HF_TOKEN`,
+    ));
+  }
+  if (code === 'RevisionNotFound') {
+    return new NetworkError(`revision ${JSON.stringify(ctx.revision)} not found in ${ctx.repo} (HTTP ${status})${detail}`, opts(
+      'revision',
+      `use a branch, tag or commit sha that exists; see ${page}/tree/main`,
+      'an existing branch, tag or 40-digit commit sha',
+    ));
+  }
+  if (code === 'EntryNotFound') {
+    return new NetworkError(`file ${JSON.stringify(ctx.path)} not found in ${ctx.repo}${at} (HTTP ${status})${detail}`, opts(
+      'files',
+      `check the file list at ${page}/tree/${ctx.revision ?? 'main'}; if the repo changed, run \`bake lock --update\``,
+    ));
+  }
+  if (code === 'RepoNotFound' || (status === 404 && !ctx.path)) {
+    return new NetworkError(`repository ${ctx.repo} not found at ${cfg.endpoint} (HTTP ${status}; ${tokenState})${detail}`, opts(
+      'repo',
+      cfg.token
+        ? 'check the repo id; if it is private, make sure the HF_TOKEN account can read it'
+        : 'check the repo id; if it is private, set HF_TOKEN to a token that can read it',
+    ));
+  }
+  if (status === 401 || status === 403) {
+    return new NetworkError(`access to ${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''} refused (HTTP ${status}; ${tokenState}): the repo is private or gated${detail}`, opts(
+      'repo',
+      cfg.token
+        ? `the HF_TOKEN account has no access: request it at ${page}, or use a token with read access`
+        : `set HF_TOKEN to a read token from ${cfg.endpoint}/settings/tokens (and accept the terms at ${page} if gated)`,
+    ));
+  }
+  if (status === 404) {
+    return new NetworkError(`file ${JSON.stringify(ctx.path)} not found in ${ctx.repo}${at} (HTTP 404)${detail}`, opts(
+      'files',
+      `check the file list at ${page}/tree/${ctx.revision ?? 'main'}`,
+    ));
+  }
+  if (status === 429) {
+    return new NetworkError(`the Hub kept rate-limiting requests for ${ctx.repo} (HTTP 429) after ${cfg.retries} retries${detail}`, opts(
+      'repo',
+      'wait a few minutes, or set HF_TOKEN (authenticated requests get higher limits)',
+    ));
+  }
+  return new NetworkError(`request for ${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''} failed with HTTP ${status}${detail}`, opts(
+    'repo',
+    status >= 500 ? `the Hub at ${cfg.endpoint} is having trouble; try again later` : 'check HF_ENDPOINT and the repo id',
+  ));
+}
+
+/** A network-level failure (refused, reset, timed out) after all retries, as a NetworkError. */
+export function unreachableError(cfg: HubConfig, url: string, ctx: HubRequestContext, cause: unknown): NetworkError {
+  const reason = describeCause(cause);
+  return new NetworkError(`could not reach ${cfg.endpoint} for ${ctx.repo}${ctx.path ? ` file ${ctx.path}` : ''}: ${reason}`, {
+    url: redactToken(url, cfg),
+    field: 'repo',
+    hint: 'check the network and HF_ENDPOINT; to work from the local cache only, set HF_HUB_OFFLINE=1',
+    cause,
+  });
+}
+
+export function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const inner = (cause as Error & { cause?: unknown }).cause;
+    const code = inner && typeof inner === 'object' && 'code' in inner ? String((inner as { code: unknown }).code) : '';
+    const innerMsg = inner instanceof Error ? inner.message : '';
+    return [cause.message, code, innerMsg].filter(Boolean).join(': ');
+  }
+  return String(cause);
+}
+
+/**
+ * A fetch for @huggingface/hub's API calls: our redirect and token rules, retries with backoff for
+ * 429/5xx/network errors, and refusals thrown as NetworkErrors before the library turns them into
+ * a bare HubApiError (which drops X-Error-Code and Retry-After).
+ */
+export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortSignal): typeof fetch {
+  return (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.toString() : input.url;
+    const headers: Record<string, string> = {};
+    new Headers(init?.headers).forEach((v, k) => {
+      if (k !== 'authorization') headers[k] = v; // we add it ourselves, only for the Hub's origin
+    });
+    const body = typeof init?.body === 'string' ? init.body : undefined;
+    for (let attempt = 0; ; attempt++) {
+      let result: Awaited<ReturnType<typeof fetchFollowing>>;
+      try {
+        result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal });
+      } catch (err) {
+        if (signal?.aborted || err instanceof NetworkError) throw err;
+        if (attempt >= cfg.retries) throw unreachableError(cfg, url, ctx, err);
+        await sleep(backoffMs(cfg, attempt + 1), signal);
+        continue;
+      }
+      const { response } = result;
+      if (response.ok) return response;
+      if (isRetryableStatus(response.status) && attempt < cfg.retries) {
+        await response.body?.cancel().catch(() => {});
+        await sleep(backoffMs(cfg, attempt + 1, response.headers.get('retry-after')), signal);
+        continue;
+      }
+      const text = await response.text().catch(() => '');
+      throw refusalError(cfg, response, result.url, ctx, errorText(text));
+    }
+  }) as typeof fetch;
+}
+
+/** The message inside a Hub JSON error body, or the start of a text one. */
+function errorText(body: string): string {
+  try {
+    const json = JSON.parse(body) as { error?: unknown; message?: unknown };
+    const msg = json.error ?? json.message;
+    return typeof msg === 'string' ? msg : '';
+  } catch {
+    return body.slice(0, 200);
+  }
+}

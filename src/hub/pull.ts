@@ -1,0 +1,157 @@
+// `bake pull` for one model: every file of its lock entry into the Hugging Face cache, verified.
+import { rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import PQueue from 'p-queue';
+import { sha256File } from '../util/digest.js';
+import { InputError, NetworkError } from '../util/errors.js';
+import type { LockEntry, LockedFile } from '../lock/types.js';
+import type { HubConfig } from './config.js';
+import { blobPath, checkRepoId, isCommitSha, linkSnapshot, repoFolder, snapshotEntryFile, snapshotPath, writeRef } from './cache.js';
+import { downloadVerified } from './download.js';
+import { checkRepoPath, resolveUrl } from './files.js';
+
+export { snapshotPath } from './cache.js';
+
+export type PullEvent = {
+  type: 'start' | 'progress' | 'done' | 'retry' | 'cached';
+  path: string;
+  bytes?: number;
+  total?: number;
+  attempt?: number;
+  reason?: string;
+};
+
+export interface PullOptions {
+  onEvent?: (e: PullEvent) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Brings every file of `entry` into `snapshots/<commit>/` of the cache. Files whose verified blob is
+ * already there are not downloaded again; a snapshot link is made only once its blob is verified;
+ * `refs/<revision>` is written when the revision is a branch or tag.
+ */
+export async function pullModel(entry: LockEntry, cfg: HubConfig, opts: PullOptions = {}): Promise<{ snapshotDir: string; downloadedBytes: number }> {
+  checkEntry(entry);
+  const snapshotDir = snapshotPath(cfg, entry.repo, entry.commit);
+  const emit = opts.onEvent ?? (() => {});
+  // One failure stops the others: no point filling the disk for a pull that already failed.
+  const stop = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+  const queue = new PQueue({ concurrency: cfg.concurrency });
+  let downloadedBytes = 0;
+  let firstError: unknown;
+
+  // Two paths with the same content share one blob: fetch it once, link it twice.
+  const byBlob = new Map<string, LockedFile[]>();
+  for (const file of entry.files) {
+    const key = `${file.lfs ? 'lfs' : 'git'}:${file.sha256}`;
+    byBlob.set(key, [...(byBlob.get(key) ?? []), file]);
+  }
+
+  for (const files of byBlob.values()) {
+    void queue.add(async () => {
+      if (signal.aborted) return;
+      try {
+        downloadedBytes += await pullBlob(entry, files, cfg, emit, signal);
+      } catch (err) {
+        if (firstError === undefined) firstError = err;
+        stop.abort(err);
+      }
+    });
+  }
+  await queue.onIdle();
+  if (firstError !== undefined) throw opts.signal?.aborted ? (opts.signal.reason ?? firstError) : firstError;
+  await writeRef(cfg, entry.repo, entry.revision, entry.commit);
+  return { snapshotDir, downloadedBytes };
+}
+
+/** Pulls one content blob and links every path that has it. Returns the bytes downloaded. */
+async function pullBlob(entry: LockEntry, files: LockedFile[], cfg: HubConfig, emit: (e: PullEvent) => void, signal: AbortSignal): Promise<number> {
+  const first = files[0]!;
+  const cached = await findVerifiedCopy(entry, first, cfg);
+  if (cached) {
+    for (const f of files) {
+      await linkSnapshot(cfg, entry.repo, entry.commit, f.path, cached);
+      emit({ type: 'cached', path: f.path, bytes: f.size, total: f.size });
+    }
+    return 0;
+  }
+  if (cfg.offline) {
+    throw new NetworkError(
+      `offline mode (HF_HUB_OFFLINE=1): ${first.path} of ${entry.repo}@${entry.commit.slice(0, 12)} (sha256 ${first.sha256}) is not in the cache at ${repoFolder(cfg, entry.repo)}`,
+      { field: 'HF_HUB_OFFLINE', hint: 'run `bake pull` once with network access (unset HF_HUB_OFFLINE), or copy the Hugging Face cache from a machine that has it' },
+    );
+  }
+  emit({ type: 'start', path: first.path, bytes: 0, total: first.size });
+  // LFS blobs are named by sha256 from the start; others by git sha1, which is known after the download.
+  const incomplete = `${blobPath(cfg, entry.repo, first.sha256)}.incomplete`;
+  const staging = first.lfs ? blobPath(cfg, entry.repo, first.sha256) : `${incomplete}.verified`;
+  const result = await downloadVerified(
+    cfg,
+    resolveUrl(cfg, entry.repo, entry.commit, first.path),
+    incomplete,
+    staging,
+    { size: first.size, sha256: first.sha256 },
+    { repo: entry.repo, revision: entry.commit, path: first.path },
+    {
+      signal,
+      onProgress: (p) => emit({ path: first.path, ...p }),
+    },
+  );
+  let blobName = first.sha256;
+  if (!first.lfs) {
+    blobName = result.gitSha1;
+    await rename(staging, blobPath(cfg, entry.repo, blobName));
+  }
+  for (const f of files) await linkSnapshot(cfg, entry.repo, entry.commit, f.path, blobName);
+  emit({ type: 'done', path: first.path, bytes: first.size, total: first.size });
+  for (const f of files.slice(1)) emit({ type: 'cached', path: f.path, bytes: f.size, total: f.size });
+  return result.downloadedBytes;
+}
+
+/**
+ * A blob already in the cache with the locked size and sha256 (re-hashed: the cache is shared with
+ * other tools and may hold anything). Returns its blob name, or undefined.
+ */
+async function findVerifiedCopy(entry: LockEntry, file: LockedFile, cfg: HubConfig): Promise<string | undefined> {
+  const candidates: string[] = [];
+  if (file.lfs) candidates.push(blobPath(cfg, entry.repo, file.sha256));
+  const linked = await snapshotEntryFile(cfg, entry.repo, entry.commit, file.path);
+  if (linked) candidates.push(linked);
+  for (const candidate of candidates) {
+    const st = await stat(candidate).catch(() => undefined);
+    if (!st?.isFile() || st.size !== file.size) continue;
+    const { sha256 } = await sha256File(candidate);
+    if (sha256 !== file.sha256) {
+      // A corrupt blob under the name of its expected content would poison every later pull.
+      if (file.lfs && candidate === blobPath(cfg, entry.repo, file.sha256)) await rm(candidate, { force: true });
+      continue;
+    }
+    // A snapshot entry that is a plain file (a copy, not a link to a blob) cannot be linked to.
+    const name = basename(candidate);
+    if (basename(dirname(candidate)) === 'blobs' && /^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(name)) return name;
+  }
+  return undefined;
+}
+
+function checkEntry(entry: LockEntry): void {
+  if (entry.source !== 'hub') {
+    throw new InputError(`pullModel takes hub entries, got source ${JSON.stringify(entry.source)} for ${entry.repo}`, { field: 'source' });
+  }
+  checkRepoId(entry.repo);
+  if (!isCommitSha(entry.commit)) {
+    throw new InputError(`lock entry for ${entry.repo} has commit ${JSON.stringify(entry.commit)}`, {
+      field: 'commit',
+      expected: '40 lowercase hex digits',
+      hint: 'run `bake lock --update` to pin the model again',
+    });
+  }
+  for (const f of entry.files) {
+    const problem = checkRepoPath(f.path);
+    if (problem) throw new InputError(`lock entry for ${entry.repo} names an unsafe file ${JSON.stringify(f.path)}: ${problem}`, { field: 'files' });
+    if (!/^[0-9a-f]{64}$/.test(f.sha256) || !Number.isSafeInteger(f.size) || f.size < 0) {
+      throw new InputError(`lock entry for ${entry.repo} file ${f.path} needs a sha256 (64 hex digits) and a size`, { field: 'files', hint: 'run `bake lock --update`' });
+    }
+  }
+}
