@@ -1,7 +1,7 @@
 // Models from a local folder (`path:` in a recipe): locked by the sha256 of every selected file, so a
 // local model is pinned exactly like a Hub one. `npm:<package>/<dir>` names a folder inside an
 // installed npm package (models that ship in dependencies).
-import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { digestOf, sha256File } from '../util/digest.js';
@@ -25,14 +25,13 @@ export function localModelDir(model: ModelSpec, recipeFile: string, projectRoot 
     const parts = spec.split('/');
     const pkgName = spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!;
     const sub = parts.slice(spec.startsWith('@') ? 2 : 1).join('/');
-    const require = createRequire(join(projectRoot, 'package.json'));
-    let pkgJson: string;
-    try {
-      pkgJson = require.resolve(`${pkgName}/package.json`);
-    } catch {
-      throw new InputError(`model ${model.id}: npm package ${pkgName} is not installed`, { field: `models.${model.id}.path`, hint: 'run `npm ci` (or `npm install ' + pkgName + '`)' });
+    // Walk up node_modules folders as Node does; packages with an `exports` map may hide package.json.
+    for (let d = resolve(projectRoot); ; d = dirname(d)) {
+      const candidate = join(d, 'node_modules', pkgName);
+      if (existsSync(join(candidate, 'package.json'))) return join(candidate, sub);
+      if (dirname(d) === d) break;
     }
-    return join(dirname(pkgJson), sub);
+    throw new InputError(`model ${model.id}: npm package ${pkgName} is not installed`, { field: `models.${model.id}.path`, hint: `run \`npm ci\` (or \`npm install ${pkgName}\`)` });
   }
   return resolve(dirname(recipeFile), p);
 }

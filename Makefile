@@ -1,0 +1,47 @@
+# bake's two entry points on a fresh Debian machine (Node 20 + npm):
+#   make demo   the main job on the embedded default: no Hub, no Docker engine
+#   make test   every test, with the real Docker engine, registry and llama.cpp it needs
+SHELL := /bin/bash
+BAKE := node bin/bake.js
+export SOURCE_DATE_EPOCH ?= 1700000000
+
+.PHONY: deps build demo test test-unit tools bench typecheck clean
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+
+deps: node_modules/.package-lock.json
+
+build: deps
+	npx tsc -p tsconfig.json
+
+typecheck: deps
+	npx tsc -p tsconfig.json --noEmit
+
+# Locks (frozen: models.lock is committed), quantizes, verifies and bakes recipes/demo.yaml into an
+# OCI image layout at out/demo. The second run is all cache hits.
+demo: deps
+	$(BAKE) lock demo --check
+	$(BAKE) verify demo
+	$(BAKE) build demo --output oci:out/demo
+	@echo "OCI layout written to out/demo (index.json names the tags)"
+
+# llama.cpp's own tools (oracle for the GGUF tests, llama-server for the llamacpp base image),
+# built once from the source node-llama-cpp ships and cached outside the repo.
+tools: deps
+	scripts/llama-tools.sh
+
+# Every test: installs what is missing (apt: docker.io, docker-registry, skopeo, debootstrap),
+# starts a private dockerd and registry, runs the suites, stops what it started.
+test: deps tools
+	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 test/*/*.test.ts
+
+# Tests that need neither Docker nor llama.cpp's tools.
+test-unit: deps
+	node --import tsx --test --test-concurrency=1 test/recipe/*.test.ts test/lock/*.test.ts test/store/*.test.ts test/cli/*.test.ts
+
+bench: deps tools
+	for b in bench/*.ts; do node --import tsx "$$b" || exit 1; done
+
+clean:
+	rm -rf dist out

@@ -1,0 +1,60 @@
+// The CLI as a user runs it: a child process, its exit code, stdout and stderr.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const bin = join(root, 'bin', 'bake.js');
+
+export function bake(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, [bin, ...args], { cwd: opts.cwd ?? root, env: { ...process.env, ...opts.env }, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('--help lists the commands, examples and exit codes', async () => {
+  const r = await bake(['--help']);
+  assert.equal(r.code, 0);
+  for (const c of ['lock', 'pull', 'quantize', 'verify', 'build', 'push', 'plan', 'doctor', 'inspect']) assert.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
+  assert.match(r.stdout, /Exit codes:/);
+  assert.match(r.stdout, /bake build demo --output oci:out\/demo/);
+});
+
+test('a broken recipe prints file:line:col and the field, exit 2; --json gives the same as data', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bake-cli-'));
+  await mkdir(join(dir, 'recipes'));
+  await writeFile(join(dir, 'recipes', 'bad.yaml'), 'image: { name: a/b }\nmodels:\n  - id: m\n    repo: a/b\n    quantize: { format: gguf, type: Q4_K_M, bits: 4 }\ntargets: { cpu: {} }\n');
+  const r = await bake(['-C', dir, 'inspect', 'bad'], { cwd: dir });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /recipes\/bad\.yaml:5:45: models\[0\]\.quantize\.bits: unknown key "bits"/);
+  assert.match(r.stderr, /expected: one of: format, type, source_type/);
+  const j = await bake(['--json', '-C', dir, 'inspect', 'bad'], { cwd: dir });
+  assert.equal(j.code, 2);
+  const e = JSON.parse(j.stdout);
+  assert.equal(e.field, 'models[0].quantize.bits');
+  assert.equal(e.line, 5);
+  assert.equal(e.exit, 2);
+});
+
+test('a missing recipe and an unknown target are clear errors', async () => {
+  let r = await bake(['inspect', 'no-such-recipe']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /recipe not found: .*recipes\/no-such-recipe\.yaml/);
+  r = await bake(['build', 'demo', '--target', 'tpu', '--output', 'oci:/tmp/x']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--target tpu: unknown target/);
+  r = await bake(['build', 'demo', '--target', 'cuda', '--output', 'oci:/tmp/x']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /declares no such target/);
+});
+
+test('models.lock is current for every committed recipe (lock --check)', async () => {
+  const r = await bake(['lock', 'demo', '--check']);
+  assert.equal(r.code, 0, r.stderr);
+});
