@@ -1,0 +1,77 @@
+// Hugging Face checkpoint folder -> ModelSource for GGUF: picks the architecture from config.json, maps
+// tensor names, applies the architecture's transforms, and gathers hyper-parameter and tokenizer metadata.
+// Tensors are read one at a time when the writer asks for them.
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import type { GgufKv } from '../formats/gguf/index.js';
+import { openCheckpoint, readTensorF32, type SafetensorsTensor } from '../formats/safetensors/index.js';
+import { InputError } from '../util/errors.js';
+import { architectureFor } from './architectures/index.js';
+import type { ModelSource, SourceTensor } from './source.js';
+import { tokenizerKvs } from './tokenizer/index.js';
+
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
+
+export async function hfModelSource(srcDir: string): Promise<ModelSource> {
+  const configFile = join(srcDir, 'config.json');
+  let config: Record<string, unknown>;
+  try {
+    const parsed = JSON.parse(await readFile(configFile, 'utf8')) as unknown;
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+    config = parsed as Record<string, unknown>;
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new InputError(`${configFile}: ${missing ? 'missing' : (err as Error).message}`, {
+      file: configFile, expected: 'a Hugging Face config.json', hint: missing ? 'point at a Hugging Face model folder' : undefined,
+    });
+  }
+  const arch = architectureFor(config, configFile);
+  const shape = arch.shape(config, configFile);
+  const checkpoint = await openCheckpoint(srcDir);
+  const tokenizer = await tokenizerKvs(srcDir, config);
+
+  const tensors: SourceTensor[] = [];
+  for (const [hfName, t] of checkpoint.tensors) {
+    const name = arch.tensorName(hfName);
+    if (name === null) continue;
+    if (name === undefined) {
+      throw new InputError(`${t.file}: tensor ${hfName} has no GGUF name for architecture ${arch.ggufArch}`, {
+        file: t.file, field: hfName, hint: 'the checkpoint has layers this converter does not know; it may be a different architecture than config.json says',
+      });
+    }
+    if (!FLOAT_DTYPES.has(t.dtype)) {
+      throw new InputError(`${t.file}: tensor ${hfName} is ${t.dtype}`, { file: t.file, field: hfName, expected: 'F32, F16 or BF16 weights (quantized checkpoints are not converted)' });
+    }
+    tensors.push(hfTensor(name, t, arch.transform ? (d) => arch.transform!(name, d, t.shape, shape) : undefined));
+  }
+  if (!tensors.some((t) => t.name === 'token_embd.weight')) {
+    throw new InputError(`${srcDir}: no model.embed_tokens.weight in the checkpoint`, { file: srcDir, expected: 'a complete decoder checkpoint' });
+  }
+
+  const name = typeof config._name_or_path === 'string' && config._name_or_path ? basename(config._name_or_path) : basename(resolve(srcDir));
+  const kvs: GgufKv[] = [
+    { key: 'general.architecture', type: 'string', value: arch.ggufArch },
+    { key: 'general.type', type: 'string', value: 'model' },
+    { key: 'general.name', type: 'string', value: name },
+    ...arch.hyperParameters(config, shape, configFile),
+    ...tokenizer,
+  ];
+  return { arch: arch.ggufArch, nLayer: shape.nLayer, nHead: shape.nHead, nHeadKv: shape.nHeadKv, kvs, tensors };
+}
+
+function hfTensor(name: string, t: SafetensorsTensor, transform?: (d: Float32Array) => Float32Array): SourceTensor {
+  const readF32 = async (): Promise<Float32Array> => {
+    const data = await readTensorF32(t);
+    return transform ? transform(data) : data;
+  };
+  return {
+    name,
+    ne: t.shape.length === 0 ? [1] : [...t.shape].reverse(),
+    typeName: 'F32',
+    readF32,
+    readRaw: async () => {
+      const f = await readF32();
+      return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+    },
+  };
+}

@@ -1,0 +1,239 @@
+// GGUF v2/v3 reader. The file is untrusted: every length and count is checked against what is left of the
+// file before anything is allocated, tensor offsets must be aligned and inside the data section, and
+// tensor data is read on demand (never the whole file).
+import { open, type FileHandle } from 'node:fs/promises';
+import { InputError } from '../../util/errors.js';
+import {
+  alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, VALUE_TYPE_BY_CODE, SCALAR_BYTES,
+  type GgufArray, type GgufKv, type GgufScalar, type GgufScalarType, type GgufTensorInfo, type GgufValueType,
+} from './values.js';
+
+/** Strings longer than this are refused (a real key or token is far shorter). */
+const MAX_STRING_BYTES = 64 * 1024 * 1024;
+const MAX_DIMS = 4;
+
+export interface GgufFile {
+  path: string;
+  version: number;
+  alignment: number;
+  kvs: GgufKv[];
+  tensors: GgufTensorInfo[];
+  /** Absolute file offset of the data section. */
+  dataOffset: number;
+  fileSize: number;
+}
+
+export interface ReadGgufOptions {
+  /** Byte size of a tensor of ggml type `type` with dims `ne`; lets the reader check that data fits the file.
+   *  Return undefined for an unknown type or a shape that does not fit its blocks (the reader then refuses it). */
+  tensorBytes?: (type: number, ne: readonly number[]) => number | undefined;
+}
+
+class Cursor {
+  private buf: Buffer = Buffer.alloc(0);
+  private bufStart = 0;
+  pos = 0;
+  constructor(private readonly fh: FileHandle, readonly fileSize: number, private readonly path: string) {}
+
+  bad(message: string, expected?: string): InputError {
+    return new InputError(`${this.path}: malformed GGUF at byte ${this.pos}: ${message}`, {
+      file: this.path, expected, hint: 'the file is truncated or not a GGUF model; re-download or re-convert it',
+    });
+  }
+
+  private async need(n: number): Promise<void> {
+    if (n < 0 || this.pos + n > this.fileSize) throw this.bad(`needs ${n} more bytes but the file ends at ${this.fileSize}`);
+    if (this.pos >= this.bufStart && this.pos + n <= this.bufStart + this.buf.length) return;
+    const size = Math.min(Math.max(n, 1 << 20), this.fileSize - this.pos);
+    const buf = Buffer.alloc(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await this.fh.read(buf, got, size - got, this.pos + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got < n) throw this.bad('unexpected end of file');
+    this.buf = buf;
+    this.bufStart = this.pos;
+  }
+
+  private at(): number { return this.pos - this.bufStart; }
+
+  async u8(): Promise<number> { await this.need(1); const v = this.buf.readUInt8(this.at()); this.pos += 1; return v; }
+  async i8(): Promise<number> { await this.need(1); const v = this.buf.readInt8(this.at()); this.pos += 1; return v; }
+  async u16(): Promise<number> { await this.need(2); const v = this.buf.readUInt16LE(this.at()); this.pos += 2; return v; }
+  async i16(): Promise<number> { await this.need(2); const v = this.buf.readInt16LE(this.at()); this.pos += 2; return v; }
+  async u32(): Promise<number> { await this.need(4); const v = this.buf.readUInt32LE(this.at()); this.pos += 4; return v; }
+  async i32(): Promise<number> { await this.need(4); const v = this.buf.readInt32LE(this.at()); this.pos += 4; return v; }
+  async f32(): Promise<number> { await this.need(4); const v = this.buf.readFloatLE(this.at()); this.pos += 4; return v; }
+  async f64(): Promise<number> { await this.need(8); const v = this.buf.readDoubleLE(this.at()); this.pos += 8; return v; }
+  async u64big(): Promise<bigint> { await this.need(8); const v = this.buf.readBigUInt64LE(this.at()); this.pos += 8; return v; }
+  async i64big(): Promise<bigint> { await this.need(8); const v = this.buf.readBigInt64LE(this.at()); this.pos += 8; return v; }
+  /** A u64 that must be a safe integer no larger than `max`. */
+  async count(what: string, max: number): Promise<number> {
+    const v = await this.u64big();
+    if (v > BigInt(max)) throw this.bad(`${what} is ${v}, more than the ${max} the rest of the file can hold`);
+    return Number(v);
+  }
+  async str(what: string): Promise<string> {
+    const len = await this.count(`${what} length`, Math.min(MAX_STRING_BYTES, this.fileSize - this.pos - 8));
+    await this.need(len);
+    const s = this.buf.toString('utf8', this.at(), this.at() + len);
+    this.pos += len;
+    return s;
+  }
+  remaining(): number { return this.fileSize - this.pos; }
+}
+
+async function readValue(c: Cursor, type: GgufValueType, what: string, depth: number): Promise<GgufScalar | GgufArray> {
+  switch (type) {
+    case 'u8': return c.u8();
+    case 'i8': return c.i8();
+    case 'u16': return c.u16();
+    case 'i16': return c.i16();
+    case 'u32': return c.u32();
+    case 'i32': return c.i32();
+    case 'f32': return c.f32();
+    case 'f64': return c.f64();
+    case 'bool': {
+      const b = await c.u8();
+      if (b > 1) throw c.bad(`${what}: bool byte ${b} is neither 0 nor 1`);
+      return b === 1;
+    }
+    case 'u64': { const v = await c.u64big(); return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v; }
+    case 'i64': {
+      const v = await c.i64big();
+      return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v;
+    }
+    case 'string': return c.str(what);
+    case 'array': {
+      if (depth > 8) throw c.bad(`${what}: arrays nested more than 8 deep`);
+      const code = await c.u32();
+      const itemType = VALUE_TYPE_BY_CODE[code];
+      if (!itemType) throw c.bad(`${what}: unknown array element type ${code}`, 'a GGUF value type code 0..12');
+      const minItem = itemType === 'string' || itemType === 'array' ? 8 : SCALAR_BYTES[itemType as Exclude<GgufScalarType, 'string'>];
+      const n = await c.count(`${what} element count`, Math.floor(c.remaining() / minItem));
+      const values: (GgufScalar | GgufArray)[] = new Array(n);
+      for (let i = 0; i < n; i++) values[i] = await readValue(c, itemType, what, depth + 1);
+      return { itemType, values };
+    }
+  }
+}
+
+/** Reads the header, metadata and tensor infos of a GGUF file (not the tensor data). */
+export async function readGguf(path: string, opts: ReadGgufOptions = {}): Promise<GgufFile> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new InputError(`cannot open GGUF file ${path}: ${(err as Error).message}`, { file: path, cause: err });
+  }
+  try {
+    const fileSize = (await fh.stat()).size;
+    const c = new Cursor(fh, fileSize, path);
+    const magic = await c.u32();
+    if (magic !== GGUF_MAGIC) throw c.bad('bad magic (not a GGUF file)', 'the bytes "GGUF" at offset 0');
+    const version = await c.u32();
+    if (version !== 2 && version !== 3) throw c.bad(`unsupported GGUF version ${version}`, 'version 2 or 3');
+    // Each tensor info takes at least 8+4+8+4+8 bytes and each KV at least 8+4+1.
+    const nTensors = await c.count('tensor count', Math.floor(c.remaining() / 32));
+    const nKv = await c.count('key-value count', Math.floor(c.remaining() / 13));
+    const kvs: GgufKv[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i < nKv; i++) {
+      const key = await c.str(`key #${i}`);
+      if (seen.has(key)) throw c.bad(`duplicate key ${key}`);
+      seen.add(key);
+      const code = await c.u32();
+      const type = VALUE_TYPE_BY_CODE[code];
+      if (!type) throw c.bad(`key ${key}: unknown value type ${code}`, 'a GGUF value type code 0..12');
+      const value = await readValue(c, type, key, 0);
+      kvs.push({ key, type, value } as GgufKv);
+    }
+    const alignKv = kvs.find((kv) => kv.key === 'general.alignment');
+    let alignment = GGUF_DEFAULT_ALIGNMENT;
+    if (alignKv) {
+      const a = alignKv.value;
+      if (alignKv.type !== 'u32' || typeof a !== 'number' || a === 0 || (a & (a - 1)) !== 0) {
+        throw c.bad(`general.alignment must be a non-zero power of two u32, got ${String(a)}`);
+      }
+      alignment = a;
+    }
+    const tensors: GgufTensorInfo[] = [];
+    const names = new Set<string>();
+    for (let i = 0; i < nTensors; i++) {
+      const name = await c.str(`tensor #${i} name`);
+      if (names.has(name)) throw c.bad(`duplicate tensor name ${name}`);
+      names.add(name);
+      const nDims = await c.u32();
+      if (nDims < 1 || nDims > MAX_DIMS) throw c.bad(`tensor ${name}: ${nDims} dims`, `1..${MAX_DIMS} dims`);
+      const dims: number[] = [];
+      let elements = 1;
+      for (let d = 0; d < nDims; d++) {
+        const ne = await c.count(`tensor ${name} dim ${d}`, Number.MAX_SAFE_INTEGER);
+        elements *= ne;
+        if (!Number.isSafeInteger(elements)) throw c.bad(`tensor ${name}: element count overflows`);
+        dims.push(ne);
+      }
+      const type = await c.u32();
+      const offset = await c.count(`tensor ${name} offset`, fileSize);
+      if (offset % alignment !== 0) throw c.bad(`tensor ${name}: offset ${offset} is not a multiple of the alignment ${alignment}`);
+      tensors.push({ name, dims, type, offset });
+    }
+    const dataOffset = alignUp(c.pos, alignment);
+    if (nTensors > 0 && dataOffset > fileSize) throw c.bad(`data section starts at ${dataOffset}, past the end of the file (${fileSize})`);
+    if (opts.tensorBytes) {
+      const spans: [number, number, string][] = [];
+      for (const t of tensors) {
+        const size = opts.tensorBytes(t.type, t.dims);
+        if (size === undefined) {
+          throw new InputError(`${path}: tensor ${t.name} has ggml type ${t.type} with dims [${t.dims.join(', ')}], which this reader cannot size`, {
+            file: path, field: t.name, expected: 'a supported ggml type whose block size divides ne[0]',
+          });
+        }
+        if (dataOffset + t.offset + size > fileSize) {
+          throw new InputError(`${path}: tensor ${t.name} (${size} bytes at data offset ${t.offset}) runs past the end of the file (${fileSize} bytes)`, {
+            file: path, field: t.name, hint: 'the file is truncated; re-download or re-convert it',
+          });
+        }
+        spans.push([t.offset, t.offset + size, t.name]);
+      }
+      spans.sort((a, b) => a[0] - b[0]);
+      for (let i = 1; i < spans.length; i++) {
+        if (spans[i]![0] < spans[i - 1]![1]) {
+          throw new InputError(`${path}: tensors ${spans[i - 1]![2]} and ${spans[i]![2]} overlap in the data section`, { file: path });
+        }
+      }
+    }
+    return { path, version, alignment, kvs, tensors, dataOffset, fileSize };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads `length` bytes of a tensor's data (the caller sizes it with the type table). */
+export async function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo, length: number, fh?: FileHandle): Promise<Uint8Array> {
+  const start = file.dataOffset + tensor.offset;
+  if (start + length > file.fileSize) {
+    throw new InputError(`${file.path}: tensor ${tensor.name} runs past the end of the file`, { file: file.path, field: tensor.name });
+  }
+  const own = fh === undefined;
+  const handle = fh ?? (await open(file.path, 'r'));
+  try {
+    const buf = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await handle.read(buf, got, length - got, start + got);
+      if (bytesRead === 0) throw new InputError(`${file.path}: unexpected end of file in tensor ${tensor.name}`, { file: file.path });
+      got += bytesRead;
+    }
+    return buf;
+  } finally {
+    if (own) await handle.close();
+  }
+}
+
+/** The value of a scalar key, or undefined. */
+export function kvValue(file: GgufFile, key: string): GgufScalar | GgufArray | undefined {
+  return file.kvs.find((kv) => kv.key === key)?.value;
+}

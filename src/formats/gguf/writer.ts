@@ -1,0 +1,252 @@
+// GGUF v3 writer with explicit phases: key-values, then tensor infos, then tensor data in the order the
+// infos were declared. Calls out of order throw, so a file can never be written half-described. The
+// header is computed when the first tensor's data arrives; data goes to a temp file renamed on finish().
+import { open, type FileHandle } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { tempPathFor } from '../../util/fs.js';
+import {
+  alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, SCALAR_BYTES, VALUE_TYPE_CODES,
+  type GgufArray, type GgufKv, type GgufScalar, type GgufValueType,
+} from './values.js';
+
+type Phase = 'kv' | 'tensorInfo' | 'data' | 'finished' | 'failed';
+
+interface PendingTensor {
+  name: string;
+  dims: number[];
+  type: number;
+  byteLength: number;
+  offset: number;
+}
+
+/** Growable little-endian byte buffer for the header. */
+class ByteSink {
+  private buf = Buffer.alloc(1 << 16);
+  length = 0;
+  private ensure(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.length + n) size *= 2;
+    const next = Buffer.alloc(size);
+    this.buf.copy(next, 0, 0, this.length);
+    this.buf = next;
+  }
+  u8(v: number): void { this.ensure(1); this.buf.writeUInt8(v, this.length); this.length += 1; }
+  i8(v: number): void { this.ensure(1); this.buf.writeInt8(v, this.length); this.length += 1; }
+  u16(v: number): void { this.ensure(2); this.buf.writeUInt16LE(v, this.length); this.length += 2; }
+  i16(v: number): void { this.ensure(2); this.buf.writeInt16LE(v, this.length); this.length += 2; }
+  u32(v: number): void { this.ensure(4); this.buf.writeUInt32LE(v, this.length); this.length += 4; }
+  i32(v: number): void { this.ensure(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
+  f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
+  f64(v: number): void { this.ensure(8); this.buf.writeDoubleLE(v, this.length); this.length += 8; }
+  u64(v: number | bigint): void { this.ensure(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
+  i64(v: number | bigint): void { this.ensure(8); this.buf.writeBigInt64LE(BigInt(v), this.length); this.length += 8; }
+  str(s: string): void {
+    const bytes = Buffer.from(s, 'utf8');
+    this.u64(bytes.length);
+    this.ensure(bytes.length);
+    bytes.copy(this.buf, this.length);
+    this.length += bytes.length;
+  }
+  zeros(n: number): void { this.ensure(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
+  bytes(): Buffer { return this.buf.subarray(0, this.length); }
+}
+
+function checkNumber(key: string, type: GgufValueType, v: GgufScalar): void {
+  const ranges: Partial<Record<GgufValueType, [number, number]>> = {
+    u8: [0, 255], i8: [-128, 127], u16: [0, 65535], i16: [-32768, 32767], u32: [0, 4294967295], i32: [-2147483648, 2147483647],
+  };
+  const r = ranges[type];
+  if (r && (typeof v !== 'number' || !Number.isInteger(v) || v < r[0] || v > r[1])) {
+    throw new RangeError(`GGUF key ${key}: ${String(v)} is not a valid ${type}`);
+  }
+}
+
+function writeScalar(sink: ByteSink, key: string, type: GgufValueType, v: GgufScalar | GgufArray): void {
+  if (type === 'array') {
+    const arr = v as GgufArray;
+    sink.u32(VALUE_TYPE_CODES[arr.itemType]);
+    sink.u64(arr.values.length);
+    for (const item of arr.values) writeScalar(sink, key, arr.itemType, item);
+    return;
+  }
+  const s = v as GgufScalar;
+  checkNumber(key, type, s);
+  switch (type) {
+    case 'u8': sink.u8(s as number); break;
+    case 'i8': sink.i8(s as number); break;
+    case 'u16': sink.u16(s as number); break;
+    case 'i16': sink.i16(s as number); break;
+    case 'u32': sink.u32(s as number); break;
+    case 'i32': sink.i32(s as number); break;
+    case 'f32': sink.f32(Number(s)); break;
+    case 'f64': sink.f64(Number(s)); break;
+    case 'bool': sink.u8(s ? 1 : 0); break;
+    case 'u64': sink.u64(s as number | bigint); break;
+    case 'i64': sink.i64(s as number | bigint); break;
+    case 'string':
+      if (typeof s !== 'string') throw new TypeError(`GGUF key ${key}: expected a string`);
+      sink.str(s);
+      break;
+  }
+}
+
+export interface GgufWriterOptions {
+  alignment?: number;
+}
+
+export class GgufWriter {
+  private phase: Phase = 'kv';
+  private readonly kvs: GgufKv[] = [];
+  private readonly keys = new Set<string>();
+  private readonly tensors: PendingTensor[] = [];
+  private readonly tensorNames = new Set<string>();
+  private dataSize = 0;
+  private nextData = 0;
+  private written = 0;
+  private fh?: FileHandle;
+  private readonly tmp: string;
+  readonly alignment: number;
+
+  private constructor(readonly path: string, opts: GgufWriterOptions) {
+    this.alignment = opts.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+    if (!Number.isInteger(this.alignment) || this.alignment <= 0 || this.alignment % 8 !== 0) {
+      throw new RangeError(`GGUF alignment must be a positive multiple of 8, got ${this.alignment}`);
+    }
+    this.tmp = tempPathFor(path);
+  }
+
+  static create(path: string, opts: GgufWriterOptions = {}): GgufWriter {
+    return new GgufWriter(path, opts);
+  }
+
+  private expect(phases: Phase[], what: string): void {
+    if (!phases.includes(this.phase)) {
+      throw new Error(`GgufWriter: ${what} is not allowed in phase '${this.phase}' (order: key-values, tensor infos, tensor data, finish)`);
+    }
+  }
+
+  /** Phase 1: metadata. Keys are unique; order is kept. */
+  addKv(kv: GgufKv): this {
+    this.expect(['kv'], `addKv(${kv.key})`);
+    if (this.keys.has(kv.key)) throw new Error(`GgufWriter: duplicate key ${kv.key}`);
+    this.keys.add(kv.key);
+    this.kvs.push(kv);
+    return this;
+  }
+
+  /** Phase 2: declares a tensor; its data must later arrive in declaration order, exactly byteLength bytes. */
+  addTensorInfo(name: string, dims: readonly number[], type: number, byteLength: number): this {
+    this.expect(['kv', 'tensorInfo'], `addTensorInfo(${name})`);
+    this.phase = 'tensorInfo';
+    if (this.tensorNames.has(name)) throw new Error(`GgufWriter: duplicate tensor ${name}`);
+    if (dims.length < 1 || dims.length > 4) throw new RangeError(`GgufWriter: tensor ${name} has ${dims.length} dims (1..4 allowed)`);
+    this.tensorNames.add(name);
+    const offset = alignUp(this.dataSize, this.alignment);
+    this.tensors.push({ name, dims: [...dims], type, byteLength, offset });
+    this.dataSize = offset + byteLength;
+    return this;
+  }
+
+  private header(): Buffer {
+    const sink = new ByteSink();
+    sink.u32(GGUF_MAGIC);
+    sink.u32(GGUF_VERSION);
+    sink.u64(this.tensors.length);
+    sink.u64(this.kvs.length);
+    for (const kv of this.kvs) {
+      sink.str(kv.key);
+      sink.u32(VALUE_TYPE_CODES[kv.type]);
+      writeScalar(sink, kv.key, kv.type, kv.value);
+    }
+    for (const t of this.tensors) {
+      sink.str(t.name);
+      sink.u32(t.dims.length);
+      for (const d of t.dims) sink.u64(d);
+      sink.u32(t.type);
+      sink.u64(t.offset);
+    }
+    sink.zeros(alignUp(sink.length, this.alignment) - sink.length);
+    return sink.bytes();
+  }
+
+  private async start(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    this.fh = await open(this.tmp, 'w');
+    const head = this.header();
+    await this.fh.write(head, 0, head.length, 0);
+    this.written = head.length;
+    this.phase = 'data';
+  }
+
+  /** Phase 3: the next declared tensor's bytes, whole; padding to the alignment is added here. */
+  async writeTensorData(name: string, data: Uint8Array): Promise<void> {
+    this.expect(['kv', 'tensorInfo', 'data'], `writeTensorData(${name})`);
+    try {
+      if (this.phase !== 'data') await this.start();
+      const t = this.tensors[this.nextData];
+      if (!t) throw new Error(`GgufWriter: data for ${name} but every declared tensor is already written`);
+      if (t.name !== name) throw new Error(`GgufWriter: expected data for ${t.name} (declaration order), got ${name}`);
+      if (data.length !== t.byteLength) throw new Error(`GgufWriter: tensor ${name} declared ${t.byteLength} bytes, got ${data.length}`);
+      await this.writeAt(data);
+      const end = t.offset + t.byteLength;
+      const next = this.tensors[this.nextData + 1];
+      const padTo = next ? next.offset : alignUp(end, this.alignment);
+      if (padTo > end) await this.writeAt(new Uint8Array(padTo - end));
+      this.nextData++;
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  private async writeAt(data: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.fh!.write(data, done, data.length - done, this.written);
+      done += bytesWritten;
+      this.written += bytesWritten;
+    }
+  }
+
+  /** Ends the file: every declared tensor must have its data; the temp file is renamed onto `path`. */
+  async finish(): Promise<{ path: string; bytes: number }> {
+    this.expect(['kv', 'tensorInfo', 'data'], 'finish()');
+    try {
+      if (this.phase !== 'data') await this.start();
+      if (this.nextData !== this.tensors.length) {
+        throw new Error(`GgufWriter: finish() with ${this.tensors.length - this.nextData} tensor(s) still missing data (next: ${this.tensors[this.nextData]!.name})`);
+      }
+      await this.fh!.sync();
+      await this.fh!.close();
+      this.fh = undefined;
+      await rename(this.tmp, this.path);
+      this.phase = 'finished';
+      return { path: this.path, bytes: this.written };
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  /** Drops the temp file; the target is untouched. */
+  async abort(): Promise<void> {
+    this.phase = 'failed';
+    if (this.fh) await this.fh.close().catch(() => undefined);
+    this.fh = undefined;
+    await rm(this.tmp, { force: true });
+  }
+}
+
+/** Size of a scalar or array value in bytes (for callers estimating header sizes). */
+export function valueBytes(type: GgufValueType, value: GgufScalar | GgufArray): number {
+  if (type === 'string') return 8 + Buffer.byteLength(value as string, 'utf8');
+  if (type === 'array') {
+    const arr = value as GgufArray;
+    let n = 12;
+    for (const v of arr.values) n += valueBytes(arr.itemType, v);
+    return n;
+  }
+  return SCALAR_BYTES[type];
+}

@@ -1,0 +1,98 @@
+// Half and brain-float conversions exactly as ggml does them (ggml-impl.h): fp32 -> fp16 rounds to nearest
+// even with NaN -> 0x7E00, fp32 -> bf16 rounds to nearest even with NaN forced quiet. Used for block
+// scales and for F16 / BF16 tensors, so they must match llama-quantize bit for bit.
+
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+/** float32 value -> fp16 bits, round to nearest even (ggml_compute_fp32_to_fp16). */
+export function fp32ToFp16(value: number): number {
+  scratchF32[0] = value;
+  const w = scratchU32[0]!;
+  const sign = (w >>> 16) & 0x8000;
+  const abs = w & 0x7fffffff;
+  if (abs > 0x7f800000) return sign | 0x7e00; // NaN
+  if (abs >= 0x477ff000) return sign | 0x7c00; // rounds to >= 65520: infinity
+  if (abs >= 0x38800000) {
+    // Normal half: drop 13 mantissa bits with round-to-nearest-even (the carry may bump the exponent: correct).
+    const h = ((abs - 0x38000000) >>> 13);
+    const rest = abs & 0x1fff;
+    return sign | (h + (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1) ? 1 : 0));
+  }
+  if (abs < 0x33000000) return sign; // below half the smallest subnormal
+  // Subnormal half: value = m * 2^-24.
+  const exp = abs >>> 23;
+  const mant = (abs & 0x7fffff) | 0x800000;
+  const shift = 126 - exp; // 14..24 bits dropped
+  const h = mant >>> shift;
+  const rest = mant & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  return sign | (h + (rest > half || (rest === half && (h & 1) === 1) ? 1 : 0));
+}
+
+/** All 65536 fp16 values as float32: the conversion is exact, a table is the fastest way. */
+export const FP16_TO_FP32: Float32Array = (() => {
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) table[h] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) table[h] = mant === 0 ? sign * Infinity : Number.NaN;
+    else table[h] = sign * (1024 + mant) * 2 ** (exp - 25);
+  }
+  // Keep the NaN payloads ggml produces (quiet bit + payload) instead of JS's canonical NaN.
+  const bits = new Uint32Array(table.buffer);
+  for (let h = 0; h < 65536; h++) {
+    if (((h >>> 10) & 0x1f) === 0x1f && (h & 0x3ff) !== 0) bits[h] = ((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13);
+  }
+  return table;
+})();
+
+export function fp16ToFp32(h: number): number {
+  return FP16_TO_FP32[h & 0xffff]!;
+}
+
+/** Converts float32 values to fp16 bits, element-wise. */
+export function fp32ToFp16Row(src: Float32Array, dst: Uint16Array): void {
+  const n = src.length;
+  const u = new Uint32Array(src.buffer, src.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const w = u[i]!;
+    const sign = (w >>> 16) & 0x8000;
+    const abs = w & 0x7fffffff;
+    if (abs >= 0x38800000 && abs < 0x477ff000) {
+      const h = (abs - 0x38000000) >>> 13;
+      const rest = abs & 0x1fff;
+      dst[i] = sign | (h + (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1) ? 1 : 0));
+    } else {
+      dst[i] = fp32ToFp16(src[i]!);
+    }
+  }
+}
+
+/** float32 bits -> bf16 bits (ggml_compute_fp32_to_bf16). */
+export function fp32BitsToBf16(w: number): number {
+  if ((w & 0x7fffffff) > 0x7f800000) return ((w >>> 16) | 64) & 0xffff;
+  return ((w + (0x7fff + ((w >>> 16) & 1))) >>> 16) & 0xffff;
+}
+
+export function fp32ToBf16Row(src: Float32Array, dst: Uint16Array): void {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < u.length; i++) dst[i] = fp32BitsToBf16(u[i]!);
+}
+
+export function bf16ToFp32Row(src: Uint16Array, dst: Float32Array): void {
+  const u = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;
+}
+
+export function fp16ToFp32Row(src: Uint16Array, dst: Float32Array): void {
+  for (let i = 0; i < src.length; i++) dst[i] = FP16_TO_FP32[src[i]!]!;
+}
+
+/** Current value in scratch, for callers that need the float32 bit pattern of a number. */
+export function fp32Bits(value: number): number {
+  scratchF32[0] = value;
+  return scratchU32[0]!;
+}

@@ -1,0 +1,110 @@
+// GGUF entry points for the pipeline: convert a Hugging Face checkpoint to a GGUF of a given type, or
+// requantize an F32/F16/BF16 GGUF. Both write what llama-quantize would write for the same F32 input:
+// the same tensor order, per-tensor types, metadata order and bytes.
+import { hfModelSource } from '../../convert/hf-to-gguf.js';
+import type { ModelSource } from '../../convert/source.js';
+import { GgufWriter, type GgufKv } from '../../formats/gguf/index.js';
+import { InputError } from '../../util/errors.js';
+import { ggufModelSource } from './gguf-source.js';
+import { chooseTensorTypes, FILE_TYPE_NAMES, fileTypeByName, sortTensorsLikeLlamaCpp } from './mix.js';
+import { QuantizePool } from './pool.js';
+import { ggmlTypeByName, tensorBytes } from './types.js';
+
+export { FILE_TYPE_NAMES, fileTypeByName, chooseTensorTypes, sortTensorsLikeLlamaCpp } from './mix.js';
+export { GGML_TYPES, ggmlTypeById, ggmlTypeByName, hasKQuantKernels, rowBytes, tensorBytes, type GgmlType } from './types.js';
+
+/** Accepted recipe `type` values. */
+export const GGUF_TYPES: readonly string[] = FILE_TYPE_NAMES;
+
+/** GGML_QNT_VERSION, written as general.quantization_version. */
+const QUANTIZATION_VERSION = 2;
+
+export interface GgufEvent {
+  type: string;
+  message: string;
+}
+
+export interface GgufWriteOptions {
+  type: string;
+  threads?: number;
+  onEvent?: (e: GgufEvent) => void;
+}
+
+export interface GgufWriteResult {
+  outFile: string;
+  tensors: number;
+  bytes: number;
+  /** Tensor type name -> count of tensors stored in it. */
+  typeCounts: Record<string, number>;
+}
+
+export async function convertHfToGguf(srcDir: string, outFile: string, opts: GgufWriteOptions): Promise<GgufWriteResult> {
+  checkType(opts.type);
+  const source = await hfModelSource(srcDir);
+  opts.onEvent?.({ type: 'source', message: `${srcDir}: ${source.arch}, ${source.tensors.length} tensors` });
+  return writeModel(source, outFile, opts);
+}
+
+export async function requantizeGguf(inFile: string, outFile: string, opts: GgufWriteOptions): Promise<GgufWriteResult> {
+  checkType(opts.type);
+  const source = await ggufModelSource(inFile);
+  opts.onEvent?.({ type: 'source', message: `${inFile}: ${source.arch}, ${source.tensors.length} tensors` });
+  return writeModel(source, outFile, opts);
+}
+
+function checkType(type: string): void {
+  if (!fileTypeByName(type)) {
+    throw new InputError(`unknown GGUF type ${JSON.stringify(type)}`, { field: 'quantize.type', expected: `one of ${GGUF_TYPES.join(', ')}` });
+  }
+}
+
+/** Keys llama-quantize drops from the input and then sets at the end (in this order). */
+const REWRITTEN_KEYS = new Set(['general.quantization_version', 'general.file_type', 'split.no', 'split.count', 'split.tensors.count']);
+
+/** Quantizes and writes a model source with llama-quantize's rules for `opts.type`. */
+export async function writeModel(source: ModelSource, outFile: string, opts: GgufWriteOptions): Promise<GgufWriteResult> {
+  const fileType = fileTypeByName(opts.type)!;
+  const threads = Math.max(1, Math.floor(opts.threads ?? 1));
+  const tensors = sortTensorsLikeLlamaCpp(source.tensors);
+  const targets = chooseTensorTypes(tensors, fileType, source);
+
+  const writer = GgufWriter.create(outFile);
+  const kvs: GgufKv[] = [
+    ...source.kvs.filter((kv) => !REWRITTEN_KEYS.has(kv.key)),
+    { key: 'general.quantization_version', type: 'u32', value: QUANTIZATION_VERSION },
+    { key: 'general.file_type', type: 'u32', value: fileType.ftype },
+  ];
+  for (const kv of kvs) writer.addKv(kv);
+  const typeCounts: Record<string, number> = {};
+  tensors.forEach((t, i) => {
+    const type = ggmlTypeByName(targets[i]!)!;
+    const size = tensorBytes(type, t.ne);
+    if (size === undefined) throw new Error(`internal: ${t.name} [${t.ne.join(', ')}] does not fit ${type.name}`);
+    writer.addTensorInfo(t.name, t.ne, type.id, size);
+    typeCounts[type.name] = (typeCounts[type.name] ?? 0) + 1;
+  });
+
+  const pool = new QuantizePool(threads);
+  try {
+    for (let i = 0; i < tensors.length; i++) {
+      const t = tensors[i]!;
+      const target = targets[i]!;
+      let bytes: Uint8Array;
+      if (target === t.typeName) {
+        bytes = await t.readRaw();
+      } else {
+        bytes = await pool.quantize(target, await t.readF32(), t.ne[0]!);
+      }
+      await writer.writeTensorData(t.name, bytes);
+      opts.onEvent?.({ type: 'tensor', message: `[${i + 1}/${tensors.length}] ${t.name} [${t.ne.join(', ')}] ${t.typeName} -> ${target}` });
+    }
+    const { bytes } = await writer.finish();
+    opts.onEvent?.({ type: 'done', message: `${outFile}: ${bytes} bytes` });
+    return { outFile, tensors: tensors.length, bytes, typeCounts };
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  } finally {
+    await pool.close();
+  }
+}

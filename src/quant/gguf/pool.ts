@@ -1,0 +1,97 @@
+// Spreads row quantization over worker_threads: a tensor is cut into chunks of whole rows, each chunk is
+// quantized by whichever worker is free, and the results are stitched back in row order. With one thread
+// (or a tiny tensor) the work runs inline: a worker round-trip costs more than it saves.
+import { Worker } from 'node:worker_threads';
+import { ggmlTypeByName, rowBytes } from './types.js';
+
+/** Rows are grouped so a chunk holds at least this many values (llama-quantize uses 32 * 512). */
+const MIN_CHUNK_VALUES = 32 * 512;
+/** Below this many values a tensor is quantized inline. */
+const INLINE_VALUES = 64 * 1024;
+
+interface Pending {
+  resolve: (out: Uint8Array) => void;
+  reject: (err: Error) => void;
+}
+
+export class QuantizePool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly waiting: (() => void)[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+
+  constructor(readonly threads: number) {
+    if (threads < 2) return;
+    const self = import.meta.url;
+    const workerUrl = new URL(self.endsWith('.ts') ? './worker.ts' : './worker.js', self);
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(workerUrl);
+      w.on('message', (msg: { id: number; out?: Uint8Array; error?: string }) => {
+        const p = this.pending.get(msg.id);
+        this.pending.delete(msg.id);
+        this.release(w);
+        if (!p) return;
+        if (msg.error !== undefined) p.reject(new Error(msg.error));
+        else p.resolve(msg.out!);
+      });
+      w.on('error', (err) => {
+        for (const p of this.pending.values()) p.reject(err);
+        this.pending.clear();
+      });
+      w.unref();
+      this.workers.push(w);
+      this.idle.push(w);
+    }
+  }
+
+  private release(w: Worker): void {
+    this.idle.push(w);
+    this.waiting.shift()?.();
+  }
+
+  private async acquire(): Promise<Worker> {
+    while (this.idle.length === 0) await new Promise<void>((r) => this.waiting.push(r));
+    return this.idle.pop()!;
+  }
+
+  private async run(typeName: string, src: Float32Array, outBytes: number): Promise<Uint8Array> {
+    const w = await this.acquire();
+    const id = this.nextId++;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      w.postMessage({ id, typeName, src, outBytes }, [src.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Quantizes a row-major tensor of rows of `rowLength` values into `typeName`. */
+  async quantize(typeName: string, data: Float32Array, rowLength: number): Promise<Uint8Array> {
+    const type = ggmlTypeByName(typeName);
+    if (!type) throw new Error(`unknown ggml type ${typeName}`);
+    const perRow = rowBytes(type, rowLength);
+    if (perRow === undefined) throw new Error(`rows of ${rowLength} values do not split into ${typeName} blocks of ${type.blockSize}`);
+    const rows = data.length / rowLength;
+    const out = new Uint8Array(rows * perRow);
+    if (this.workers.length === 0 || data.length <= INLINE_VALUES) {
+      type.quantize(data, out);
+      return out;
+    }
+    const rowsPerChunk = Math.max(1, Math.ceil(MIN_CHUNK_VALUES / rowLength), Math.ceil(rows / (this.workers.length * 8)));
+    const jobs: Promise<void>[] = [];
+    for (let r = 0; r < rows; r += rowsPerChunk) {
+      const n = Math.min(rowsPerChunk, rows - r);
+      // Copy the chunk so it can be transferred (the source buffer stays usable).
+      const chunk = data.slice(r * rowLength, (r + n) * rowLength);
+      const at = r * perRow;
+      jobs.push(this.run(typeName, chunk, n * perRow).then((bytes) => out.set(bytes, at)));
+    }
+    await Promise.all(jobs);
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers.length = 0;
+    this.idle.length = 0;
+  }
+}

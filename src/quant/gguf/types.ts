@@ -1,0 +1,124 @@
+// The one table of GGUF tensor types. Each row says how a type is laid out (ggml type id, block size,
+// bytes per block) and how to convert whole rows to and from float32. The converter, the mix rules,
+// size estimates, the GGUF writer/reader and the tests all read this table; adding a type is adding a row.
+import { bf16ToFp32Row, fp16ToFp32Row, fp32ToBf16Row, fp32ToFp16Row } from './fp16.js';
+import * as legacy from './legacy.js';
+
+export type RowQuantizer = (src: Float32Array, dst: Uint8Array) => void;
+export type RowDequantizer = (src: Uint8Array, dst: Float32Array) => void;
+
+export interface GgmlType {
+  /** ggml_type id as stored in GGUF tensor infos. */
+  id: number;
+  name: string;
+  /** Values per block; a row length must be a multiple of it. */
+  blockSize: number;
+  bytesPerBlock: number;
+  /** Converts whole rows (src.length % blockSize === 0) into dst (exactly the encoded size). */
+  quantize: RowQuantizer;
+  dequantize: RowDequantizer;
+}
+
+interface KQuantKernels {
+  quantizeRowQ4_K: RowQuantizer;
+  quantizeRowQ5_K: RowQuantizer;
+  quantizeRowQ6_K: RowQuantizer;
+  dequantizeRowQ4_K: RowDequantizer;
+  dequantizeRowQ5_K: RowDequantizer;
+  dequantizeRowQ6_K: RowDequantizer;
+}
+
+// The K-quant kernels live in kquants.ts (another module's work); loading them lazily keeps the legacy
+// types usable even when that module is missing, with a clear error only when a K type is asked for.
+const kquantsSpecifier = './kquants.js';
+let kquants: Partial<KQuantKernels> = {};
+try {
+  kquants = (await import(kquantsSpecifier)) as Partial<KQuantKernels>;
+} catch {
+  kquants = {};
+}
+
+function kernel<K extends keyof KQuantKernels>(name: K): KQuantKernels[K] {
+  const fn = kquants[name];
+  if (typeof fn === 'function') return fn as KQuantKernels[K];
+  return ((): never => {
+    throw new Error(`${name} is not available: src/quant/gguf/kquants.ts does not export it`);
+  }) as unknown as KQuantKernels[K];
+}
+
+function asU16(bytes: Uint8Array): Uint16Array {
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 1);
+  return new Uint16Array(bytes.slice().buffer);
+}
+
+function asF32(bytes: Uint8Array): Float32Array {
+  if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+  return new Float32Array(bytes.slice().buffer);
+}
+
+const ROWS: GgmlType[] = [
+  {
+    id: 0, name: 'F32', blockSize: 1, bytesPerBlock: 4,
+    quantize: (src, dst) => dst.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength)),
+    dequantize: (src, dst) => dst.set(asF32(src.subarray(0, dst.length * 4))),
+  },
+  {
+    id: 1, name: 'F16', blockSize: 1, bytesPerBlock: 2,
+    quantize: (src, dst) => {
+      const out = new Uint16Array(src.length);
+      fp32ToFp16Row(src, out);
+      dst.set(new Uint8Array(out.buffer));
+    },
+    dequantize: (src, dst) => fp16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
+  },
+  { id: 2, name: 'Q4_0', blockSize: 32, bytesPerBlock: 18, quantize: legacy.quantizeRowQ4_0, dequantize: legacy.dequantizeRowQ4_0 },
+  { id: 3, name: 'Q4_1', blockSize: 32, bytesPerBlock: 20, quantize: legacy.quantizeRowQ4_1, dequantize: legacy.dequantizeRowQ4_1 },
+  { id: 6, name: 'Q5_0', blockSize: 32, bytesPerBlock: 22, quantize: legacy.quantizeRowQ5_0, dequantize: legacy.dequantizeRowQ5_0 },
+  { id: 7, name: 'Q5_1', blockSize: 32, bytesPerBlock: 24, quantize: legacy.quantizeRowQ5_1, dequantize: legacy.dequantizeRowQ5_1 },
+  { id: 8, name: 'Q8_0', blockSize: 32, bytesPerBlock: 34, quantize: legacy.quantizeRowQ8_0, dequantize: legacy.dequantizeRowQ8_0 },
+  { id: 12, name: 'Q4_K', blockSize: 256, bytesPerBlock: 144, quantize: kernel('quantizeRowQ4_K'), dequantize: kernel('dequantizeRowQ4_K') },
+  { id: 13, name: 'Q5_K', blockSize: 256, bytesPerBlock: 176, quantize: kernel('quantizeRowQ5_K'), dequantize: kernel('dequantizeRowQ5_K') },
+  { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kernel('quantizeRowQ6_K'), dequantize: kernel('dequantizeRowQ6_K') },
+  {
+    id: 30, name: 'BF16', blockSize: 1, bytesPerBlock: 2,
+    quantize: (src, dst) => {
+      const out = new Uint16Array(src.length);
+      fp32ToBf16Row(src, out);
+      dst.set(new Uint8Array(out.buffer));
+    },
+    dequantize: (src, dst) => bf16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
+  },
+];
+
+export const GGML_TYPES: readonly GgmlType[] = ROWS;
+
+const byName = new Map(ROWS.map((t) => [t.name, t]));
+const byId = new Map(ROWS.map((t) => [t.id, t]));
+
+export function ggmlTypeByName(name: string): GgmlType | undefined {
+  return byName.get(name);
+}
+
+export function ggmlTypeById(id: number): GgmlType | undefined {
+  return byId.get(id);
+}
+
+/** Whether the K-quant kernels module is present (tests of K types need it). */
+export function hasKQuantKernels(): boolean {
+  return typeof kquants.quantizeRowQ4_K === 'function';
+}
+
+/** Bytes of one row of `rowLength` values; undefined when the row does not split into whole blocks. */
+export function rowBytes(type: GgmlType, rowLength: number): number | undefined {
+  if (rowLength % type.blockSize !== 0) return undefined;
+  return (rowLength / type.blockSize) * type.bytesPerBlock;
+}
+
+/** Bytes of a tensor with GGUF dims `ne` (ne[0] = row length); undefined if rows do not fit blocks. */
+export function tensorBytes(type: GgmlType, ne: readonly number[]): number | undefined {
+  const row = rowBytes(type, ne[0] ?? 1);
+  if (row === undefined) return undefined;
+  let rows = 1;
+  for (let i = 1; i < ne.length; i++) rows *= ne[i]!;
+  return row * rows;
+}
