@@ -53,7 +53,8 @@ export async function pullModel(entry: LockEntry, cfg: HubConfig, opts: PullOpti
     void queue.add(async () => {
       if (signal.aborted) return;
       try {
-        downloadedBytes += await pullBlob(entry, files, cfg, emit, signal);
+        const bytes = await pullBlob(entry, files, cfg, emit, signal);
+        downloadedBytes += bytes; // not `+= await`: that would read the total before other downloads add to it
       } catch (err) {
         if (firstError === undefined) firstError = err;
         stop.abort(err);

@@ -1,0 +1,217 @@
+// resolveHubModel against the loopback Hub serving the real stories260K repo.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { resolveHubModel } from '../../src/lock/resolve.js';
+import { pullModel } from '../../src/hub/pull.js';
+import { InputError, NetworkError } from '../../src/util/errors.js';
+import { canonicalJson } from '../../src/util/json.js';
+import { startHubServer, type HubServer } from '../support/hub-server.js';
+import { STORIES_HF, STORIES_SAFETENSORS_SHA256, TOKEN, OTHER_TOKEN, hubConfig, model, storiesFiles, tempDir } from '../support/hub-fixtures.js';
+
+let hub: HubServer;
+
+before(async () => {
+  const files = await storiesFiles();
+  hub = await startHubServer({
+    repos: {
+      'org/tiny': { files, tags: ['v1.0'] },
+      'org/private': { files: { 'config.json': '{"p":1}' }, private: true, readers: [TOKEN] },
+      'org/gated': { files: { 'config.json': '{"g":1}', 'model.safetensors': new Uint8Array(300) }, gated: true, readers: [TOKEN] },
+      'org/pickles': { files: { 'config.json': '{}', 'pytorch_model.bin': new Uint8Array(64), 'model.safetensors': new Uint8Array(64) } },
+      'org/nested': {
+        files: Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`dir${i % 3}/sub/f${i}.json`, `{"i":${i}}`])),
+      },
+      'evil/escape': { files: { 'config.json': '{}', '../../outside.json': '{"pwned":true}' } },
+    },
+    tokens: [TOKEN, OTHER_TOKEN],
+    pageSize: 3,
+  });
+});
+after(() => hub.close());
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+test('resolves main to the commit and pins every selected file with size and sha256', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const entry = await resolveHubModel(model(), cfg);
+  assert.equal(entry.source, 'hub');
+  assert.equal(entry.repo, 'org/tiny');
+  assert.equal(entry.revision, 'main');
+  assert.equal(entry.commit, hub.commitOf('org/tiny'));
+  assert.deepEqual(
+    entry.files.map((f) => f.path),
+    ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.model', 'tokenizer_config.json'],
+  );
+  for (const f of entry.files) {
+    const bytes = await readFile(join(STORIES_HF, f.path));
+    assert.equal(f.size, bytes.length, f.path);
+    assert.equal(f.sha256, sha256(bytes), f.path);
+  }
+  const weights = entry.files.find((f) => f.path === 'model.safetensors')!;
+  assert.equal(weights.sha256, STORIES_SAFETENSORS_SHA256);
+  assert.equal(weights.lfs, true);
+  assert.equal(entry.files.find((f) => f.path === 'config.json')!.lfs, false);
+});
+
+test('resolving twice gives identical bytes, with a warm or a cold cache', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const a = canonicalJson(await resolveHubModel(model(), cfg));
+  const b = canonicalJson(await resolveHubModel(model(), cfg));
+  const c = canonicalJson(await resolveHubModel(model(), hubConfig(hub.url, await tempDir(t))));
+  assert.equal(a, b);
+  assert.equal(a, c);
+});
+
+test('small files fetched while locking are verified, cached and not fetched again by pull', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const entry = await resolveHubModel(model(), cfg);
+  hub.stats.reset();
+  const result = await pullModel({ ...entry, fragment: 'f' }, cfg);
+  assert.equal(hub.stats.bytesFor('config.json'), 0);
+  assert.equal(result.downloadedBytes, entry.files.filter((f) => f.lfs).reduce((n, f) => n + f.size, 0));
+});
+
+test('a tag and a commit sha resolve to the same commit; an unknown revision is named', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const commit = hub.commitOf('org/tiny');
+  assert.equal((await resolveHubModel(model({ revision: 'v1.0' }), cfg)).commit, commit);
+  const bySha = await resolveHubModel(model({ revision: commit }), cfg);
+  assert.equal(bySha.commit, commit);
+  assert.equal(bySha.revision, commit);
+  await assert.rejects(resolveHubModel(model({ revision: 'no-such-branch' }), cfg), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.field, 'revision');
+    assert.match(e.message, /revision "no-such-branch" not found in org\/tiny/);
+    return true;
+  });
+});
+
+test('an unknown repo is named as not found (or private)', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  await assert.rejects(resolveHubModel(model({ repo: 'org/missing' }), cfg), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.field, 'repo');
+    assert.match(e.message, /repository org\/missing not found/);
+    assert.match(e.hint ?? '', /HF_TOKEN/);
+    return true;
+  });
+});
+
+test('globs select files; nothing matching is an error naming the field', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const only = await resolveHubModel(model({ files: ['tokenizer*'] }), cfg);
+  assert.deepEqual(only.files.map((f) => f.path), ['tokenizer.model', 'tokenizer_config.json']);
+  await assert.rejects(resolveHubModel(model({ files: ['*.gguf'] }), cfg), (e: unknown) => {
+    assert.ok(e instanceof InputError);
+    assert.equal(e.field, 'models.tiny.files');
+    assert.match(e.message, /no file in org\/tiny@main matches \["\*\.gguf"\]/);
+    return true;
+  });
+});
+
+test('paged tree listings are followed to the end (Link rel=next)', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const entry = await resolveHubModel(model({ repo: 'org/nested', files: ['**/*.json'] }), cfg);
+  assert.equal(entry.files.length, 7);
+  assert.deepEqual(entry.files.map((f) => f.path), [...entry.files.map((f) => f.path)].sort());
+  assert.ok(hub.stats.requests.filter((r) => r.url.includes('/tree/') && r.url.includes('cursor=')).length >= 2);
+});
+
+test('pickle files are refused unless allow_pickle names them', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  await assert.rejects(resolveHubModel(model({ repo: 'org/pickles', files: ['*'] }), cfg), (e: unknown) => {
+    assert.ok(e instanceof InputError);
+    assert.equal(e.field, 'models.tiny.allow_pickle');
+    assert.match(e.message, /pytorch_model\.bin .*pickle/);
+    return true;
+  });
+  const allowed = await resolveHubModel(model({ repo: 'org/pickles', files: ['*'], allow_pickle: ['pytorch_model.bin'] }), cfg);
+  assert.deepEqual(allowed.files.map((f) => f.path), ['config.json', 'model.safetensors', 'pytorch_model.bin']);
+  const safeOnly = await resolveHubModel(model({ repo: 'org/pickles', files: ['*.safetensors', '*.json'] }), cfg);
+  assert.deepEqual(safeOnly.files.map((f) => f.path), ['config.json', 'model.safetensors']);
+});
+
+test('a listed file name that would escape the repo folder is refused', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  await assert.rejects(resolveHubModel(model({ repo: 'evil/escape', files: ['**'] }), cfg), (e: unknown) => {
+    assert.ok(e instanceof InputError);
+    assert.match(e.message, /unsafe to write: "\.\.\/\.\.\/outside\.json"/);
+    return true;
+  });
+});
+
+test('private repos: 401 without a token says so; the right token works', async (t) => {
+  const dir = await tempDir(t);
+  await assert.rejects(resolveHubModel(model({ repo: 'org/private', files: ['*'] }), hubConfig(hub.url, dir)), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.status, 401);
+    assert.match(e.message, /org\/private not found .*no HF_TOKEN is set/);
+    assert.match(e.hint ?? '', /private, set HF_TOKEN/);
+    return true;
+  });
+  const entry = await resolveHubModel(model({ repo: 'org/private', files: ['*'] }), hubConfig(hub.url, dir, { token: TOKEN }));
+  assert.equal(entry.files.length, 1);
+  const last = hub.stats.requests.at(-1)!;
+  assert.ok(last.authorization, 'the token goes to the Hub itself');
+});
+
+test('a token the Hub does not accept is reported without being shown', async (t) => {
+  const bad = 'hf_notKnownToTheServer99';
+  await assert.rejects(resolveHubModel(model(), hubConfig(hub.url, await tempDir(t), { token: bad })), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.status, 401);
+    assert.match(e.message, /refused \(HTTP 401; the token in HF_TOKEN was sent\)/);
+    assert.ok(!JSON.stringify({ ...e.toJSON(), url: e.url, stack: e.stack }).includes(bad));
+    return true;
+  });
+});
+
+test('gated repos: resolving lists files; pulling without access says gated (401 anonymous, 403 wrong account)', async (t) => {
+  const dir = await tempDir(t);
+  const spec = model({ repo: 'org/gated', files: ['*.safetensors'] });
+  const entry = await resolveHubModel(spec, hubConfig(hub.url, dir));
+  for (const [token, status] of [[undefined, 401], [OTHER_TOKEN, 403]] as const) {
+    await assert.rejects(pullModel({ ...entry, fragment: 'f' }, hubConfig(hub.url, dir, token ? { token } : {})), (e: unknown) => {
+      assert.ok(e instanceof NetworkError, String(e));
+      assert.equal(e.status, status);
+      assert.match(e.message, /org\/gated is a gated repo and access was refused/);
+      assert.match(e.hint ?? '', /accept the model's terms at http:\/\/127\.0\.0\.1:\d+\/org\/gated/);
+      return true;
+    });
+  }
+  const ok = await pullModel({ ...entry, fragment: 'f' }, hubConfig(hub.url, dir, { token: TOKEN }));
+  assert.equal((await readFile(join(ok.snapshotDir, 'model.safetensors'))).length, 300);
+  const cdn = hub.stats.requests.filter((r) => r.host === 'cdn');
+  assert.ok(cdn.length > 0 && cdn.every((r) => !r.authorization), 'the token never reaches the CDN origin');
+});
+
+test('429 with Retry-After and 503 on the API are retried, then succeed', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  hub.faults.push({ kind: 'status', on: 'api', status: 429, retryAfter: 0, times: 2 }, { kind: 'status', on: 'api', status: 503, times: 1 });
+  t.after(() => hub.faults.splice(0));
+  const entry = await resolveHubModel(model({ files: ['config.json'] }), cfg);
+  assert.equal(entry.files.length, 1);
+  assert.equal(hub.faults.reduce((n, f) => n + (f.times ?? 0), 0), 0, 'every injected failure was met');
+});
+
+test('offline: resolves from the cache with no request; fails clearly when the revision is not cached', async (t) => {
+  const dir = await tempDir(t);
+  const online = await resolveHubModel(model(), hubConfig(hub.url, dir));
+  await pullModel({ ...online, fragment: 'f' }, hubConfig(hub.url, dir));
+  hub.stats.reset();
+  const offline = await resolveHubModel(model(), hubConfig('http://127.0.0.1:9', dir, { offline: true }));
+  assert.equal(canonicalJson(offline), canonicalJson(online));
+  const bySha = await resolveHubModel(model({ revision: online.commit }), hubConfig('http://127.0.0.1:9', dir, { offline: true }));
+  assert.deepEqual(bySha.files, online.files);
+  assert.equal(hub.stats.requests.length, 0);
+  await assert.rejects(resolveHubModel(model({ revision: 'v2' }), hubConfig(hub.url, dir, { offline: true })), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.field, 'HF_HUB_OFFLINE');
+    assert.match(e.message, /offline mode \(HF_HUB_OFFLINE=1\): org\/tiny@v2 is not in the Hugging Face cache/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.length, 0);
+});
