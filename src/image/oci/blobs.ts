@@ -1,0 +1,81 @@
+// Moving blobs between places without trusting them: every copy is hashed and sized on the way.
+import { createHash, type Hash } from 'node:crypto';
+import { constants, createWriteStream } from 'node:fs';
+import { copyFile, stat } from 'node:fs/promises';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { IntegrityError, InputError } from '../../util/errors.js';
+import { withTempFile } from '../../util/fs.js';
+
+/** A pass-through that hashes and counts what flows through it. */
+export class HashCounter extends Transform {
+  readonly hash: Hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly onBytes?: (n: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.onBytes?.(chunk.length);
+    cb(null, chunk);
+  }
+  digest(): string {
+    return `sha256:${this.hash.digest('hex')}`;
+  }
+}
+
+export interface BlobSource {
+  digest: string;
+  size: number;
+  open(): NodeJS.ReadableStream | Promise<NodeJS.ReadableStream>;
+  verifiedFile?: string;
+}
+
+/** Throws IntegrityError unless `got` matches what the descriptor promised. */
+export function checkBlob(what: string, blob: { digest: string; size: number }, got: { digest: string; bytes: number }): void {
+  if (got.bytes !== blob.size) throw new IntegrityError(what, `${blob.digest} (${blob.size} bytes)`, `${got.digest} (${got.bytes} bytes)`);
+  if (got.digest !== blob.digest) throw new IntegrityError(what, blob.digest, got.digest);
+}
+
+/**
+ * Writes a blob to `target` (temp file + rename). Skips the write when a file of the right size is
+ * already there: blob files are named by digest and only ever renamed into place complete.
+ */
+export async function writeBlobFile(blob: BlobSource, target: string, onBytes?: (n: number) => void): Promise<'written' | 'present'> {
+  const existing = await stat(target).catch(() => undefined);
+  if (existing?.isFile() && existing.size === blob.size) return 'present';
+  await withTempFile(target, async (tmp) => {
+    if (blob.verifiedFile) {
+      // Hashed by this process when it was made: let the kernel copy it (reflink where possible).
+      await copyFile(blob.verifiedFile, tmp, constants.COPYFILE_FICLONE);
+      const st = await stat(tmp);
+      if (st.size !== blob.size) throw new IntegrityError(blob.verifiedFile, `${blob.size} bytes`, `${st.size} bytes`);
+      onBytes?.(st.size);
+      return;
+    }
+    const counter = new HashCounter(onBytes);
+    await pipeline(await blob.open(), counter, createWriteStream(tmp));
+    checkBlob(`blob ${blob.digest}`, blob, { digest: counter.digest(), bytes: counter.bytes });
+  });
+  return 'written';
+}
+
+/** Reads a small blob (manifest, config, index) whole, refusing more than `max` bytes. */
+export async function readBounded(stream: NodeJS.ReadableStream, max: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    total += buf.length;
+    if (total > max) {
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+      throw new InputError(`${what} is larger than ${max} bytes`, { expected: `a JSON document under ${max} bytes` });
+    }
+    parts.push(buf);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Largest manifest/config/index we parse: far above real ones (a few KB), small enough to hold in memory. */
+export const MAX_JSON_BLOB = 8 * 1024 * 1024;
