@@ -63,6 +63,21 @@ function checkNumber(key: string, type: GgufValueType, v: GgufScalar): void {
   }
 }
 
+/** Checks a value against its declared type up front, so a bad value fails at addKv, not at write time. */
+function validateValue(key: string, type: GgufValueType, v: GgufScalar | GgufArray): void {
+  if (type === 'array') {
+    const arr = v as GgufArray;
+    if (!arr || !Array.isArray(arr.values) || !(arr.itemType in VALUE_TYPE_CODES)) throw new TypeError(`GGUF key ${key}: expected an array value`);
+    for (const item of arr.values) validateValue(key, arr.itemType, item);
+    return;
+  }
+  checkNumber(key, type, v as GgufScalar);
+  if (type === 'string' && typeof v !== 'string') throw new TypeError(`GGUF key ${key}: expected a string`);
+  if (type === 'bool' && typeof v !== 'boolean') throw new TypeError(`GGUF key ${key}: expected a boolean`);
+  if ((type === 'f32' || type === 'f64') && typeof v !== 'number') throw new TypeError(`GGUF key ${key}: expected a number`);
+  if ((type === 'u64' || type === 'i64') && typeof v !== 'number' && typeof v !== 'bigint') throw new TypeError(`GGUF key ${key}: expected an integer`);
+}
+
 function writeScalar(sink: ByteSink, key: string, type: GgufValueType, v: GgufScalar | GgufArray): void {
   if (type === 'array') {
     const arr = v as GgufArray;
@@ -131,6 +146,7 @@ export class GgufWriter {
   addKv(kv: GgufKv): this {
     this.expect(['kv'], `addKv(${kv.key})`);
     if (this.keys.has(kv.key)) throw new Error(`GgufWriter: duplicate key ${kv.key}`);
+    validateValue(kv.key, kv.type, kv.value);
     this.keys.add(kv.key);
     this.kvs.push(kv);
     return this;

@@ -1,0 +1,163 @@
+// safetensors reading (single, sharded, malformed) and the HF -> GGUF converter's structure and errors.
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { kvValue, readGguf, readTensorBytes } from '../../src/formats/gguf/index.js';
+import { openCheckpoint, readSafetensorsHeader, readTensorF32 } from '../../src/formats/safetensors/index.js';
+import { convertHfToGguf, GGUF_TYPES } from '../../src/quant/gguf/index.js';
+import { InputError } from '../../src/util/errors.js';
+import { encodeSafetensors, STORIES_HF, writeRandomLlama } from '../support/gguf-fixtures.js';
+
+let dir: string;
+before(async () => { dir = await mkdtemp(join(tmpdir(), 'bake-gguf-convert-')); });
+after(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
+
+function f32bytes(values: number[]): Uint8Array {
+  return new Uint8Array(new Float32Array(values).buffer);
+}
+
+async function rejectsInput(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof InputError, `expected InputError, got ${String(err)}`);
+    assert.match((err as Error).message, pattern);
+    return true;
+  });
+}
+
+describe('safetensors reader', () => {
+  test('reads stories260K: 47 F32 tensors with shapes and values', async () => {
+    const f = await readSafetensorsHeader(join(STORIES_HF, 'model.safetensors'));
+    assert.equal(f.tensors.size, 47);
+    const emb = f.tensors.get('model.embed_tokens.weight')!;
+    assert.deepEqual(emb.shape, [512, 64]);
+    const values = await readTensorF32(emb);
+    assert.equal(values.length, 512 * 64);
+    assert.ok(values.some((v) => v !== 0));
+  });
+
+  test('F16 and BF16 tensors widen exactly to float32', async () => {
+    const path = join(dir, 'half.safetensors');
+    const h = new Uint16Array([0x3c00, 0xc000, 0x0001, 0x7bff]); // 1, -2, 2^-24, 65504
+    const b = new Uint16Array([0x3f80, 0xc040]); // 1, -3
+    await writeFile(path, encodeSafetensors([
+      { name: 'h', dtype: 'F16', shape: [4], data: new Uint8Array(h.buffer) },
+      { name: 'b', dtype: 'BF16', shape: [2], data: new Uint8Array(b.buffer) },
+    ]));
+    const f = await readSafetensorsHeader(path);
+    assert.deepEqual([...(await readTensorF32(f.tensors.get('h')!))], [1, -2, 2 ** -24, 65504]);
+    assert.deepEqual([...(await readTensorF32(f.tensors.get('b')!))], [1, -3]);
+  });
+
+  test('sharded checkpoints are read through model.safetensors.index.json', async () => {
+    const d = join(dir, 'sharded');
+    await writeRandomLlama(d, { embd: 64, ff: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 512, tied: true }, 3, { shards: 3 });
+    const ck = await openCheckpoint(d);
+    assert.equal(ck.files.length, 3);
+    assert.equal(ck.tensors.size, 1 + 2 * 9 + 1);
+    const index = JSON.parse(await readFile(join(d, 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    index.weight_map['model.norm.weight'] = '../../etc/passwd';
+    await writeFile(join(d, 'model.safetensors.index.json'), JSON.stringify(index));
+    await rejectsInput(openCheckpoint(d), /escapes the model folder/);
+  });
+
+  test('malformed headers give InputErrors naming the problem', async () => {
+    const good = encodeSafetensors([
+      { name: 'a', dtype: 'F32', shape: [2], data: f32bytes([1, 2]) },
+      { name: 'b', dtype: 'F32', shape: [2], data: f32bytes([3, 4]) },
+    ]);
+    const path = join(dir, 'bad.safetensors');
+    const check = async (bytes: Uint8Array, pattern: RegExp): Promise<void> => {
+      await writeFile(path, bytes);
+      await rejectsInput(readSafetensorsHeader(path), pattern);
+    };
+    await check(good.subarray(0, 5), /too short/);
+    const lying = Buffer.from(good);
+    lying.writeBigUInt64LE(BigInt(good.length), 0);
+    await check(lying, /header length .* exceeds the file/);
+    const huge = Buffer.from(good);
+    huge.writeBigUInt64LE(2n ** 62n, 0);
+    await check(huge, /header length/);
+    await check(good.subarray(0, good.length - 4), /run past the data section/);
+    const header = (h: unknown): Buffer => {
+      const json = Buffer.from(JSON.stringify(h));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(json.length));
+      return Buffer.concat([len, json, Buffer.alloc(16)]);
+    };
+    await check(header({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }), /needs 12 bytes but data_offsets span 8/);
+    await check(header({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }), /overlap/);
+    await check(header({ a: { dtype: 'Q9', shape: [2], data_offsets: [0, 8] } }), /dtype "Q9"/);
+    await check(header({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 8] } }), /shape/);
+    await check(header({ a: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }), /before begin/);
+    await check(header([1, 2]), /not a JSON object/);
+    const notJson = Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{{{{')]);
+    await check(notJson, /not valid JSON/);
+  });
+});
+
+describe('HF -> GGUF converter', () => {
+  test('stories260K: metadata, names, shapes and the Q/K permutation', async () => {
+    const out = join(dir, 'stories-f32.gguf');
+    const r = await convertHfToGguf(STORIES_HF, out, { type: 'F32' });
+    assert.equal(r.tensors, 47);
+    assert.deepEqual(r.typeCounts, { F32: 47 });
+    const g = await readGguf(out);
+    assert.equal(kvValue(g, 'general.architecture'), 'llama');
+    assert.equal(kvValue(g, 'llama.block_count'), 5);
+    assert.equal(kvValue(g, 'llama.attention.head_count_kv'), 4);
+    assert.equal(kvValue(g, 'llama.rope.dimension_count'), 8);
+    assert.equal(kvValue(g, 'tokenizer.ggml.model'), 'llama');
+    assert.equal(kvValue(g, 'tokenizer.ggml.bos_token_id'), 1);
+    const tokens = kvValue(g, 'tokenizer.ggml.tokens') as { values: string[] };
+    const types = kvValue(g, 'tokenizer.ggml.token_type') as { values: number[] };
+    assert.equal(tokens.values.length, 512);
+    assert.deepEqual([tokens.values[0], tokens.values[1], tokens.values[2], tokens.values[3]], ['<unk>', '<s>', '</s>', '<0x00>']);
+    // <unk> is CONTROL, not UNKNOWN: tokenizer_config.json marks it special, and convert_hf_to_gguf.py lets
+    // added_tokens_decoder's `special` win over the SentencePiece type.
+    assert.deepEqual([types.values[0], types.values[1], types.values[3], types.values[300]], [3, 3, 6, 1]);
+    assert.equal(g.tensors[0]!.name, 'output_norm.weight'); // llama.cpp's order: globals by name, then blocks
+    const k = g.tensors.find((t) => t.name === 'blk.0.attn_k.weight')!;
+    assert.deepEqual(k.dims, [64, 32]);
+    // Q/K: GGUF row h*8 + 2i + j == HF row h*8 + 4j + i (heads of 8, rotate-half -> interleaved).
+    const st = await readSafetensorsHeader(join(STORIES_HF, 'model.safetensors'));
+    const hfK = await readTensorF32(st.tensors.get('model.layers.0.self_attn.k_proj.weight')!);
+    const ggK = new Float32Array((await readTensorBytes(g, k, 64 * 32 * 4)).buffer);
+    for (let h = 0; h < 4; h++) for (let i = 0; i < 4; i++) for (let j = 0; j < 2; j++) {
+      const ours = ggK.subarray((h * 8 + 2 * i + j) * 64, (h * 8 + 2 * i + j + 1) * 64);
+      const theirs = hfK.subarray((h * 8 + 4 * j + i) * 64, (h * 8 + 4 * j + i + 1) * 64);
+      assert.deepEqual([...ours], [...theirs]);
+    }
+    const v = g.tensors.find((t) => t.name === 'blk.0.attn_v.weight')!;
+    const hfV = await readTensorF32(st.tensors.get('model.layers.0.self_attn.v_proj.weight')!);
+    assert.deepEqual(new Float32Array((await readTensorBytes(g, v, 64 * 32 * 4)).buffer), hfV);
+  });
+
+  test('accepted types are listed', () => {
+    for (const t of ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K', 'Q4_K_M', 'Q5_K_M']) assert.ok(GGUF_TYPES.includes(t), t);
+  });
+
+  test('bad input: unknown type, unknown architecture, missing tokenizer, missing weights, truncated weights', async () => {
+    const out = join(dir, 'never.gguf');
+    await rejectsInput(convertHfToGguf(STORIES_HF, out, { type: 'Q3_XL' }), /unknown GGUF type "Q3_XL"/);
+    const d = join(dir, 'broken');
+    await cp(STORIES_HF, d, { recursive: true });
+    const config = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(d, 'config.json'), JSON.stringify({ ...config, architectures: ['GPTBigCodeForCausalLM'] }));
+    await rejectsInput(convertHfToGguf(d, out, { type: 'F32' }), /architecture "GPTBigCodeForCausalLM" is not supported/);
+    await writeFile(join(d, 'config.json'), JSON.stringify(config));
+    await unlink(join(d, 'tokenizer.model'));
+    await rejectsInput(convertHfToGguf(d, out, { type: 'F32' }), /no tokenizer.model or tokenizer.json/);
+    await cp(join(STORIES_HF, 'tokenizer.model'), join(d, 'tokenizer.model'));
+    await writeFile(join(d, 'tokenizer.model'), Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f]));
+    await rejectsInput(convertHfToGguf(d, out, { type: 'F32' }), /not a valid SentencePiece model/);
+    await cp(join(STORIES_HF, 'tokenizer.model'), join(d, 'tokenizer.model'));
+    const weights = await readFile(join(STORIES_HF, 'model.safetensors'));
+    await writeFile(join(d, 'model.safetensors'), weights.subarray(0, weights.length - 100));
+    await rejectsInput(convertHfToGguf(d, out, { type: 'F32' }), /run past the data section/);
+    await unlink(join(d, 'model.safetensors'));
+    await rejectsInput(convertHfToGguf(d, out, { type: 'F32' }), /no model.safetensors/);
+    await assert.rejects(readFile(out), /ENOENT/); // nothing half-written
+  });
+});
