@@ -105,7 +105,7 @@ export function serializeImage(img: ImageValue): SerializedImage {
   if (img.config.rootfs.diff_ids.length !== img.layers.length) {
     throw new InputError(`image config lists ${img.config.rootfs.diff_ids.length} diff_ids but the image has ${img.layers.length} layers`, { field: 'config.rootfs.diff_ids' });
   }
-  const configBytes = img.rawConfig ?? Buffer.from(canonicalJson(img.config));
+  const configBytes = img.raw?.config ?? Buffer.from(canonicalJson(img.config));
   const configDesc: Descriptor = { mediaType: MediaType.ociConfig, digest: `sha256:${sha256Bytes(configBytes)}`, size: configBytes.length };
   const layers: Descriptor[] = img.layers.map((l) => ({
     mediaType: ociLayerType(l.mediaType),
@@ -120,12 +120,13 @@ export function serializeImage(img: ImageValue): SerializedImage {
     layers,
     ...(Object.keys(img.annotations).length ? { annotations: img.annotations } : {}),
   };
-  const manifestBytes = Buffer.from(canonicalJson(manifest));
+  const manifestBytes = img.raw?.manifest ?? Buffer.from(canonicalJson(manifest));
+  const manifestType = img.raw?.manifestMediaType ?? MediaType.ociManifest;
   return {
     config: { bytes: configBytes, descriptor: configDesc },
     manifest: {
       bytes: manifestBytes,
-      descriptor: { mediaType: MediaType.ociManifest, digest: `sha256:${sha256Bytes(manifestBytes)}`, size: manifestBytes.length },
+      descriptor: { mediaType: manifestType, digest: `sha256:${sha256Bytes(manifestBytes)}`, size: manifestBytes.length },
     },
     layers,
   };

@@ -152,7 +152,7 @@ export async function readOciLayout(dir: string, ref?: string, opts: { platform?
     layers,
     annotations: manifest.annotations ?? {},
     source: { name: refName, digest: desc.digest },
-    rawConfig: c.bytes,
+    raw: { config: c.bytes, manifest: m.bytes, manifestMediaType: manifest.mediaType },
   };
 }
 

@@ -105,10 +105,10 @@ export interface ImageValue {
   /** Where this exact value was read from (a layout or a registry); appendLayers makes it the base. */
   source?: BaseRef;
   /**
-   * The exact config bytes a base came with, kept while the value is unmodified so re-writing a
-   * pulled image gives the same digests. appendLayers drops it.
+   * The exact config and manifest bytes a base came with, kept while the value is unmodified so
+   * re-writing a read or pulled image gives the same digests. appendLayers drops them.
    */
-  rawConfig?: Uint8Array;
+  raw?: { config: Uint8Array; manifest: Uint8Array; manifestMediaType: string };
 }
 
 export interface OciManifest {

@@ -52,11 +52,11 @@ export async function pullImage(ref: string, opts: RegistryOptions & { platform?
     layers,
     annotations: manifest.annotations ?? {},
     source: { name: `${r.host}/${repo}${r.tag ? `:${r.tag}` : ''}`, digest: doc.digest },
-    rawConfig: configBytes,
+    raw: { config: configBytes, manifest: doc.bytes, manifestMediaType: manifest.mediaType },
   };
 }
 
-async function getManifest(client: RegistryClient, repo: string, reference: string): Promise<{ value: unknown; digest: string; mediaType: string }> {
+async function getManifest(client: RegistryClient, repo: string, reference: string): Promise<{ value: unknown; digest: string; mediaType: string; bytes: Buffer }> {
   const res = await client.request('GET', `/v2/${repo}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT }, ok: [200], what: `fetching the manifest ${repo}:${reference}` });
   const bytes = await readBody(res, MAX_JSON_BLOB, `manifest ${repo}:${reference}`);
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -69,7 +69,7 @@ async function getManifest(client: RegistryClient, repo: string, reference: stri
   const declared = (value as { mediaType?: unknown } | null)?.mediaType;
   const header = res.headers.get('content-type')?.split(';')[0]?.trim();
   const mediaType = typeof declared === 'string' ? declared : header ?? MediaType.ociManifest;
-  return { value, digest, mediaType };
+  return { value, digest, mediaType, bytes };
 }
 
 async function getBlobBytes(client: RegistryClient, repo: string, digest: string, size: number): Promise<Buffer> {

@@ -1,0 +1,127 @@
+// A real registry for tests: Debian's docker-registry (distribution 2.8) on a free loopback port,
+// storing into a temp folder, plus a proxy in front of it that can fail chosen requests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const REGISTRY_BIN = '/usr/bin/docker-registry';
+
+export interface TestRegistry {
+  /** host:port, for image references. */
+  host: string;
+  url: string;
+  root: string;
+  close(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+export async function startRegistry(opts: { readonly?: boolean } = {}): Promise<TestRegistry> {
+  const root = await mkdtemp(join(tmpdir(), 'bake-registry-'));
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  // Debian's stock config turns on htpasswd auth; ours is open, loopback only, deletable.
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(root, 'data')}`,
+    '  delete:',
+    '    enabled: true',
+    ...(opts.readonly ? ['  maintenance:', '    readonly:', '      enabled: true'] : []),
+    'http:',
+    `  addr: ${host}`,
+    '',
+  ].join('\n');
+  await writeFile(join(root, 'config.yml'), config);
+  const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', join(root, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const url = `http://${host}`;
+  for (let i = 0; ; i++) {
+    const ok = await fetch(`${url}/v2/`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (i > 100 || child.exitCode !== null) {
+      child.kill();
+      throw new Error(`docker-registry did not start on ${host}: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    host,
+    url,
+    root,
+    async close() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface FaultyProxy {
+  host: string;
+  /** Every request seen, as "METHOD path". */
+  seen: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * An HTTP proxy to `target` (host:port) that asks `fault(method, path, n)` per request: undefined
+ * passes it through, a number answers with that status instead (n counts requests with the same method).
+ */
+export async function startFaultyProxy(target: string, fault: (method: string, path: string, n: number) => number | 'drop' | undefined): Promise<FaultyProxy> {
+  const seen: string[] = [];
+  const counts = new Map<string, number>();
+  const [thost, tport] = target.split(':');
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const method = req.method ?? 'GET';
+    const n = (counts.get(method) ?? 0) + 1;
+    counts.set(method, n);
+    seen.push(`${method} ${req.url}`);
+    const verdict = fault(method, req.url ?? '/', n);
+    if (verdict === 'drop') {
+      req.resume();
+      req.on('end', () => req.socket.destroy());
+      return;
+    }
+    if (typeof verdict === 'number') {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(verdict, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ code: 'TEST_FAULT', message: `injected ${verdict}` }] }));
+      });
+      return;
+    }
+    const up = httpRequest({ host: thost, port: Number(tport), method, path: req.url, headers: { ...req.headers, host: target } }, (ur) => {
+      const headers = { ...ur.headers };
+      // Locations point at the registry; rewrite them to come back through us.
+      if (typeof headers.location === 'string') headers.location = headers.location.replace(`http://${target}`, `http://${addr()}`);
+      res.writeHead(ur.statusCode ?? 502, headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = () => `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    host: addr(),
+    seen,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
