@@ -1,0 +1,107 @@
+// Inputs for running a model: generated from the declared input types and shapes (deterministic), or real
+// text through the model's own tokenizer for text models.
+import * as ort from 'onnxruntime-node';
+import { DataType, toNumber, type ModelProto } from '../../formats/onnx/index.js';
+import { InputError } from '../../util/errors.js';
+
+export interface InputSpec {
+  name: string;
+  elemType: number;
+  /** number for fixed dims, string for symbolic ones, undefined when unknown. */
+  dims: (number | string | undefined)[];
+}
+
+/** The model's real inputs (graph inputs that are not initializers), with types and shapes. */
+export function modelInputs(model: ModelProto): InputSpec[] {
+  const inits = new Set(model.graph.initializer.map((t) => t.name));
+  return model.graph.input.filter((v) => !inits.has(v.name)).map((v) => {
+    const tt = v.type?.tensor_type;
+    return {
+      name: v.name,
+      elemType: tt?.elem_type ?? DataType.FLOAT,
+      dims: (tt?.shape?.dim ?? []).map((d) => (d.dim_param ? d.dim_param : d.dim_value !== undefined && d.dim_value !== null && toNumber(d.dim_value) > 0 ? toNumber(d.dim_value) : undefined)),
+    };
+  });
+}
+
+export type Feeds = Record<string, ort.Tensor>;
+
+/** A small seeded PRNG (mulberry32): the same inputs on every run and machine. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface GenerateOptions {
+  /**
+   * Values for symbolic dims, by dim name (`sequence`) or by `input:axis` (`state:1`, for unnamed dims).
+   * Otherwise batch-like dims (axis 0, or named batch/N/B) get 1 and the rest `defaultDim`.
+   */
+  dims?: Record<string, number>;
+  defaultDim?: number;
+  /** Fixed values for scalar/int inputs by input name (e.g. { sr: 16000 }). */
+  values?: Record<string, number>;
+}
+
+/** Sample-rate inputs of audio models must hold a rate the graph supports, not noise. */
+const WELL_KNOWN_VALUES: Record<string, number> = { sr: 16000, sample_rate: 16000, sampling_rate: 16000 };
+
+const BATCH_LIKE = /^(batch(_size)?|n|b|.*DynamicDimension\.0)$/i;
+
+function resolveDim(input: string, d: number | string | undefined, axis: number, opts: GenerateOptions): number {
+  if (typeof d === 'number') return d;
+  const named = opts.dims?.[`${input}:${axis}`] ?? (d ? opts.dims?.[d] : undefined);
+  if (named !== undefined) return named;
+  if (axis === 0 || (d && BATCH_LIKE.test(d))) return 1;
+  return opts.defaultDim ?? 256;
+}
+
+/** `count` sets of deterministic inputs for the declared shapes (floats uniform in [-1, 1)). */
+export function generateInputs(inputs: InputSpec[], count: number, opts: GenerateOptions = {}, seed = 1234): Feeds[] {
+  const out: Feeds[] = [];
+  for (let s = 0; s < count; s++) {
+    const rand = prng(seed + s * 7919);
+    const feeds: Feeds = {};
+    for (const inp of inputs) {
+      const shape = inp.dims.map((d, i) => resolveDim(inp.name, d, i, opts));
+      const n = shape.reduce((a, b) => a * b, 1);
+      const fixed = opts.values?.[inp.name] ?? WELL_KNOWN_VALUES[inp.name];
+      switch (inp.elemType) {
+        case DataType.FLOAT: {
+          const d = new Float32Array(n);
+          for (let i = 0; i < n; i++) d[i] = fixed ?? rand() * 2 - 1;
+          feeds[inp.name] = new ort.Tensor('float32', d, shape);
+          break;
+        }
+        case DataType.INT64: {
+          const d = new BigInt64Array(n);
+          for (let i = 0; i < n; i++) d[i] = BigInt(fixed ?? Math.floor(rand() * 2));
+          feeds[inp.name] = new ort.Tensor('int64', d, shape);
+          break;
+        }
+        case DataType.INT32: {
+          const d = new Int32Array(n);
+          for (let i = 0; i < n; i++) d[i] = fixed ?? Math.floor(rand() * 2);
+          feeds[inp.name] = new ort.Tensor('int32', d, shape);
+          break;
+        }
+        case DataType.BOOL: {
+          feeds[inp.name] = new ort.Tensor('bool', new Uint8Array(n).fill(fixed === undefined ? 1 : fixed ? 1 : 0), shape);
+          break;
+        }
+        default:
+          throw new InputError(`input ${inp.name} has element type ${inp.elemType}, which bake cannot generate`, {
+            field: 'verify', expected: 'float32, int64, int32 or bool inputs', hint: 'verify this model with text inputs or skip verification (verify.skip)',
+          });
+      }
+    }
+    out.push(feeds);
+  }
+  return out;
+}
