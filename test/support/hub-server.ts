@@ -62,7 +62,10 @@ export interface HubFault {
   status?: number;
   retryAfter?: number;
   errorCode?: string;
-  /** kind cut: close the connection after this many body bytes of the response, or at a random point. */
+  /**
+   * kind cut: close the connection after this many body bytes of the response; or 'random': `times`
+   * (default 1) distinct file offsets drawn uniformly over the file, each request cut at the next one.
+   */
   cutAt?: number | 'random';
   /** kind flip: XOR 0xff into the byte at this file offset (default: the middle of the file). */
   flipAt?: number;
@@ -215,6 +218,21 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   const random = prng(options.seed ?? 42);
   const cdnKey = randomBytes(16);
   const faults: HubFault[] = options.faults ?? [];
+  /** Planned file offsets of 'random' cut faults, drawn on first use. */
+  const cutPlans = new WeakMap<HubFault, number[]>();
+
+  function plannedCut(fault: HubFault, size: number, start: number): number | undefined {
+    let plan = cutPlans.get(fault);
+    if (!plan) {
+      const want = Math.min((fault.times ?? 0) + 1, size - 1);
+      const offsets = new Set<number>();
+      while (offsets.size < want) offsets.add(1 + Math.floor(random() * (size - 1)));
+      plan = [...offsets].sort((a, b) => a - b);
+      cutPlans.set(fault, plan);
+    }
+    while (plan.length > 0 && plan[0]! <= start) plan.shift();
+    return plan.shift();
+  }
   let requests: HubRequestRecord[] = [];
 
   async function push(name: string, spec: HubRepoSpec): Promise<string> {
@@ -511,7 +529,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       headers['content-range'] = `bytes ${start}-${end - 1}/${file.size}`;
     }
     const slow = takeFault(['slow'], 'file', rec.repo, file.path);
-    const cut = takeFault(['cut'], 'file', rec.repo, file.path);
+    const cut = end - start >= 2 ? takeFault(['cut'], 'file', rec.repo, file.path) : undefined;
     const flip = takeFault(['flip'], 'file', rec.repo, file.path);
     if (slow?.delayMs) await new Promise((r) => setTimeout(r, slow.delayMs));
     rec.status = status;
@@ -520,7 +538,12 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     let cutAfter = Infinity;
     if (cut) {
       const length = end - start;
-      cutAfter = cut.cutAt === 'random' || cut.cutAt === undefined ? Math.floor(random() * length) : Math.min(cut.cutAt, length);
+      if (cut.cutAt === 'random') {
+        const at = plannedCut(cut, file.size, start);
+        cutAfter = at === undefined ? Infinity : at - start;
+      } else {
+        cutAfter = Math.min(cut.cutAt ?? Math.floor(length / 2), length);
+      }
     }
     const flipAt = flip ? (flip.flipAt ?? Math.floor(file.size / 2)) : -1;
     const rate = slow?.bytesPerSecond;
@@ -537,7 +560,15 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
         const ok = res.write(chunk);
         sent += chunk.length;
         rec.bytes += chunk.length;
-        if (!ok) await new Promise<void>((r) => res.once('drain', () => r()).once('close', () => r()));
+        if (!ok) {
+          await new Promise<void>((r) => {
+            const done = () => {
+              res.off('drain', done).off('close', done);
+              r();
+            };
+            res.on('drain', done).on('close', done);
+          });
+        }
         if (res.destroyed) return;
       }
       if (sent >= cutAfter) {

@@ -1,0 +1,273 @@
+// pullModel against the loopback Hub with faults: cuts, flipped bytes, slow answers, 429/5xx, 404.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readFile, readlink, stat, truncate, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { downloadFileToCacheDir } from '@huggingface/hub';
+import { resolveHubModel } from '../../src/lock/resolve.js';
+import { pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import type { LockEntry } from '../../src/lock/types.js';
+import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
+import { startHubServer, type HubServer } from '../support/hub-server.js';
+import { generatedBytes, hubConfig, model, storiesFiles, tempDir } from '../support/hub-fixtures.js';
+
+const BIG = 4 * 1024 * 1024 + 123;
+const bigBytes = generatedBytes(BIG, 7);
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+let hub: HubServer;
+before(async () => {
+  hub = await startHubServer({
+    repos: {
+      'org/tiny': { files: await storiesFiles() },
+      'org/big': { files: { 'config.json': '{"big":true}', 'weights.safetensors': bigBytes, 'copy/same.safetensors': bigBytes } },
+    },
+    seed: 2024,
+  });
+});
+after(() => hub.close());
+
+async function locked(cfgDir: string, repo = 'org/big', files = ['**']): Promise<LockEntry> {
+  const entry = await resolveHubModel(model({ repo, files }), hubConfig(hub.url, cfgDir));
+  return { ...entry, fragment: 'test' };
+}
+
+function withFaults(t: { after: (fn: () => void) => void }, ...faults: HubServer['faults']): void {
+  hub.faults.splice(0, hub.faults.length, ...faults);
+  t.after(() => hub.faults.splice(0));
+}
+
+test('pull fills the HF cache layout: blobs, relative snapshot links, refs/main; a second pull downloads nothing', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/tiny', ['*.json', '*.safetensors', 'tokenizer.model']);
+  const cfg = hubConfig(hub.url, dir);
+  const events: PullEvent[] = [];
+  const first = await pullModel(entry, cfg, { onEvent: (e) => events.push(e) });
+  assert.equal(first.snapshotDir, snapshotPath(cfg, 'org/tiny', entry.commit));
+  assert.equal(first.snapshotDir, join(dir, 'models--org--tiny', 'snapshots', entry.commit));
+  for (const f of entry.files) {
+    const at = join(first.snapshotDir, f.path);
+    assert.ok((await lstat(at)).isSymbolicLink(), f.path);
+    assert.match(await readlink(at), /^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/);
+    assert.equal(sha256(await readFile(at)), f.sha256);
+  }
+  assert.equal(await readFile(join(dir, 'models--org--tiny', 'refs', 'main'), 'utf8'), entry.commit);
+  assert.ok(events.some((e) => e.type === 'done' && e.path === 'model.safetensors'));
+
+  hub.stats.reset();
+  const again: PullEvent[] = [];
+  const second = await pullModel(entry, cfg, { onEvent: (e) => again.push(e) });
+  assert.equal(second.downloadedBytes, 0);
+  assert.equal(hub.stats.requests.length, 0);
+  assert.deepEqual(again.map((e) => e.type).sort(), entry.files.map(() => 'cached'));
+});
+
+test('two paths with the same content: downloaded once, both linked', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir);
+  hub.stats.reset();
+  const { snapshotDir, downloadedBytes } = await pullModel(entry, hubConfig(hub.url, dir));
+  assert.equal(downloadedBytes, BIG);
+  assert.equal(hub.stats.bytesFor('weights.safetensors') + hub.stats.bytesFor('copy/same.safetensors'), BIG);
+  assert.equal(sha256(await readFile(join(snapshotDir, 'copy/same.safetensors'))), sha256(bigBytes));
+});
+
+test('a flipped byte: IntegrityError naming the file and both digests; nothing lands in snapshots/ or blobs/', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'flip', path: 'weights.safetensors', flipAt: 1_000_000 });
+  const expected = sha256(bigBytes);
+  const flipped = Buffer.from(bigBytes);
+  flipped[1_000_000]! ^= 0xff;
+  await assert.rejects(pullModel(entry, hubConfig(hub.url, dir)), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.equal(e.path, 'weights.safetensors');
+    assert.equal(e.expectedDigest, `sha256:${expected}`);
+    assert.equal(e.actualDigest, `sha256:${sha256(flipped)}`);
+    assert.match(e.message, /weights\.safetensors.*sha256:[0-9a-f]{64}.*sha256:[0-9a-f]{64}/);
+    return true;
+  });
+  const repoDir = join(dir, 'models--org--big');
+  const snapshots = await readdir(join(repoDir, 'snapshots')).catch(() => []);
+  for (const s of snapshots) assert.deepEqual(await readdir(join(repoDir, 'snapshots', s)), [], 'no snapshot entry');
+  assert.deepEqual(await readdir(join(repoDir, 'blobs')).catch(() => []), [], 'no blob, no partial file');
+});
+
+test('20 random cuts mid-file all end in a complete, verified file, resuming where each cut left off', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'cut', path: 'weights.safetensors', cutAt: 'random', times: 20 });
+  hub.stats.reset();
+  const retries: PullEvent[] = [];
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir, { retries: 2 }), {
+    onEvent: (e) => e.type === 'retry' && retries.push(e),
+  });
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+  const data = hub.stats.requests.filter((r) => r.host === 'cdn');
+  assert.equal(data.filter((r) => r.cut).length, 20, 'all 20 cuts happened');
+  assert.equal(retries.length, 20);
+  // Every resume asked for the rest only: what was served adds up to the file, give or take what
+  // was in flight when a connection died.
+  const ranged = data.filter((r) => r.range);
+  assert.ok(ranged.length >= 15, `resumed with Range ${ranged.length} times`);
+  const served = hub.stats.bytesFor('weights.safetensors');
+  assert.ok(served >= BIG && served < BIG + 20 * 512 * 1024, `served ${served} for ${BIG}`);
+});
+
+test('a pull cut for good keeps its partial file; the next pull fetches only the missing part', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  const half = Math.floor(BIG / 2);
+  withFaults(t, { kind: 'cut', path: 'weights.safetensors', cutAt: half, times: 1 });
+  await assert.rejects(pullModel(entry, hubConfig(hub.url, dir, { retries: 0 })), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.match(e.message, /weights\.safetensors/);
+    return true;
+  });
+  const partial = join(dir, 'models--org--big', 'blobs', `${sha256(bigBytes)}.incomplete`);
+  const kept = (await stat(partial)).size;
+  assert.ok(kept > 0 && kept <= half, `kept ${kept}`);
+  hub.stats.reset();
+  const { snapshotDir, downloadedBytes } = await pullModel(entry, hubConfig(hub.url, dir));
+  assert.equal(downloadedBytes, BIG - kept);
+  assert.equal(hub.stats.bytesFor('weights.safetensors'), BIG - kept);
+  assert.equal(hub.stats.requests.find((r) => r.host === 'cdn')!.range, `bytes=${kept}-`);
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+});
+
+test('a corrupt partial file from an earlier run is detected and the file fetched again from zero', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  const blobs = join(dir, 'models--org--big', 'blobs');
+  await mkdir(blobs, { recursive: true });
+  const bad = Buffer.from(bigBytes.subarray(0, 1000));
+  bad[10]! ^= 1;
+  await writeFile(join(blobs, `${sha256(bigBytes)}.incomplete`), bad);
+  const events: PullEvent[] = [];
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir), { onEvent: (e) => events.push(e) });
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+  assert.ok(events.some((e) => e.type === 'retry' && /digest mismatch/.test(e.reason ?? '')));
+});
+
+test('a corrupt blob already in the cache is not trusted: re-hashed, replaced', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  const cfg = hubConfig(hub.url, dir);
+  await pullModel(entry, cfg);
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  const bytes = await readFile(blob);
+  bytes[5]! ^= 0xff;
+  await writeFile(blob, bytes);
+  const { downloadedBytes, snapshotDir } = await pullModel(entry, cfg);
+  assert.equal(downloadedBytes, BIG);
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+});
+
+test('429 then success, and 5xx, are retried with backoff', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'status', status: 429, retryAfter: 0, times: 2 }, { kind: 'status', status: 502, times: 1 });
+  const events: PullEvent[] = [];
+  await pullModel(entry, hubConfig(hub.url, dir), { onEvent: (e) => events.push(e) });
+  assert.deepEqual(events.filter((e) => e.type === 'retry').map((e) => e.reason), ['HTTP 429', 'HTTP 429', 'HTTP 502']);
+});
+
+test('5xx beyond the retry budget is a NetworkError naming the file', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'status', status: 500 });
+  await assert.rejects(pullModel(entry, hubConfig(hub.url, dir, { retries: 2 })), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.status, 500);
+    assert.match(e.message, /weights\.safetensors from org\/big failed after 2 retries: HTTP 500/);
+    return true;
+  });
+});
+
+test('a slow server: answers slower than the idle timeout are retried; slow but steady ones complete', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'slow', path: 'weights.safetensors', delayMs: 600, times: 1 }, { kind: 'slow', path: 'weights.safetensors', bytesPerSecond: 16 * 1024 * 1024, times: 1 });
+  const events: PullEvent[] = [];
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir, { timeoutMs: 300 }), { onEvent: (e) => events.push(e) });
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+  const retries = events.filter((e) => e.type === 'retry');
+  assert.equal(retries.length, 1, JSON.stringify(retries));
+  assert.match(retries[0]!.reason ?? '', /no data for 300 ms/);
+});
+
+test('a locked file gone from the repo is reported as not found, with the file name', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  const gone = { ...entry, files: [{ ...entry.files[0]!, path: 'renamed.safetensors' }] };
+  await assert.rejects(pullModel(gone, hubConfig(hub.url, dir)), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.status, 404);
+    assert.equal(e.field, 'files');
+    assert.match(e.message, /file "renamed\.safetensors" not found in org\/big@[0-9a-f]{40}/);
+    return true;
+  });
+});
+
+test('offline: pull works from the cache without a request; a missing file fails clearly', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir);
+  await pullModel({ ...entry, files: entry.files.filter((f) => f.path !== 'weights.safetensors' && f.path !== 'copy/same.safetensors') }, hubConfig(hub.url, dir));
+  hub.stats.reset();
+  const offline = hubConfig(hub.url, dir, { offline: true });
+  await pullModel({ ...entry, files: entry.files.filter((f) => f.path === 'config.json') }, offline);
+  await assert.rejects(pullModel(entry, offline), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.field, 'HF_HUB_OFFLINE');
+    assert.match(e.message, /offline mode \(HF_HUB_OFFLINE=1\): (copy\/same|weights)\.safetensors of org\/big@[0-9a-f]{12} \(sha256 [0-9a-f]{64}\) is not in the cache/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.length, 0);
+});
+
+test('the cache is shared with @huggingface/hub both ways', async (t) => {
+  // Ours -> library: it finds our snapshot entry without a request.
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/tiny', ['config.json', 'model.safetensors']);
+  await pullModel(entry, hubConfig(hub.url, dir));
+  hub.stats.reset();
+  const path = await downloadFileToCacheDir({ repo: 'org/tiny', path: 'model.safetensors', revision: entry.commit, cacheDir: dir, hubUrl: hub.url });
+  assert.equal(path, join(snapshotPath(hubConfig(hub.url, dir), 'org/tiny', entry.commit), 'model.safetensors'));
+  assert.equal(hub.stats.requests.length, 0);
+
+  // Library -> ours: blobs it downloaded are verified and reused, not downloaded again.
+  const other = await tempDir(t);
+  for (const f of entry.files) await downloadFileToCacheDir({ repo: 'org/tiny', path: f.path, revision: entry.commit, cacheDir: other, hubUrl: hub.url });
+  hub.stats.reset();
+  const events: PullEvent[] = [];
+  const { downloadedBytes } = await pullModel(entry, hubConfig(hub.url, other), { onEvent: (e) => events.push(e) });
+  assert.equal(downloadedBytes, 0);
+  assert.deepEqual(events.map((e) => e.type), ['cached', 'cached']);
+});
+
+test('an abort stops the pull and keeps the partial file for later', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'slow', path: 'weights.safetensors', bytesPerSecond: 2 * 1024 * 1024 });
+  const ctl = new AbortController();
+  const pulling = pullModel(entry, hubConfig(hub.url, dir), {
+    signal: ctl.signal,
+    onEvent: (e) => e.type === 'progress' && (e.bytes ?? 0) >= 1 << 20 && ctl.abort(new Error('user pressed ^C')),
+  });
+  await assert.rejects(pulling, /user pressed \^C/);
+  const partial = join(dir, 'models--org--big', 'blobs', `${sha256(bigBytes)}.incomplete`);
+  assert.ok((await stat(partial)).size >= 1 << 20);
+  await truncate(partial, 1); // still a valid prefix
+});
+
+test('lock entries with unsafe names or malformed digests are refused before any request', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['config.json']);
+  hub.stats.reset();
+  const cfg = hubConfig(hub.url, dir);
+  await assert.rejects(pullModel({ ...entry, files: [{ ...entry.files[0]!, path: '../../etc/passwd' }] }, cfg), InputError);
+  await assert.rejects(pullModel({ ...entry, files: [{ ...entry.files[0]!, sha256: 'abc' }] }, cfg), InputError);
+  await assert.rejects(pullModel({ ...entry, commit: 'main' }, cfg), (e: unknown) => e instanceof InputError && e.field === 'commit');
+  assert.equal(hub.stats.requests.length, 0);
+});
