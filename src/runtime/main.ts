@@ -1,0 +1,78 @@
+// Entry point of the runtime app inside images (bundled to /opt/bake-runtime/app/bake-runtime.mjs by
+// docker/bake.Dockerfile). This is a program, not library code: it prints.
+//   bake-runtime serve [-- server args]       load models, then serve them for $BAKE_TARGET
+//   bake-runtime check                        load (verify / fetch) models and exit
+//   bake-runtime unbundle <manifest> <outdir> write the manifest of an image without model bytes
+import { mkdir, readFile, readdir, utimes, lutimes } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { BakeError, ExitCode, InputError } from '../util/errors.js';
+import { prettyJson } from '../util/json.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { loadModels } from './load.js';
+import { fetchArgName, parseFetchRef, unbundledManifest } from './load.js';
+import { MANIFEST_FILE, parseManifest } from './manifest.js';
+import { serve, type RuntimeTarget } from './serve.js';
+
+const log = (line: string): void => console.log(`[bake-runtime] ${line}`);
+
+async function setTimes(root: string, epoch: number): Promise<void> {
+  const t = new Date(epoch * 1000);
+  for (const e of await readdir(root, { withFileTypes: true })) {
+    const p = join(root, e.name);
+    if (e.isDirectory()) await setTimes(p, epoch);
+    if (e.isSymbolicLink()) await lutimes(p, t, t);
+    else await utimes(p, t, t);
+  }
+  await utimes(root, t, t);
+}
+
+async function unbundle(manifestPath: string, outDir: string): Promise<void> {
+  const manifest = parseManifest(await readFile(manifestPath, 'utf8'), manifestPath);
+  const arg = fetchArgName(manifest.id);
+  const ref = process.env[arg]?.trim();
+  const out = unbundledManifest(manifest, ref ? parseFetchRef(ref, arg) : undefined);
+  await writeFileAtomic(join(outDir, MANIFEST_FILE), prettyJson(out));
+  // Fixed times from the top of the copied tree (/out): equal manifests give equal layers.
+  let top = outDir;
+  while (dirname(top) !== '/' && dirname(top) !== top) top = dirname(top);
+  await mkdir(top, { recursive: true });
+  await setTimes(top, Number(process.env.SOURCE_DATE_EPOCH || 0));
+  log(`${manifest.id}: not bundled; fetched at start from ${out.fetch ? `${out.fetch.repo}@${out.fetch.commit}` : `${out.source.repo}@${out.source.commit}`}`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const dash = rest.indexOf('--');
+  const extraArgs = dash >= 0 ? rest.slice(dash + 1) : [];
+  const ids = process.env.BAKE_MODELS ? process.env.BAKE_MODELS.split(',').filter(Boolean) : undefined;
+  switch (cmd) {
+    case 'serve': {
+      const target = (process.env.BAKE_TARGET ?? 'cpu') as RuntimeTarget;
+      if (!['cpu', 'llamacpp', 'cuda'].includes(target)) throw new InputError(`BAKE_TARGET is ${target}`, { field: 'BAKE_TARGET', expected: 'cpu, llamacpp or cuda' });
+      const s = await serve({ target, ids, extraArgs, log, check: process.env.BAKE_CHECK === 'size' ? 'size' : 'sha256' });
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => s.stop());
+      return s.done;
+    }
+    case 'check':
+      await loadModels({ ids, log });
+      return 0;
+    case 'unbundle':
+      if (rest.length !== 2) throw new InputError('usage: bake-runtime unbundle <manifest.json> <out dir>');
+      await unbundle(rest[0]!, rest[1]!);
+      return 0;
+    default:
+      throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}`, { expected: 'serve, check or unbundle' });
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof BakeError) {
+      console.error(`[bake-runtime] error: ${err.message}${err.hint ? `\n  hint: ${err.hint}` : ''}`);
+      process.exit(ExitCode[err.exit]);
+    }
+    console.error(`[bake-runtime] error: ${(err as Error)?.stack ?? String(err)}`);
+    process.exit(1);
+  },
+);
