@@ -73,6 +73,9 @@ export async function startRegistry(opts: { readonly?: boolean } = {}): Promise<
   };
 }
 
+/** undefined: pass; a status: answer it without forwarding; 'drop': cut the connection; { after }: forward, then answer `after` instead of the real reply. */
+export type Verdict = number | 'drop' | { after: number } | undefined;
+
 export interface FaultyProxy {
   host: string;
   /** Every request seen, as "METHOD path". */
@@ -84,7 +87,7 @@ export interface FaultyProxy {
  * An HTTP proxy to `target` (host:port) that asks `fault(method, path, n)` per request: undefined
  * passes it through, a number answers with that status instead (n counts requests with the same method).
  */
-export async function startFaultyProxy(target: string, fault: (method: string, path: string, n: number) => number | 'drop' | undefined): Promise<FaultyProxy> {
+export async function startFaultyProxy(target: string, fault: (method: string, path: string, n: number) => Verdict): Promise<FaultyProxy> {
   const seen: string[] = [];
   const counts = new Map<string, number>();
   const [thost, tport] = target.split(':');
@@ -108,6 +111,13 @@ export async function startFaultyProxy(target: string, fault: (method: string, p
       return;
     }
     const up = httpRequest({ host: thost, port: Number(tport), method, path: req.url, headers: { ...req.headers, host: target } }, (ur) => {
+      if (typeof verdict === 'object') {
+        // The registry did the work; the client is told it failed (a lost reply).
+        ur.resume();
+        res.writeHead(verdict.after, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ code: 'TEST_FAULT', message: `reply replaced by ${verdict.after}` }] }));
+        return;
+      }
       const headers = { ...ur.headers };
       // Locations point at the registry; rewrite them to come back through us.
       if (typeof headers.location === 'string') headers.location = headers.location.replace(`http://${target}`, `http://${addr()}`);

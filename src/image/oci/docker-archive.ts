@@ -80,9 +80,12 @@ async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource, on
   let finished!: Promise<void>;
   const sink = await new Promise<NodeJS.WritableStream>((resolveSink) => {
     finished = new Promise<void>((resolve, reject) => {
-      resolveSink(pack.entry(header, (err) => (err ? reject(err) : resolve())) as unknown as NodeJS.WritableStream);
+      const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      entry.on('error', reject);
+      resolveSink(entry as unknown as NodeJS.WritableStream);
     });
   });
+  finished.catch(() => {});
   const hash = createHash('sha256');
   let bytes = 0;
   const source = blob.verifiedFile ? createReadStream(blob.verifiedFile, { highWaterMark: 1 << 20 }) : await blob.open();
@@ -91,7 +94,7 @@ async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource, on
     bytes += chunk.length;
     onBytes?.(chunk.length);
     if (bytes > blob.size) break;
-    if (!sink.write(chunk)) await once(sink as unknown as EventEmitter, 'drain');
+    if (!sink.write(chunk)) await Promise.race([once(sink as unknown as EventEmitter, 'drain'), finished]);
   }
   checkBlob(`blob ${blob.digest}`, blob, { digest: `sha256:${hash.digest('hex')}`, bytes });
   sink.end();

@@ -196,14 +196,18 @@ async function addFile(pack: tar.Pack, header: EntryHeader, path: string): Promi
   let finished!: Promise<void>;
   const sink = await new Promise<NodeJS.WritableStream>((resolveSink) => {
     finished = new Promise<void>((resolve, reject) => {
-      resolveSink(pack.entry(header, (err) => (err ? reject(err) : resolve())) as unknown as NodeJS.WritableStream);
+      const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      // A consumer that stops reading destroys the pack and with it this entry: settle, don't crash.
+      entry.on('error', reject);
+      resolveSink(entry as unknown as NodeJS.WritableStream);
     });
   });
+  finished.catch(() => {});
   let written = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
     written += chunk.length;
     if (written > (header.size ?? 0)) throw new InputError(`${path} grew while the layer was being built`, { file: path, hint: 'do not modify the model folder during a build' });
-    if (!sink.write(chunk)) await once(sink as unknown as EventEmitter, 'drain');
+    if (!sink.write(chunk)) await Promise.race([once(sink as unknown as EventEmitter, 'drain'), finished]);
   }
   if (written !== header.size) throw new InputError(`${path} shrank while the layer was being built`, { file: path, hint: 'do not modify the model folder during a build' });
   sink.end();

@@ -126,7 +126,8 @@ export class RegistryClient {
     return true;
   }
 
-  private backoff(attempt: number): number {
+  /** Delay before retry number `attempt` (0-based): doubles each time. */
+  backoff(attempt: number): number {
     return this.retryDelayMs * 2 ** attempt;
   }
 

@@ -115,46 +115,62 @@ async function startUpload(client: RegistryClient, repo: string): Promise<string
   return loc;
 }
 
+/** The registry lost track of an upload session (e.g. a reply was lost and its state token is stale). */
+class UploadLost extends Error {}
+
+const UPLOAD_RESTARTS = 3;
+
+/** Uploads one blob, starting over (new session, source re-opened) when the registry lost the session. */
+async function uploadBlob(client: RegistryClient, repo: string, blob: PushBlob, location: string | undefined, onSent: (n: number) => void): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const loc = attempt === 0 && location ? location : await startUpload(client, repo);
+    try {
+      await uploadOnce(client, loc, blob, onSent);
+      return;
+    } catch (err) {
+      // Best effort: drop the upload session so the registry does not keep a partial blob around.
+      await client.request('DELETE', loc, { ok: [204, 404], what: 'cancelling an upload', noRetry: true }).then((r) => r.body?.cancel(), () => {});
+      if (err instanceof UploadLost && attempt < UPLOAD_RESTARTS) continue;
+      if (err instanceof UploadLost) throw new NetworkError(`uploading ${blob.digest} to ${client.host}: ${err.message}, ${UPLOAD_RESTARTS + 1} times`, { hint: 'the registry keeps dropping uploads; check its logs and storage' });
+      throw err;
+    }
+  }
+}
+
 /**
  * Small blobs go in one PUT; larger ones in PATCH chunks of `chunkSize`, each held in memory so it
  * can be resent. After a failed PATCH the upload's status says how much arrived, and we resume there.
  */
-async function uploadBlob(client: RegistryClient, repo: string, blob: PushBlob, location: string | undefined, onSent: (n: number) => void): Promise<void> {
-  let loc = location ?? (await startUpload(client, repo));
+async function uploadOnce(client: RegistryClient, location: string, blob: PushBlob, onSent: (n: number) => void): Promise<void> {
+  let loc = location;
   const hash = createHash('sha256');
   let sent = 0;
-  try {
-    const source = blob.verifiedFile ? createReadStream(blob.verifiedFile, { highWaterMark: 1 << 20 }) : await blob.open();
-    if (blob.size <= client.chunkSize) {
-      const bytes = await readExactly(source, blob.size, blob.digest);
-      hash.update(bytes);
-      checkHash(blob, hash);
-      const res = await client.request('PUT', withDigest(loc, blob.digest), {
-        headers: { 'content-type': 'application/octet-stream' },
-        body: () => bytes,
-        ok: [201],
-        what: `uploading blob ${blob.digest}`,
-      });
-      await res.body?.cancel();
-      onSent(blob.size);
-      return;
-    }
-    for await (const chunk of chunksOf(source, client.chunkSize)) {
-      if (sent + chunk.length > blob.size) throw new IntegrityError(`blob ${blob.digest}`, `${blob.size} bytes`, `more than ${blob.size} bytes`);
-      hash.update(chunk);
-      loc = await patchChunk(client, loc, chunk, sent, blob.digest);
-      sent += chunk.length;
-      onSent(sent);
-    }
-    if (sent !== blob.size) throw new IntegrityError(`blob ${blob.digest}`, `${blob.size} bytes`, `${sent} bytes`);
+  const source = blob.verifiedFile ? createReadStream(blob.verifiedFile, { highWaterMark: 1 << 20 }) : await blob.open();
+  if (blob.size <= client.chunkSize) {
+    const bytes = await readExactly(source, blob.size, blob.digest);
+    hash.update(bytes);
     checkHash(blob, hash);
-    const res = await client.request('PUT', withDigest(loc, blob.digest), { ok: [201], what: `closing the upload of ${blob.digest}` });
+    const res = await client.request('PUT', withDigest(loc, blob.digest), {
+      headers: { 'content-type': 'application/octet-stream' },
+      body: () => bytes,
+      ok: [201],
+      what: `uploading blob ${blob.digest}`,
+    });
     await res.body?.cancel();
-  } catch (err) {
-    // Best effort: drop the upload session so the registry does not keep a partial blob around.
-    await client.request('DELETE', loc, { ok: [204, 404], what: 'cancelling an upload', noRetry: true }).then((r) => r.body?.cancel(), () => {});
-    throw err;
+    onSent(blob.size);
+    return;
   }
+  for await (const chunk of chunksOf(source, client.chunkSize)) {
+    if (sent + chunk.length > blob.size) throw new IntegrityError(`blob ${blob.digest}`, `${blob.size} bytes`, `more than ${blob.size} bytes`);
+    hash.update(chunk);
+    loc = await patchChunk(client, loc, chunk, sent, blob.digest);
+    sent += chunk.length;
+    onSent(sent);
+  }
+  if (sent !== blob.size) throw new IntegrityError(`blob ${blob.digest}`, `${blob.size} bytes`, `${sent} bytes`);
+  checkHash(blob, hash);
+  const res = await client.request('PUT', withDigest(loc, blob.digest), { ok: [201], what: `closing the upload of ${blob.digest}` });
+  await res.body?.cancel();
 }
 
 async function patchChunk(client: RegistryClient, loc: string, chunk: Buffer, start: number, digest: string): Promise<string> {
@@ -174,15 +190,16 @@ async function patchChunk(client: RegistryClient, loc: string, chunk: Buffer, st
     } catch (err) {
       const transient = err instanceof NetworkError && (err.status === undefined || err.status >= 500 || err.status === 408 || err.status === 429);
       if (!transient || attempt >= retries) throw err;
-      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+      await new Promise((r) => setTimeout(r, client.backoff(attempt)));
       // Did the chunk land before the failure? The upload status's Range says how much the registry holds.
-      const status = await client.request('GET', loc, { ok: [204], what: `checking the upload of ${digest}` });
+      const status = await client.request('GET', loc, { ok: [204, 404], what: `checking the upload of ${digest}` });
       await status.body?.cancel();
+      if (status.status === 404) throw new UploadLost(`the registry lost the upload session after a failed chunk (${(err as Error).message})`);
       const have = /^(?:bytes=)?0-(\d+)$/.exec(status.headers.get('range') ?? '');
       const held = have ? Number(have[1]) + 1 : 0;
       loc = status.headers.get('location') ?? loc;
       if (held === end + 1) return loc;
-      if (held !== start) throw new NetworkError(`uploading ${digest}: the registry holds ${held} bytes, expected ${start} or ${end + 1}`, { cause: err });
+      if (held !== start) throw new UploadLost(`the registry holds ${held} bytes of the upload, expected ${start} or ${end + 1}`);
     }
   }
 }

@@ -1,0 +1,183 @@
+// Pushing to a real registry (Debian's docker-registry on loopback), pulling back, tags, mounts,
+// retries, and registries that refuse: a clear error and no tag (the manifest goes last).
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  appendLayers,
+  dirLayer,
+  epochToRfc3339,
+  imageAnnotations,
+  listTags,
+  pullImage,
+  pushImage,
+  releaseTags,
+  scratchImage,
+  writeOciLayout,
+  type ImageValue,
+  type PushEvent,
+} from '../../src/image/oci/index.js';
+import { InputError, NetworkError } from '../../src/util/errors.js';
+import { MODELS, modelFolder, run, skopeoInspect, tempDir } from '../support/oci-fixtures.js';
+import { startFaultyProxy, startRegistry, type TestRegistry } from '../support/registry.js';
+
+const EPOCH = 1_700_000_000;
+let registry: TestRegistry;
+const cleanup: string[] = [];
+before(async () => {
+  registry = await startRegistry();
+});
+after(async () => {
+  await registry?.close();
+  for (const d of cleanup) await rm(d, { recursive: true, force: true });
+});
+
+async function modelImage(compression: 'none' | 'gzip' = 'none'): Promise<ImageValue> {
+  const vad = await modelFolder(join(MODELS, 'silero-vad'), 'vad');
+  const stories = await modelFolder(join(MODELS, 'stories260K/hf'), 'stories');
+  cleanup.push(vad, stories);
+  const layers = [
+    await dirLayer(vad, 'app/models/vad', { compression, epoch: EPOCH }),
+    await dirLayer(stories, 'app/models/stories', { compression, epoch: EPOCH }),
+  ];
+  return appendLayers(scratchImage(), layers, { created: epochToRfc3339(EPOCH), annotations: imageAnnotations({ epoch: EPOCH, version: '1.2.0' }) });
+}
+
+describe('pushImage', () => {
+  it('pushes blobs then tags; the pulled image has the same digest; a second push skips every blob', async () => {
+    const img = await modelImage();
+    const tags = releaseTags({ version: '1.2.0', target: 'cpu', modelsDigest: 'sha256:' + 'ab'.repeat(32) });
+    const events: PushEvent[] = [];
+    const ref = `${registry.host}/bake/models`;
+    const res = await pushImage(img, ref, { tags, chunkSize: 1 << 20, onEvent: (e) => events.push(e) });
+    assert.equal(res.pushedBlobs, 3, 'two layers and the config');
+    assert.equal(res.skippedBlobs, 0);
+    const manifestEvents = events.filter((e) => e.type === 'manifest-put');
+    assert.equal(manifestEvents.length, 3);
+    const lastBlob = events.map((e) => e.type).lastIndexOf('blob-uploaded');
+    const firstManifest = events.findIndex((e) => e.type === 'manifest-put');
+    assert.ok(lastBlob < firstManifest, 'every blob before any manifest');
+    assert.ok(events.some((e) => e.type === 'blob-progress' && e.bytes! > 0 && e.bytes! < img.layers[0]!.size), 'big layers go in chunks');
+
+    assert.deepEqual(await listTags(ref), [...tags].sort());
+    // An independent client sees the same digest and layers.
+    const inspected = await skopeoInspect(`docker://${ref}:1.2.0-cpu`);
+    assert.equal(inspected.Digest, res.manifestDigest);
+    assert.deepEqual(inspected.Layers, img.layers.map((l) => l.digest));
+
+    const pulled = await pullImage(`${ref}:1.2.0`);
+    assert.equal(pulled.source?.digest, res.manifestDigest);
+    const out = join(await tempDir('pulled'), 'oci');
+    cleanup.push(out);
+    const written = await writeOciLayout(pulled, out, { tags: ['back'] });
+    assert.equal(written.manifestDigest, res.manifestDigest, 'pull + write reproduces the pushed manifest');
+    assert.equal((await skopeoInspect(`oci:${out}:back`)).Digest, res.manifestDigest);
+
+    const again = await pushImage(img, ref, { tags: ['again'] });
+    assert.equal(again.pushedBlobs, 0);
+    assert.equal(again.skippedBlobs, 3);
+    assert.equal(again.manifestDigest, res.manifestDigest);
+  });
+
+  it('mounts base layers from a sibling repository instead of uploading them', async () => {
+    const img = await modelImage('gzip');
+    await pushImage(img, `${registry.host}/bake/base`, { tags: ['1'] });
+    const base = await pullImage(`${registry.host}/bake/base:1`);
+    const extra = await modelFolder(join(MODELS, 'stories260K/llama2c'), 'llama2c');
+    cleanup.push(extra);
+    const top = appendLayers(base, [await dirLayer(extra, 'app/models/llama2c', { compression: 'none', epoch: EPOCH })], { created: epochToRfc3339(EPOCH) });
+    assert.equal(top.annotations['org.opencontainers.image.base.name'], `${registry.host}/bake/base:1`);
+    const events: PushEvent[] = [];
+    const res = await pushImage(top, `${registry.host}/bake/app`, { tags: ['1'], onEvent: (e) => events.push(e) });
+    assert.equal(res.mountedBlobs, 2, 'both base layers mounted');
+    assert.equal(res.pushedBlobs, 2, 'the new layer and the config uploaded');
+    const inspected = await skopeoInspect(`docker://${registry.host}/bake/app:1`);
+    assert.equal(inspected.Layers.length, 3);
+    // skopeo can copy it out whole, unchanged: every blob really is in the new repository.
+    // (--preserve-digests: skopeo 1.9 otherwise gzips uncompressed layers on the way into oci:.)
+    const out = join(await tempDir('copy'), 'oci');
+    cleanup.push(out);
+    await run('skopeo', ['copy', '--preserve-digests', '--src-tls-verify=false', `docker://${registry.host}/bake/app:1`, `oci:${out}:x`]);
+    assert.equal((await skopeoInspect(`oci:${out}:x`)).Digest, res.manifestDigest);
+  });
+
+  it('retries transient failures and resumes a chunked upload', async () => {
+    const img = await modelImage();
+    // A PATCH whose reply is lost after the registry stored it (the client must ask where it stands),
+    // a PATCH refused with 503, a PATCH whose connection drops, and a 503 on a HEAD.
+    let patches = 0;
+    const proxy = await startFaultyProxy(registry.host, (method, _path, n) => {
+      if (method === 'PATCH') patches++;
+      if (method === 'PATCH' && n === 3) return { after: 502 };
+      if (method === 'PATCH' && n === 5) return 503;
+      if (method === 'PATCH' && n === 7) return 'drop';
+      if (method === 'HEAD' && n === 1) return 503;
+      return undefined;
+    });
+    try {
+      const res = await pushImage(img, `${proxy.host}/bake/flaky`, { tags: ['ok'], chunkSize: 512 * 1024, retryDelayMs: 5 });
+      assert.equal(res.pushedBlobs, 3);
+      assert.ok(patches > 7);
+      assert.ok(proxy.seen.filter((x) => x.startsWith('GET /v2/bake/flaky/blobs/uploads/')).length >= 3, 'asked the upload status after each failed PATCH');
+      assert.deepEqual(await listTags(`${registry.host}/bake/flaky`), ['ok']);
+      assert.equal((await skopeoInspect(`docker://${registry.host}/bake/flaky:ok`)).Digest, res.manifestDigest);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a registry that refuses uploads: a clear error and no tag', async () => {
+    const img = await modelImage();
+    const proxy = await startFaultyProxy(registry.host, (method, path) => (method === 'PATCH' || (method === 'PUT' && path.includes('/blobs/')) ? 403 : undefined));
+    try {
+      await assert.rejects(pushImage(img, `${proxy.host}/bake/refused`, { tags: ['nope'], chunkSize: 1 << 20, retryDelayMs: 5 }), (e: unknown) => {
+        assert.ok(e instanceof NetworkError);
+        assert.equal(e.status, 403);
+        assert.match(e.message, /uploading/);
+        assert.match(e.message, /TEST_FAULT/);
+        assert.match(e.hint ?? '', /refused access/);
+        return true;
+      });
+      assert.ok(!proxy.seen.some((s) => s.startsWith('PUT') && s.includes('/manifests/')), 'no manifest was sent');
+      assert.deepEqual(await listTags(`${registry.host}/bake/refused`), []);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a read-only registry: a clear error naming the registry, nothing tagged', async () => {
+    const ro = await startRegistry({ readonly: true });
+    try {
+      const img = await modelImage();
+      await assert.rejects(pushImage(img, `${ro.host}/bake/ro`, { tags: ['x'], retryDelayMs: 5 }), (e: unknown) => {
+        assert.ok(e instanceof NetworkError);
+        assert.ok(e.message.includes(ro.host), e.message);
+        assert.equal(e.status, 405);
+        return true;
+      });
+      assert.deepEqual(await listTags(`${ro.host}/bake/ro`), []);
+    } finally {
+      await ro.close();
+    }
+  });
+
+  it('an unreachable registry and bad references fail with typed errors', async () => {
+    const img = await modelImage();
+    await assert.rejects(pushImage(img, '127.0.0.1:1/bake/x', { tags: ['t'], retries: 1, retryDelayMs: 5 }), (e: unknown) => e instanceof NetworkError && /cannot reach/.test(e.message));
+    await assert.rejects(pushImage(img, 'bake/x', { tags: ['t'] }), InputError);
+    await assert.rejects(pushImage(img, `${registry.host}/Bake/X`, { tags: ['t'] }), InputError);
+    await assert.rejects(pushImage(img, `${registry.host}/bake/x`, { tags: [] }), InputError);
+    await assert.rejects(pushImage(img, `${registry.host}/bake/x`, { tags: ['-bad'] }), InputError);
+    await assert.rejects(pullImage(`${registry.host}/bake/none:missing`, { retries: 0 }), (e: unknown) => e instanceof NetworkError && e.status === 404);
+  });
+});
+
+describe('releaseTags', () => {
+  it('gives version-target, version and a models digest tag', () => {
+    assert.deepEqual(releaseTags({ version: '1.2.0', target: 'cuda', modelsDigest: 'sha256:0123456789abcdef' + '0'.repeat(48) }), ['1.2.0-cuda', '1.2.0', 'models-0123456789ab']);
+    assert.deepEqual(releaseTags({ version: '1.2.0+build.5', target: 'cpu', modelsDigest: 'f'.repeat(64) }), ['1.2.0_build.5-cpu', '1.2.0_build.5', 'models-ffffffffffff']);
+    assert.throws(() => releaseTags({ version: 'v 1', target: 'cpu', modelsDigest: 'f'.repeat(64) }), InputError);
+    assert.throws(() => releaseTags({ version: '1', target: 'cpu', modelsDigest: 'nothex' }), InputError);
+  });
+});
