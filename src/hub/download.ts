@@ -7,7 +7,8 @@ import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises
 import { dirname } from 'node:path';
 import { IntegrityError, NetworkError } from '../util/errors.js';
 import type { HubConfig } from './config.js';
-import { backoffMs, describeCause, fetchFollowing, isRetryableStatus, refusalError, sleep, unreachableError, type HubRequestContext } from './http.js';
+import { backoffMs, describeCause, errorText, isRetryableStatus, refusalError, sleep, unreachableError, type HubRequestContext } from './http.js';
+import { header, openStream, readErrorBody, type StreamResponse } from './transport.js';
 
 export interface ExpectedContent {
   size: number;
@@ -27,7 +28,8 @@ export interface DownloadProgress {
 
 export interface DownloadResult {
   sha256: string;
-  gitSha1: string;
+  /** Computed when `expect.gitSha1` is set or `wantGitSha1` asked for it. */
+  gitSha1?: string;
   /** Bytes received over the network by this call (resumed bytes already on disk not counted). */
   downloadedBytes: number;
 }
@@ -35,17 +37,22 @@ export interface DownloadResult {
 /** Hashes kept in step with the bytes on disk, so a resume continues them instead of re-reading. */
 class ContentHashes {
   sha256: Hash = createHash('sha256');
-  gitSha1: Hash;
-  constructor(readonly size: number) {
-    this.gitSha1 = createHash('sha1').update(`blob ${size}\0`);
+  /** Only when a git sha1 is wanted (small files): it costs as much time as the sha256. */
+  gitSha1?: Hash;
+  constructor(readonly size: number, withGitSha1: boolean) {
+    if (withGitSha1) this.gitSha1 = createHash('sha1').update(`blob ${size}\0`);
   }
   update(chunk: Uint8Array): void {
     this.sha256.update(chunk);
-    this.gitSha1.update(chunk);
+    this.gitSha1?.update(chunk);
+  }
+  fresh(): ContentHashes {
+    return new ContentHashes(this.size, this.gitSha1 !== undefined);
   }
 }
 
 const PROGRESS_STEP = 1 << 20;
+const WRITE_BATCH = 4 << 20;
 
 /**
  * Downloads `url` into `incompletePath`, verifies it against `expect`, and renames it to `finalPath`.
@@ -58,11 +65,11 @@ export async function downloadVerified(
   finalPath: string,
   expect: ExpectedContent,
   ctx: HubRequestContext & { path: string },
-  opts: { signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void } = {},
+  opts: { signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void; wantGitSha1?: boolean } = {},
 ): Promise<DownloadResult> {
   await mkdir(dirname(incompletePath), { recursive: true });
   let offset = 0;
-  let hashes = new ContentHashes(expect.size);
+  let hashes = new ContentHashes(expect.size, opts.wantGitSha1 ?? expect.gitSha1 !== undefined);
   let resumedFromDisk = false;
   const existing = await stat(incompletePath).catch(() => undefined);
   if (existing && existing.isFile() && existing.size > 0 && existing.size <= expect.size) {
@@ -82,7 +89,7 @@ export async function downloadVerified(
         hashes = fetched.hashes;
       }
       const sha256 = hashes.sha256.digest('hex');
-      const gitSha1 = hashes.gitSha1.digest('hex');
+      const gitSha1 = hashes.gitSha1?.digest('hex');
       const wrong = mismatch(expect, sha256, gitSha1);
       if (!wrong) {
         await fh.sync();
@@ -95,7 +102,7 @@ export async function downloadVerified(
         restartedAfterMismatch = true;
         await fh.truncate(0);
         offset = 0;
-        hashes = new ContentHashes(expect.size);
+        hashes = hashes.fresh();
         opts.onProgress?.({ type: 'retry', bytes: 0, total: expect.size, attempt: 1, reason: 'digest mismatch after resuming a partial file; downloading again from the start' });
         continue;
       }
@@ -111,7 +118,7 @@ export async function downloadVerified(
   }
 }
 
-function mismatch(expect: ExpectedContent, sha256: string, gitSha1: string): { expected: string; actual: string } | undefined {
+function mismatch(expect: ExpectedContent, sha256: string, gitSha1: string | undefined): { expected: string; actual: string } | undefined {
   if (expect.sha256 && expect.sha256 !== sha256) return { expected: `sha256:${expect.sha256}`, actual: `sha256:${sha256}` };
   if (expect.gitSha1 && expect.gitSha1 !== gitSha1) return { expected: `git-sha1:${expect.gitSha1}`, actual: `git-sha1:${gitSha1}` };
   return undefined;
@@ -141,8 +148,7 @@ async function fetchRemainder(
   ctx: HubRequestContext & { path: string },
   opts: { signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void },
 ): Promise<{ offset: number; received: number; hashes: ContentHashes }> {
-  let offset = startOffset;
-  let hashes = startHashes;
+  const sink = new BatchedWriter(fh, startOffset, startHashes);
   let received = 0;
   let failures = 0;
   const timeoutMs = cfg.timeoutMs ?? 30_000;
@@ -151,96 +157,132 @@ async function fetchRemainder(
     const onOuterAbort = () => attemptCtl.abort(opts.signal!.reason);
     opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
     // Idle timer: fires when neither headers nor bytes arrive for timeoutMs.
-    let idle = setTimeout(() => attemptCtl.abort(new Error(`no data for ${timeoutMs} ms`)), timeoutMs);
-    const touch = () => idle.refresh();
-    const before = offset;
+    const idle = setTimeout(() => attemptCtl.abort(new Error(`no data for ${timeoutMs} ms`)), timeoutMs);
+    const before = sink.offset;
     let retryAfter: string | null = null;
-    let reason: string;
+    let reason = '';
+    let res: StreamResponse | undefined;
     try {
       const headers: Record<string, string> = { 'accept-encoding': 'identity' };
-      if (offset > 0) headers.range = `bytes=${offset}-`;
-      const { response, url: finalUrl, crossOrigin } = await fetchFollowing(cfg, url, { headers, signal: attemptCtl.signal });
-      touch();
-      if (response.status === 200 || response.status === 206) {
-        if (response.status === 200 && offset > 0) {
+      if (sink.offset > 0) headers.range = `bytes=${sink.offset}-`;
+      res = await openStream(cfg, url, { headers, signal: attemptCtl.signal });
+      idle.refresh();
+      if (res.status === 200 || res.status === 206) {
+        if (res.status === 200 && sink.offset > 0) {
           // The server ignored Range: take the whole file again from the start.
-          await fh.truncate(0);
-          offset = 0;
-          hashes = new ContentHashes(size);
-        } else if (response.status === 206) {
-          const range = parseContentRange(response.headers.get('content-range'));
-          if (!range || range.start !== offset) {
-            await response.body?.cancel().catch(() => {});
-            throw new NetworkError(`server answered a resume of ${ctx.path} at byte ${offset} with range ${response.headers.get('content-range')}`, { url: finalUrl });
+          await sink.restart();
+        } else if (res.status === 206) {
+          const range = parseContentRange(header(res, 'content-range'));
+          if (!range || range.start !== sink.offset) {
+            throw new NetworkError(`server answered a resume of ${ctx.path} at byte ${sink.offset} with range ${header(res, 'content-range')}`, { url: res.url });
           }
-          if (range.total !== undefined && range.total !== size) {
-            await response.body?.cancel().catch(() => {});
-            throw new IntegrityError(ctx.path, `${size} bytes`, `${range.total} bytes`);
-          }
+          if (range.total !== undefined && range.total !== size) throw new IntegrityError(ctx.path, `${size} bytes`, `${range.total} bytes`);
         }
-        const declared = Number(response.headers.get('content-length') ?? NaN);
-        if (response.status === 200 && Number.isFinite(declared) && declared !== size) {
-          await response.body?.cancel().catch(() => {});
+        const declared = Number(header(res, 'content-length') ?? NaN);
+        if (res.status === 200 && Number.isFinite(declared) && declared !== size) {
           throw new IntegrityError(ctx.path, `${size} bytes`, `${declared} bytes`);
         }
-        let lastReported = offset;
-        if (!response.body) throw new Error('response without a body');
-        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-          touch();
-          if (offset + chunk.length > size) {
-            throw new IntegrityError(ctx.path, `${size} bytes`, `more than ${size} bytes`);
-          }
-          await writeAll(fh, chunk, offset);
-          hashes.update(chunk);
-          offset += chunk.length;
+        let lastReported = sink.offset;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          idle.refresh();
+          if (sink.offset + sink.pending + chunk.length > size) throw new IntegrityError(ctx.path, `${size} bytes`, `more than ${size} bytes`);
+          await sink.add(chunk);
           received += chunk.length;
-          if (offset - lastReported >= PROGRESS_STEP || offset === size) {
-            lastReported = offset;
-            opts.onProgress?.({ type: 'progress', bytes: offset, total: size });
+          const at = sink.offset + sink.pending;
+          if (at - lastReported >= PROGRESS_STEP) {
+            lastReported = at;
+            opts.onProgress?.({ type: 'progress', bytes: at, total: size });
           }
         }
-        if (offset === size) return { offset, received, hashes };
-        reason = `connection closed at byte ${offset} of ${size}`;
-      } else if (response.status === 416 && offset > 0) {
+        await sink.flush();
+        if (sink.offset === size) {
+          opts.onProgress?.({ type: 'progress', bytes: size, total: size });
+          return { offset: sink.offset, received, hashes: sink.hashes };
+        }
+        reason = `connection closed at byte ${sink.offset} of ${size}`;
+      } else if (res.status === 416 && sink.offset > 0) {
         // Our partial file is at least as long as the server's copy: start over and let the digest decide.
-        await response.body?.cancel().catch(() => {});
-        await fh.truncate(0);
-        offset = 0;
-        hashes = new ContentHashes(size);
+        await sink.restart();
         reason = 'range not satisfiable; restarting from zero';
-      } else if (isRetryableStatus(response.status) || (crossOrigin && response.status === 403)) {
+      } else if (isRetryableStatus(res.status) || (res.crossOrigin && res.status === 403)) {
         // 403 from a CDN usually means its signed URL expired: the next attempt gets a fresh one.
-        retryAfter = response.headers.get('retry-after');
-        await response.body?.cancel().catch(() => {});
-        reason = `HTTP ${response.status}`;
+        retryAfter = header(res, 'retry-after');
+        reason = `HTTP ${res.status}`;
       } else {
-        const text = await response.text().catch(() => '');
-        throw refusalError(cfg, response, finalUrl, ctx, text.slice(0, 300));
+        const text = await readErrorBody(res.body);
+        const adapted = { status: res.status, headers: { get: (n: string) => header(res!, n) } };
+        throw refusalError(cfg, adapted, res.url, ctx, errorText(text));
       }
     } catch (err) {
+      // Whatever arrived before the failure is good data: keep it for the resume.
+      await sink.flush();
       if (opts.signal?.aborted) throw opts.signal.reason ?? err;
-      if (err instanceof IntegrityError || err instanceof NetworkError) throw err;
-      if (isDiskError(err)) throw err;
+      if (err instanceof IntegrityError || err instanceof NetworkError || isDiskError(err)) throw err;
       reason = describeCause(err);
     } finally {
       clearTimeout(idle);
       opts.signal?.removeEventListener('abort', onOuterAbort);
+      res?.body.destroy();
     }
-    failures = offset > before ? 1 : failures + 1;
+    failures = sink.offset > before ? 1 : failures + 1;
     if (failures > cfg.retries) {
       if (reason.startsWith('HTTP ')) {
         throw new NetworkError(`download of ${ctx.path} from ${ctx.repo} failed after ${cfg.retries} retries: ${reason}`, {
           url,
           status: Number(reason.slice(5)),
+          field: 'repo',
           hint: 'the Hub is rate-limiting or failing; try again later',
         });
       }
       throw unreachableError(cfg, url, ctx, new Error(reason));
     }
-    opts.onProgress?.({ type: 'retry', bytes: offset, total: size, attempt: failures, reason });
+    opts.onProgress?.({ type: 'retry', bytes: sink.offset, total: size, attempt: failures, reason });
     // A cut after progress is retried at once; repeated failures back off.
-    const delay = offset > before && retryAfter === null ? 0 : backoffMs(cfg, failures, retryAfter);
+    const delay = sink.offset > before && retryAfter === null ? 0 : backoffMs(cfg, failures, retryAfter);
     await sleep(delay, opts.signal);
+  }
+}
+
+/**
+ * Collects received chunks and writes them in batches of a few MiB (one syscall instead of hundreds);
+ * the hashes are updated as bytes are written, so `offset` and `hashes` always describe the file.
+ */
+class BatchedWriter {
+  private chunks: Buffer[] = [];
+  pending = 0;
+  constructor(
+    private readonly fh: FileHandle,
+    public offset: number,
+    public hashes: ContentHashes,
+  ) {}
+
+  async add(chunk: Buffer): Promise<void> {
+    this.chunks.push(chunk);
+    this.pending += chunk.length;
+    if (this.pending >= WRITE_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pending === 0) return;
+    const chunks = this.chunks;
+    this.chunks = [];
+    const length = this.pending;
+    this.pending = 0;
+    const { bytesWritten } = await this.fh.writev(chunks, this.offset);
+    if (bytesWritten !== length) {
+      // Short writev (rare): write the rest plainly.
+      await writeAll(this.fh, Buffer.concat(chunks).subarray(bytesWritten), this.offset + bytesWritten);
+    }
+    for (const c of chunks) this.hashes.update(c);
+    this.offset += length;
+  }
+
+  async restart(): Promise<void> {
+    this.chunks = [];
+    this.pending = 0;
+    await this.fh.truncate(0);
+    this.offset = 0;
+    this.hashes = this.hashes.fresh();
   }
 }
 

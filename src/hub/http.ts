@@ -92,7 +92,12 @@ export async function fetchFollowing(
  * (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and answers 401 for repos it will not
  * admit exist to an anonymous caller, so a 401 is "missing or private".
  */
-export function refusalError(cfg: HubConfig, response: Response, url: string, ctx: HubRequestContext, body = ''): NetworkError {
+export interface ResponseLike {
+  status: number;
+  headers: { get(name: string): string | null };
+}
+
+export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = ''): NetworkError {
   const status = response.status;
   const code = response.headers.get('x-error-code') ?? '';
   const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).trim(), cfg);
@@ -215,7 +220,7 @@ export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortS
 }
 
 /** The message inside a Hub JSON error body, or the start of a text one. */
-function errorText(body: string): string {
+export function errorText(body: string): string {
   try {
     const json = JSON.parse(body) as { error?: unknown; message?: unknown };
     const msg = json.error ?? json.message;

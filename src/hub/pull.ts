@@ -97,12 +97,13 @@ async function pullBlob(entry: LockEntry, files: LockedFile[], cfg: HubConfig, e
     { repo: entry.repo, revision: entry.commit, path: first.path },
     {
       signal,
+      wantGitSha1: !first.lfs,
       onProgress: (p) => emit({ path: first.path, ...p }),
     },
   );
   let blobName = first.sha256;
   if (!first.lfs) {
-    blobName = result.gitSha1;
+    blobName = result.gitSha1!;
     await rename(staging, blobPath(cfg, entry.repo, blobName));
   }
   for (const f of files) await linkSnapshot(cfg, entry.repo, entry.commit, f.path, blobName);

@@ -163,9 +163,11 @@ async function lockFile(cfg: HubConfig, repo: string, commit: string, f: RepoFil
     `${staging}.verified`,
     { size: f.size, ...(f.gitOid ? { gitSha1: f.gitOid } : {}) },
     { repo, revision: commit, path: f.path },
+    { wantGitSha1: true },
   );
-  await rename(`${staging}.verified`, blobPath(cfg, repo, result.gitSha1));
-  await linkSnapshot(cfg, repo, commit, f.path, result.gitSha1);
+  const gitSha1 = result.gitSha1!;
+  await rename(`${staging}.verified`, blobPath(cfg, repo, gitSha1));
+  await linkSnapshot(cfg, repo, commit, f.path, gitSha1);
   return { path: f.path, size: f.size, sha256: result.sha256, lfs: false };
 }
 

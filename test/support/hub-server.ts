@@ -668,7 +668,7 @@ async function* readSource(file: StoredFile, start: number, end: number): AsyncG
     for (let at = start; at < end; at += 64 * 1024) yield Buffer.from(file.source.buffer, file.source.byteOffset + at, Math.min(64 * 1024, end - at));
     return;
   }
-  for await (const chunk of createReadStream(file.source.file, { start, end: end - 1, highWaterMark: 256 * 1024 })) yield chunk as Buffer;
+  for await (const chunk of createReadStream(file.source.file, { start, end: end - 1, highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
