@@ -26,6 +26,8 @@ export interface BuildTargetOptions {
   /** Base image for the bake builder image when it has to be made (default node:20-bookworm-slim). */
   nodeImage?: string;
   noCache?: boolean;
+  /** Hub token for the models stages, passed only as the BuildKit secret `hf_token`. */
+  hfToken?: string;
   onEvent?: (e: BuildEvent) => void;
   docker?: Docker;
   signal?: AbortSignal;
@@ -91,6 +93,7 @@ export async function buildTarget(opts: BuildTargetOptions): Promise<{ imageId: 
       buildArgs: args,
       network: opts.network ?? 'none',
       noCache: opts.noCache,
+      secrets: opts.hfToken ? { hf_token: Buffer.from(opts.hfToken) } : {},
       onEvent: opts.onEvent,
       signal: opts.signal,
     });

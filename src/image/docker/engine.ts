@@ -4,6 +4,7 @@ import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import { EngineError, InputError } from '../../util/errors.js';
 import { decodeStreamLine, type BuildEvent } from './progress.js';
+import { openSession } from './session.js';
 
 export type { BuildEvent } from './progress.js';
 
@@ -70,26 +71,44 @@ export interface EngineBuildOptions {
   /** RUN steps' network: the engines here have no bridge, so none or host. */
   network?: 'none' | 'host';
   noCache?: boolean;
+  /** BuildKit secrets by id (`RUN --mount=type=secret,id=<id>`), served through the build session. */
+  secrets?: Record<string, Uint8Array>;
   onEvent?: (e: BuildEvent) => void;
   signal?: AbortSignal;
 }
 
 /** Builds with BuildKit; resolves with the image id once the engine reports it, throws EngineError otherwise. */
 export async function buildImage(docker: Docker, opts: EngineBuildOptions): Promise<{ imageId: string; logTail: string[] }> {
+  // Our own session (secrets + health), not dockerode's: see session.ts.
+  const session = await openSession(opts.secrets ?? {});
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await docker.buildImage(opts.context, {
-      t: opts.tags[0],
-      dockerfile: opts.dockerfile,
-      target: opts.target,
-      buildargs: opts.buildArgs,
-      labels: opts.labels,
-      networkmode: opts.network ?? 'none',
-      nocache: opts.noCache,
-      version: '2',
-      abortSignal: opts.signal,
+    stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+      docker.modem.dial(
+        {
+          path: '/build?',
+          method: 'POST',
+          file: opts.context,
+          options: {
+            t: opts.tags[0],
+            dockerfile: opts.dockerfile,
+            target: opts.target,
+            buildargs: opts.buildArgs ? JSON.stringify(opts.buildArgs) : undefined,
+            labels: opts.labels ? JSON.stringify(opts.labels) : undefined,
+            networkmode: opts.network ?? 'none',
+            nocache: opts.noCache,
+            version: '2',
+            session: session.id,
+          },
+          abortSignal: opts.signal,
+          isStream: true,
+          statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' },
+        },
+        (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as NodeJS.ReadableStream)),
+      );
     });
   } catch (err) {
+    session.close();
     throw new EngineError(`the engine refused the build: ${(err as Error).message}`, { cause: err });
   }
   const onEvent = opts.onEvent ?? (() => {});
@@ -129,7 +148,7 @@ export async function buildImage(docker: Docker, opts: EngineBuildOptions): Prom
     });
     stream.on('end', () => resolve());
     stream.on('error', (err: Error) => reject(new EngineError(`the build stream broke: ${err.message}`, { cause: err })));
-  });
+  }).finally(() => session.close());
   if (!error && imageId) for (const extra of opts.tags.slice(1)) await tagImage(docker, imageId, extra);
   if (error || !imageId) {
     const details = [...new Set(stepErrors)].join('\n');
