@@ -7,6 +7,7 @@ import { InputError, NetworkError } from '../util/errors.js';
 import type { LockEntry, LockedFile } from '../lock/types.js';
 import type { HubConfig } from './config.js';
 import { blobPath, checkRepoId, isCommitSha, linkSnapshot, repoFolder, snapshotEntryFile, snapshotPath, writeRef } from './cache.js';
+import { withBlobLock } from './blob-lock.js';
 import { downloadVerified } from './download.js';
 import { checkRepoPath, resolveUrl } from './files.js';
 
@@ -69,6 +70,12 @@ export async function pullModel(entry: LockEntry, cfg: HubConfig, opts: PullOpti
 
 /** Pulls one content blob and links every path that has it. Returns the bytes downloaded. */
 async function pullBlob(entry: LockEntry, files: LockedFile[], cfg: HubConfig, emit: (e: PullEvent) => void, signal: AbortSignal): Promise<number> {
+  const first = files[0]!;
+  // Locked so that another pull of the same content (this process or another) waits, then finds it cached.
+  return withBlobLock(blobPath(cfg, entry.repo, first.sha256), () => pullBlobLocked(entry, files, cfg, emit, signal), signal);
+}
+
+async function pullBlobLocked(entry: LockEntry, files: LockedFile[], cfg: HubConfig, emit: (e: PullEvent) => void, signal: AbortSignal): Promise<number> {
   const first = files[0]!;
   const cached = await findVerifiedCopy(entry, first, cfg);
   if (cached) {

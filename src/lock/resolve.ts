@@ -11,6 +11,7 @@ import type { ModelSpec } from '../recipe/types.js';
 import type { LockEntry, LockedFile } from './types.js';
 import type { HubConfig } from '../hub/config.js';
 import { blobPath, checkRepoId, isCommitSha, linkSnapshot, readRef, repoFolder, snapshotEntryFile, snapshotPath } from '../hub/cache.js';
+import { withBlobLock } from '../hub/blob-lock.js';
 import { downloadVerified } from '../hub/download.js';
 import { checkRepoPath, isPickleFile, resolveUrl } from '../hub/files.js';
 import { apiFetch } from '../hub/http.js';
@@ -138,6 +139,12 @@ function selectFiles(model: ModelSpec, listed: RepoFile[], where: string): RepoF
 /** path, size and sha256 of one file: the LFS oid, else computed from the content (fetched once and cached). */
 async function lockFile(cfg: HubConfig, repo: string, commit: string, f: RepoFile): Promise<LockedFile> {
   if (f.lfsOid) return { path: f.path, size: f.size, sha256: f.lfsOid, lfs: true };
+  if (cfg.offline) return lockSmallFile(cfg, repo, commit, f);
+  const key = blobPath(cfg, repo, f.gitOid && /^[0-9a-f]{40}$/.test(f.gitOid) ? f.gitOid : createHash('sha1').update(f.path).digest('hex'));
+  return withBlobLock(key, () => lockSmallFile(cfg, repo, commit, f));
+}
+
+async function lockSmallFile(cfg: HubConfig, repo: string, commit: string, f: RepoFile): Promise<LockedFile> {
   if (cfg.offline) {
     const real = await snapshotEntryFile(cfg, repo, commit, f.path);
     const h = await hashFile(real!, f.size);

@@ -271,3 +271,28 @@ test('lock entries with unsafe names or malformed digests are refused before any
   await assert.rejects(pullModel({ ...entry, commit: 'main' }, cfg), (e: unknown) => e instanceof InputError && e.field === 'commit');
   assert.equal(hub.stats.requests.length, 0);
 });
+
+test('two pulls of the same files at once: one downloads, the other waits and finds them cached', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  hub.stats.reset();
+  const cfg = hubConfig(hub.url, dir);
+  const [a, b] = await Promise.all([pullModel(entry, cfg), pullModel(entry, cfg)]);
+  assert.equal(a.downloadedBytes + b.downloadedBytes, BIG);
+  assert.equal(hub.stats.bytesFor('weights.safetensors'), BIG);
+  assert.equal(sha256(await readFile(join(a.snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+});
+
+test('a lock file left by a process that died is taken over', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  const { hostname } = await import('node:os');
+  const { spawnSync } = await import('node:child_process');
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+  const blobs = join(dir, 'models--org--big', 'blobs');
+  await mkdir(blobs, { recursive: true });
+  await writeFile(join(blobs, `${sha256(bigBytes)}.lock`), `${dead} ${hostname()}`);
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir));
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+  assert.deepEqual((await readdir(blobs)).sort(), [sha256(bigBytes)]);
+});

@@ -156,6 +156,11 @@ test('private repos: 401 without a token says so; the right token works', async 
   assert.equal(entry.files.length, 1);
   const last = hub.stats.requests.at(-1)!;
   assert.ok(last.authorization, 'the token goes to the Hub itself');
+  await pullModel({ ...entry, fragment: 'f' }, hubConfig(hub.url, dir, { token: TOKEN }));
+  assert.ok(!JSON.stringify(entry).includes(TOKEN), 'not in the lock entry');
+  const { spawnSync } = await import('node:child_process');
+  const grep = spawnSync('grep', ['-rl', TOKEN, dir], { encoding: 'utf8' });
+  assert.equal(grep.status, 1, `the token is written nowhere in the cache: ${grep.stdout}`);
 });
 
 test('a token the Hub does not accept is reported without being shown', async (t) => {
