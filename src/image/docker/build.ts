@@ -1,13 +1,17 @@
 // `bake build` on the engine: one recipe target from docker/<recipe>/Dockerfile, with the bake builder
 // image made first when the engine does not have it.
 import type Docker from 'dockerode';
-import { relative, sep } from 'node:path';
+import { createHash } from 'node:crypto';
+import { lstat, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Recipe, TargetName } from '../../recipe/types.js';
 import { EngineError, InputError } from '../../util/errors.js';
 import { baseArgName, checkTarget, DEFAULT_BAKE_IMAGE } from '../dockerfile/generate.js';
-import { contextPathsFor } from '../dockerfile/write.js';
-import { packContext } from './context.js';
-import { BuildFailedError, buildImage, connectEngine, hasImage, pingEngine, type BuildEvent } from './engine.js';
+import { contextPathsFor, writeBuildFiles } from '../dockerfile/write.js';
+import { imageTags } from '../dockerfile/bakehcl.js';
+import { listContext, packContext } from './context.js';
+import { BuildFailedError, buildImage, connectEngine, hasImage, inspectImage, pingEngine, type BuildEvent } from './engine.js';
 
 export interface BuildTargetOptions {
   recipe: Recipe;
@@ -33,6 +37,9 @@ export interface BuildTargetOptions {
   signal?: AbortSignal;
 }
 
+/** bake's own install folder (src/ or dist/ is two levels below): the bake builder image's context. */
+export const BAKE_ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+
 const BAKE_CONTEXT = ['package.json', 'package-lock.json', '.npmrc', 'node_modules', 'bin', 'schema', 'src', 'docker/bake'];
 
 function rel(root: string, p: string): string {
@@ -40,14 +47,32 @@ function rel(root: string, p: string): string {
   return r.split(sep).join('/');
 }
 
-/** Builds the bake builder image (docker/bake.Dockerfile) unless the engine already has `tag`. */
-export async function ensureBakeImage(opts: { docker: Docker; root: string; tag?: string; nodeImage?: string; rebuild?: boolean; onEvent?: (e: BuildEvent) => void }): Promise<{ imageId?: string; built: boolean }> {
+/** Digest of bake's own sources (not node_modules: package-lock.json stands for it). */
+export async function bakeSourceDigest(root = BAKE_ROOT): Promise<string> {
+  const hash = createHash('sha256');
+  const files = (await listContext({ root, include: BAKE_CONTEXT.filter((p) => p !== 'node_modules').concat('docker/bake.Dockerfile'), ignoreFile: 'docker/bake.Dockerfile.dockerignore' })).sort();
+  for (const rel of files) {
+    const st = await lstat(join(root, rel));
+    if (!st.isFile()) continue;
+    hash.update(`${rel}\0${st.size}\0`).update(await readFile(join(root, rel)));
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Builds the bake builder image (docker/bake.Dockerfile) unless the engine has `tag` built from the
+ * same sources (label dev.bake.source), so a changed bake is never run from a stale builder.
+ */
+export async function ensureBakeImage(opts: { docker: Docker; root?: string; tag?: string; nodeImage?: string; rebuild?: boolean; onEvent?: (e: BuildEvent) => void }): Promise<{ imageId?: string; built: boolean }> {
   const tag = opts.tag ?? DEFAULT_BAKE_IMAGE;
-  if (!opts.rebuild && (await hasImage(opts.docker, tag))) return { built: false };
+  const root = opts.root ?? BAKE_ROOT;
+  const source = await bakeSourceDigest(root);
+  const have = await inspectImage(opts.docker, tag);
+  if (!opts.rebuild && have && (have.labels['dev.bake.source'] === source || !have.labels['dev.bake.source'])) return { built: false };
   const nodeImage = opts.nodeImage ?? 'node:20-bookworm-slim';
-  const context = packContext({ root: opts.root, include: [...BAKE_CONTEXT, 'docker/bake.Dockerfile'], ignoreFile: 'docker/bake.Dockerfile.dockerignore' });
+  const context = packContext({ root, include: [...BAKE_CONTEXT, 'docker/bake.Dockerfile'], ignoreFile: 'docker/bake.Dockerfile.dockerignore' });
   try {
-    const { imageId } = await buildImage(opts.docker, { context, dockerfile: 'docker/bake.Dockerfile', tags: [tag], buildArgs: { NODE_IMAGE: nodeImage }, network: 'none', onEvent: opts.onEvent });
+    const { imageId } = await buildImage(opts.docker, { context, dockerfile: 'docker/bake.Dockerfile', tags: [tag], buildArgs: { NODE_IMAGE: nodeImage }, labels: { 'dev.bake.source': source }, network: 'none', onEvent: opts.onEvent });
     return { imageId, built: true };
   } catch (err) {
     throw await explainMissingBase(opts.docker, err, [{ ref: nodeImage, arg: 'NODE_IMAGE', what: 'the bake builder image' }]);
@@ -78,7 +103,7 @@ export async function buildTarget(opts: BuildTargetOptions): Promise<{ imageId: 
   const docker = opts.docker ?? connectEngine();
   await pingEngine(docker);
   const bakeImage = args.BAKE_IMAGE ?? DEFAULT_BAKE_IMAGE;
-  await ensureBakeImage({ docker, root: opts.contextDir, tag: bakeImage, nodeImage: opts.nodeImage, onEvent: opts.onEvent });
+  await ensureBakeImage({ docker, tag: bakeImage, nodeImage: opts.nodeImage, onEvent: opts.onEvent });
 
   const dockerfile = rel(opts.contextDir, opts.dockerfile);
   const context = packContext({ root: opts.contextDir, include: [...contextPathsFor(opts.recipe, opts.contextDir), dockerfile] });
@@ -107,3 +132,62 @@ export async function buildTarget(opts: BuildTargetOptions): Promise<{ imageId: 
 }
 
 export { BuildFailedError };
+
+export interface BuildRecipeOptions {
+  /** Project root (holds recipes/, models.lock, docker/). */
+  root: string;
+  recipe: Recipe;
+  targets: TargetName[];
+  /** Applied to every target (BUNDLE_MODELS, HF_ENDPOINT, BAKE_IMAGE, BASE_IMAGE_<TARGET>...). */
+  buildArgs?: Record<string, string>;
+  /** Base image for every target built (sets BASE_IMAGE_<TARGET>). */
+  base?: string;
+  network?: 'none' | 'host';
+  hfToken?: string;
+  nodeImage?: string;
+  noCache?: boolean;
+  /** Short models digest per target, for `{models}` tag templates. */
+  modelsDigest?: Partial<Record<TargetName, string>>;
+  onEvent?: (target: TargetName, e: BuildEvent) => void;
+  docker?: Docker;
+}
+
+export interface BuiltTarget {
+  target: TargetName;
+  imageId: string;
+  tags: string[];
+}
+
+/**
+ * `bake build <recipe> --target ...` through the engine: writes docker/<recipe>/Dockerfile and
+ * docker/docker-bake.hcl, then builds each target in turn (BuildKit already runs the independent
+ * models stages of one target in parallel; two targets share those stages through its cache).
+ */
+export async function buildRecipe(opts: BuildRecipeOptions): Promise<{ dockerfile: string; bakeHcl: string; images: BuiltTarget[] }> {
+  for (const t of opts.targets) checkTarget(opts.recipe, t);
+  const docker = opts.docker ?? connectEngine();
+  await pingEngine(docker);
+  const files = await writeBuildFiles({ root: opts.root, recipe: opts.recipe, bakeImage: opts.buildArgs?.BAKE_IMAGE });
+  const images: BuiltTarget[] = [];
+  for (const target of opts.targets) {
+    const tags = imageTags({ recipe: opts.recipe, dockerfile: files.dockerfileRel, modelsDigest: opts.modelsDigest }, target);
+    const buildArgs = { ...opts.buildArgs, ...(opts.base ? { [baseArgName(target)]: opts.base } : {}) };
+    const { imageId } = await buildTarget({
+      recipe: opts.recipe,
+      target,
+      contextDir: opts.root,
+      dockerfile: files.dockerfile,
+      buildArgs,
+      tag: tags[0] ?? `${opts.recipe.image.name}:${target}`,
+      tags: tags.slice(1),
+      network: opts.network,
+      hfToken: opts.hfToken,
+      nodeImage: opts.nodeImage,
+      noCache: opts.noCache,
+      onEvent: opts.onEvent ? (e) => opts.onEvent!(target, e) : undefined,
+      docker,
+    });
+    images.push({ target, imageId, tags: tags.length ? tags : [`${opts.recipe.image.name}:${target}`] });
+  }
+  return { dockerfile: files.dockerfile, bakeHcl: files.bakeHcl, images };
+}

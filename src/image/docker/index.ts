@@ -5,5 +5,5 @@ export { decodeTrace, decodeStreamLine } from './progress.js';
 export type { BuildEvent, BuildStep } from './progress.js';
 export { packContext, listContext, contextFilter } from './context.js';
 export type { ContextSpec } from './context.js';
-export { buildTarget, ensureBakeImage } from './build.js';
-export type { BuildTargetOptions } from './build.js';
+export { buildTarget, buildRecipe, ensureBakeImage } from './build.js';
+export type { BuildTargetOptions, BuildRecipeOptions, BuiltTarget } from './build.js';
