@@ -146,6 +146,6 @@ export function fetchArgName(id: string): string {
 /** Parses `org/name@<40-hex commit>` (the BAKE_FETCH_<ID> value). */
 export function parseFetchRef(value: string, field: string): { repo: string; commit: string } {
   const m = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)@([0-9a-f]{40})$/.exec(value.trim());
-  if (!m) throw new InputError(`${field} is ${JSON.stringify(value)}`, { field, expected: 'org/name@<40-hex commit sha>' });
+  if (!m) throw new InputError(`${field} is ${JSON.stringify(value)}, not org/name@<40-hex commit sha>`, { field, expected: 'org/name@<40-hex commit sha>' });
   return { repo: m[1]!, commit: m[2]! };
 }
