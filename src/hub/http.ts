@@ -100,7 +100,8 @@ export interface ResponseLike {
 export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = ''): NetworkError {
   const status = response.status;
   const code = response.headers.get('x-error-code') ?? '';
-  const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).trim(), cfg);
+  // Server text is untrusted: no control characters (terminal escapes), bounded, no token.
+  const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ').trim(), cfg);
   const page = `${cfg.endpoint}/${ctx.repo}`;
   const at = ctx.revision ? `@${ctx.revision}` : '';
   const tokenState = cfg.token ? 'the token in HF_TOKEN was sent' : 'no HF_TOKEN is set';
@@ -207,16 +208,33 @@ export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortS
         continue;
       }
       const { response } = result;
-      if (response.ok) return response;
+      if (response.ok) return limitBody(response, MAX_API_BODY, url);
       if (isRetryableStatus(response.status) && attempt < cfg.retries) {
         await response.body?.cancel().catch(() => {});
         await sleep(backoffMs(cfg, attempt + 1, response.headers.get('retry-after')), signal);
         continue;
       }
-      const text = await response.text().catch(() => '');
+      const text = await limitBody(response, 64 * 1024, url).text().catch(() => '');
       throw refusalError(cfg, response, result.url, ctx, errorText(text));
     }
   }) as typeof fetch;
+}
+
+/** API answers (model info, one page of a tree) are JSON of a few MB at most; more is a broken or hostile server. */
+const MAX_API_BODY = 64 * 1024 * 1024;
+
+/** The same response with a body that errors once it passes `limit` bytes, so JSON parsing cannot exhaust memory. */
+function limitBody(response: Response, limit: number, url: string): Response {
+  if (!response.body) return response;
+  let seen = 0;
+  const guard = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, ctl) {
+      seen += chunk.length;
+      if (seen > limit) ctl.error(new NetworkError(`the answer from ${url} is larger than ${limit} bytes; refusing to read it`, { url }));
+      else ctl.enqueue(chunk);
+    },
+  });
+  return new Response(response.body.pipeThrough(guard), { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 /** The message inside a Hub JSON error body, or the start of a text one. */

@@ -18,6 +18,9 @@ import { apiFetch } from '../hub/http.js';
 import { InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import { fileMatcher } from '../util/glob.js';
 
+/** Bound on a listing (files and folders): a server paging forever must not keep us listing forever. */
+const MAX_LISTED_ENTRIES = 200_000;
+
 /** A file of the repo at the resolved commit, as the Hub's tree lists it. */
 interface RepoFile {
   path: string;
@@ -57,7 +60,14 @@ async function listFromHub(cfg: HubConfig, repo: string, revision: string): Prom
   }
   // List at the commit, not the branch, so a push between the two calls cannot mix two versions.
   const files: RepoFile[] = [];
+  let seen = 0;
   for await (const entry of listFiles({ ...common, repo, revision: commit, recursive: true, fetch: apiFetch(cfg, { repo, revision: commit }) })) {
+    if (++seen > MAX_LISTED_ENTRIES) {
+      throw new NetworkError(`${repo}@${commit} lists more than ${MAX_LISTED_ENTRIES} entries; refusing to go on`, {
+        field: 'repo',
+        hint: 'this does not look like a model repo; check the repo id and HF_ENDPOINT',
+      });
+    }
     if (entry.type !== 'file') continue;
     const problem = checkRepoPath(entry.path);
     if (problem) {
