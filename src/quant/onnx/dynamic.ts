@@ -45,14 +45,11 @@ export function quantizeDynamic(model: ModelProto, params: DynamicParams): { kep
       const weighted = domain === '' && (op === 'MatMul' || op === 'Conv' || op === 'Gather' || op in UNQUANTIZED_WEIGHT_OPS);
       if (!weighted) { out.push(node); continue; }
       const name = node.name ?? '';
-      if (!wanted.has(op)) {
-        if (op in UNQUANTIZED_WEIGHT_OPS) ctx.keep(node, `op type not in op_types (${UNQUANTIZED_WEIGHT_OPS[op]})`);
-        out.push(node);
-        continue;
-      }
+      // Weight ops without an integer rewrite stay float and are always listed, with the reason.
+      if (op in UNQUANTIZED_WEIGHT_OPS) { ctx.keep(node, UNQUANTIZED_WEIGHT_OPS[op]!); out.push(node); continue; }
+      if (!wanted.has(op)) { out.push(node); continue; }
       if (params.nodesExclude?.includes(name)) { ctx.keep(node, 'excluded by nodes_exclude'); out.push(node); continue; }
       if (params.nodesInclude?.length && !params.nodesInclude.includes(name)) { ctx.keep(node, 'not listed in nodes_include'); out.push(node); continue; }
-      if (op in UNQUANTIZED_WEIGHT_OPS) { ctx.keep(node, UNQUANTIZED_WEIGHT_OPS[op]!); out.push(node); continue; }
       if (opset < 11) { ctx.keep(node, `model opset ${opset} < 11 has no DynamicQuantizeLinear`); out.push(node); continue; }
       const replacement = op === 'MatMul' ? rewriteMatMul(ctx, graph, node, params, dql)
         : op === 'Conv' ? rewriteConv(ctx, graph, node, params, dql)

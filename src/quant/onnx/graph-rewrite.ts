@@ -76,6 +76,11 @@ export class RewriteContext {
     return this.derived.get(k) as T;
   }
 
+  /** Records that `ref` was replaced by a quantized copy (dropped at the end if nothing reads it). */
+  markReplaced(ref: ConstRef): void {
+    this.replaced.push(ref);
+  }
+
   keep(node: NodeProto, reason: string): void {
     this.keptFloat.push({ node: node.name || node.output[0] || '?', op: node.op_type, reason });
   }

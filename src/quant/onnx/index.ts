@@ -6,6 +6,7 @@ import { basename, dirname, join, posix } from 'node:path';
 import picomatch from 'picomatch';
 import { opCounts, readOnnx, writeOnnx, type ModelProto } from '../../formats/onnx/index.js';
 import type { OnnxQuantSpec } from '../../recipe/types.js';
+import type { GenerateOptions } from '../../verify/onnx/inputs.js';
 import { InputError } from '../../util/errors.js';
 import { safeJoin } from '../../util/fs.js';
 import { DYNAMIC_DEFAULT_OPS, quantizeDynamic, type DynamicParams } from './dynamic.js';
@@ -119,7 +120,7 @@ export function resolveParams(spec: OnnxQuantSpec, model: ModelProto, hints: { t
  * outDir receives the quantized file(s) under transformers.js's names plus every non-ONNX file of srcDir.
  */
 export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: OnnxQuantSpec,
-  opts: { task?: string; onEvent?: (e: QuantizeEvent) => void; calibrationTexts?: string[] } = {}): Promise<QuantizeResult> {
+  opts: { task?: string; onEvent?: (e: QuantizeEvent) => void; calibrationTexts?: string[]; inputs?: GenerateOptions } = {}): Promise<QuantizeResult> {
   const all = await listFiles(srcDir);
   const files = selectOnnxFiles(all, spec, srcDir);
   const config = await readConfig(srcDir);
@@ -141,7 +142,7 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
       result = convertToFloat16(model);
     } else if (p.mode === 'static') {
       emit('calibrate', `calibrating ${rel} (MinMax)`);
-      result = await quantizeStatic(model, src, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task });
+      result = await quantizeStatic(model, src, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs });
     } else {
       emit('quantize', `quantizing ${rel} (dynamic, ${p.weightType} weights${p.perChannel ? ', per channel' : ''}${p.reduceRange ? ', reduce_range' : ''})`);
       result = quantizeDynamic(model, p);

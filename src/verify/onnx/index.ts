@@ -138,10 +138,17 @@ export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir:
     }
     const classifier = (opts.task !== undefined && CLASSIFIER_TASKS.has(opts.task)) || (opts.task === undefined && a.outputNames.includes('logits'));
     const acc: Pairwise = { cosines: [], maxAbs: 0, top1: [], spearmans: [], scoresA: [], scoresB: [] };
+    const perOutput = new Map<string, Pairwise>();
     for (const feeds of feedsList) {
       const [ra, rb] = [await runSession(a, feeds, srcFile), await runSession(b, feeds, qFile)];
-      for (const name of a.outputNames) if (ra[name] && rb[name]) compareOutput(ra[name], rb[name], classifier, acc);
+      for (const name of a.outputNames) {
+        if (!ra[name] || !rb[name]) continue;
+        compareOutput(ra[name], rb[name], classifier, acc);
+        if (!perOutput.has(name)) perOutput.set(name, { cosines: [], maxAbs: 0, top1: [], spearmans: [], scoresA: [], scoresB: [] });
+        compareOutput(ra[name], rb[name], false, perOutput.get(name)!);
+      }
     }
+    const outputs = Object.fromEntries([...perOutput].map(([k, v]) => [k, { cosine_mean: mean(v.cosines), cosine_min: Math.min(...v.cosines), max_abs_error: v.maxAbs }]));
     if (acc.scoresA.length > 1) {
       acc.spearmans.push(spearman(acc.scoresA, acc.scoresB));
       acc.top1.push(argmax(acc.scoresA) === argmax(acc.scoresB) ? 1 : 0);
@@ -165,7 +172,7 @@ export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir:
       }
     }
     await Promise.all([a.release(), b.release()]);
-    perFile[pair.quantized] = { source: pair.source, metrics: fileMetrics };
+    perFile[pair.quantized] = { source: pair.source, metrics: fileMetrics, outputs };
     all.cosines.push(...acc.cosines);
     all.maxAbs = Math.max(all.maxAbs, acc.maxAbs);
     all.top1.push(...acc.top1);

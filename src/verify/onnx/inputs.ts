@@ -49,8 +49,11 @@ export interface GenerateOptions {
   values?: Record<string, number>;
 }
 
-/** Sample-rate inputs of audio models must hold a rate the graph supports, not noise. */
-const WELL_KNOWN_VALUES: Record<string, number> = { sr: 16000, sample_rate: 16000, sampling_rate: 16000 };
+/**
+ * Inputs whose meaning fixes their value: a sample rate the graph supports, not noise; recurrent state,
+ * which a stream starts at zero (random state drives LSTMs into saturation no real input reaches).
+ */
+const WELL_KNOWN_VALUES: Record<string, number> = { sr: 16000, sample_rate: 16000, sampling_rate: 16000, state: 0, h0: 0, c0: 0, initial_state: 0 };
 
 const BATCH_LIKE = /^(batch(_size)?|n|b|.*DynamicDimension\.0)$/i;
 
@@ -62,7 +65,37 @@ function resolveDim(input: string, d: number | string | undefined, axis: number,
   return opts.defaultDim ?? 256;
 }
 
-/** `count` sets of deterministic inputs for the declared shapes (floats uniform in [-1, 1)). */
+/** NCHW with 3 channels and some spatial extent: an image model. */
+function isImage(shape: number[]): boolean {
+  return shape.length === 4 && shape[1] === 3 && shape[2]! >= 16 && shape[3]! >= 16;
+}
+
+/**
+ * A normalized (ImageNet mean/std) picture with structure instead of noise: a light page with dark bars
+ * of varying size, like text lines and shapes. Vision models answer noise with near-constant outputs,
+ * on which agreement metrics say nothing.
+ */
+function syntheticImage(d: Float32Array, shape: number[], rand: () => number): void {
+  const [n, c, h, w] = shape as [number, number, number, number];
+  const mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225];
+  const pix = new Float32Array(h * w);
+  for (let b = 0; b < n; b++) {
+    pix.fill(0.92);
+    const bars = 3 + Math.floor(rand() * 6);
+    for (let k = 0; k < bars; k++) {
+      const y0 = Math.floor(rand() * h), bh = 2 + Math.floor(rand() * Math.max(2, h / 10));
+      const x0 = Math.floor(rand() * w), bw = 4 + Math.floor(rand() * Math.max(4, w / 2));
+      const ink = 0.05 + rand() * 0.3;
+      for (let y = y0; y < Math.min(h, y0 + bh); y++) for (let x = x0; x < Math.min(w, x0 + bw); x++) if ((x - x0) % 7 < 5) pix[y * w + x] = ink;
+    }
+    for (let ch = 0; ch < c; ch++) {
+      const off = (b * c + ch) * h * w;
+      for (let i = 0; i < h * w; i++) d[off + i] = (Math.min(1, Math.max(0, pix[i]! + (rand() - 0.5) * 0.04)) - mean[ch]!) / std[ch]!;
+    }
+  }
+}
+
+/** `count` sets of deterministic inputs for the declared shapes (floats uniform in [-1, 1), images synthetic). */
 export function generateInputs(inputs: InputSpec[], count: number, opts: GenerateOptions = {}, seed = 1234): Feeds[] {
   const out: Feeds[] = [];
   for (let s = 0; s < count; s++) {
@@ -75,7 +108,8 @@ export function generateInputs(inputs: InputSpec[], count: number, opts: Generat
       switch (inp.elemType) {
         case DataType.FLOAT: {
           const d = new Float32Array(n);
-          for (let i = 0; i < n; i++) d[i] = fixed ?? rand() * 2 - 1;
+          if (fixed === undefined && isImage(shape)) syntheticImage(d, shape, rand);
+          else for (let i = 0; i < n; i++) d[i] = fixed ?? rand() * 2 - 1;
           feeds[inp.name] = new ort.Tensor('float32', d, shape);
           break;
         }
