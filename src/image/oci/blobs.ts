@@ -1,7 +1,7 @@
 // Moving blobs between places without trusting them: every copy is hashed and sized on the way.
 import { createHash, type Hash } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
-import { copyFile, stat } from 'node:fs/promises';
+import { copyFile, link, stat } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError, InputError } from '../../util/errors.js';
@@ -47,8 +47,10 @@ export async function writeBlobFile(blob: BlobSource, target: string, onBytes?: 
   if (existing?.isFile() && existing.size === blob.size) return 'present';
   await withTempFile(target, async (tmp) => {
     if (blob.verifiedFile) {
-      // Hashed by this process when it was made: let the kernel copy it (reflink where possible).
-      await copyFile(blob.verifiedFile, tmp, constants.COPYFILE_FICLONE);
+      // Hashed by this process when it was made, read-only, named by its digest: share it (a hard
+      // link, as pnpm's and nix's stores do) or let the kernel copy it (reflink where possible).
+      const linked = await link(blob.verifiedFile, tmp).then(() => true, () => false);
+      if (!linked) await copyFile(blob.verifiedFile, tmp, constants.COPYFILE_FICLONE);
       const st = await stat(tmp);
       if (st.size !== blob.size) throw new IntegrityError(blob.verifiedFile, `${blob.size} bytes`, `${st.size} bytes`);
       onBytes?.(st.size);

@@ -1,7 +1,7 @@
 // Deterministic layer tars from a folder: sorted entries, one mtime, owner 0:0 with no names, fixed
 // modes. Same bytes in, same digest out, whatever the machine, umask or checkout time.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { once, type EventEmitter } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
@@ -108,6 +108,8 @@ async function cachedLayer(spec: PackSpec, mediaType: string, cacheDir: string, 
   try {
     const out = await packAndHash(spec, tmp, onProgress);
     const blobPath = join(blobDir, out.digest.slice('sha256:'.length));
+    // Read-only: writers may hard-link this file into outputs, so nobody should write through it.
+    await chmod(tmp, 0o444);
     await rename(tmp, blobPath);
     const rec = { digest: out.digest, diffId: out.diffId, size: out.size };
     await writeFileAtomic(recordPath, canonicalJson(rec));
