@@ -45,9 +45,9 @@ export interface CliResult {
 }
 
 /** Runs the docker CLI against the test engine (DOCKER_HOST from the environment). */
-export function docker(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export function docker(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(DOCKER_CLI, args, { env: { ...process.env, DOCKER_BUILDKIT: '1', ...opts.env }, maxBuffer: 256 << 20, timeout: opts.timeoutMs ?? 10 * 60_000 }, (err, stdout, stderr) => {
+    execFile(DOCKER_CLI, args, { cwd: opts.cwd, env: { ...process.env, DOCKER_BUILDKIT: '1', ...opts.env }, maxBuffer: 256 << 20, timeout: opts.timeoutMs ?? 10 * 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });

@@ -1,0 +1,314 @@
+// Real builds on a real Docker engine (a private dockerd from test/support/docker-env.sh; no image can
+// be pulled here, so the bases are local: debootstrap'ed Debian, the host's node, llama-server built
+// from node-llama-cpp's llama.cpp source, a vLLM stand-in). Containers run with --network none.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { loadRecipe } from '../../src/recipe/load.js';
+import type { Recipe } from '../../src/recipe/types.js';
+import { buildImage, buildRecipe, buildTarget, connectEngine, inspectImage, packContext, pingEngine, type BuildEvent } from '../../src/image/docker/index.js';
+import { EngineError, InputError } from '../../src/util/errors.js';
+import { sha256Bytes } from '../../src/util/digest.js';
+import { startHubServer, type HubServer } from '../support/hub-server.js';
+import { bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../support/docker-env.js';
+
+const BASES = {
+  BASE_IMAGE_CPU: 'local/node:20-bookworm-slim',
+  BASE_IMAGE_LLAMACPP: 'local/llama-server:bookworm',
+  BASE_IMAGE_CUDA: 'local/vllm-openai:stand-in',
+};
+const NODE_IMAGE = 'local/node:20-bookworm-slim';
+
+let env: DockerTestEnv;
+let project: { dir: string; cleanup(): Promise<void> };
+let recipe: Recipe;
+const containers: string[] = [];
+const built: Record<string, string> = {};
+
+before(async () => {
+  env = startDockerEnv();
+  project = await makeTwoModelProject();
+  recipe = await loadRecipe('two', project.dir);
+});
+
+after(async () => {
+  for (const id of containers) await docker(['rm', '-f', id]);
+  await project?.cleanup();
+  env?.stop();
+});
+
+function stepNames(events: BuildEvent[]): string[] {
+  return [...new Set(events.flatMap((e) => (e.type === 'step' ? [e.step.name] : [])))];
+}
+
+/** Every file path under app/models/ in every layer of an image (from `docker save`), with sizes. */
+async function modelFilesInLayers(ref: string): Promise<{ path: string; size: number }[]> {
+  const stream = (await connectEngine().getImage(ref).get()) as unknown as Readable;
+  const out: { path: string; size: number }[] = [];
+  const outer = tar.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    outer.on('entry', (header, body, next) => {
+      if (!header.name.endsWith('.tar')) {
+        body.resume();
+        body.on('end', next);
+        return;
+      }
+      const inner = tar.extract();
+      inner.on('entry', (h, b, n) => {
+        if (h.name.replace(/^\.?\//, '').startsWith('app/models/') && h.type === 'file') out.push({ path: h.name, size: h.size ?? 0 });
+        b.resume();
+        b.on('end', n);
+      });
+      inner.on('finish', next);
+      inner.on('error', reject);
+      body.pipe(inner);
+    });
+    outer.on('finish', resolve);
+    outer.on('error', reject);
+  });
+  stream.pipe(outer);
+  await done;
+  return out;
+}
+
+test('no engine answering is a clear error that says how to start one', async () => {
+  const nowhere = { DOCKER_HOST: 'unix:///tmp/bake-no-engine-here.sock' };
+  await assert.rejects(pingEngine(connectEngine(nowhere), nowhere), (e: unknown) => {
+    assert.ok(e instanceof EngineError, String(e));
+    assert.match(e.message, /no Docker engine answers at unix:\/\/\/tmp\/bake-no-engine-here\.sock: the socket does not exist/);
+    assert.match(e.hint ?? '', /systemctl start docker/);
+    assert.match(e.hint ?? '', /DOCKER_HOST/);
+    assert.equal(e.exit, 'engine');
+    return true;
+  });
+  await assert.rejects(
+    buildTarget({ recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'x:y', docker: connectEngine(nowhere) }),
+    (e: unknown) => e instanceof EngineError && /no Docker engine answers/.test(e.message),
+  );
+});
+
+test('an unknown target and a malformed BUNDLE_MODELS are input errors before anything is built', async () => {
+  await assert.rejects(
+    buildRecipe({ root: project.dir, recipe, targets: ['tpu' as never] }),
+    (e: unknown) => e instanceof InputError && /unknown target "tpu"/.test(e.message) && /cuda, llamacpp, cpu/.test(e.expected ?? ''),
+  );
+  await assert.rejects(
+    buildTarget({ recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'x:y', buildArgs: { BUNDLE_MODELS: 'yes' } }),
+    (e: unknown) => e instanceof InputError && e.field === 'BUNDLE_MODELS',
+  );
+});
+
+test('bake build of the two-model recipe: every target built through the engine, with live progress', { timeout: 15 * 60_000 }, async () => {
+  const events: Record<string, BuildEvent[]> = {};
+  const result = await buildRecipe({
+    root: project.dir,
+    recipe,
+    targets: ['cpu', 'llamacpp', 'cuda'],
+    buildArgs: { ...BASES },
+    nodeImage: NODE_IMAGE,
+    onEvent: (target, e) => (events[target] ??= []).push(e),
+  });
+  assert.equal(result.dockerfile, join(project.dir, 'docker', 'two', 'Dockerfile'));
+  assert.match(await readFile(result.bakeHcl, 'utf8'), /target "two-cpu"/);
+  assert.deepEqual(result.images.map((i) => i.target), ['cpu', 'llamacpp', 'cuda']);
+  for (const img of result.images) {
+    built[img.target] = img.imageId;
+    assert.match(img.imageId, /^sha256:[0-9a-f]{64}$/);
+    assert.equal((await inspectImage(connectEngine(), img.tags[0]!))?.id, img.imageId, `${img.tags[0]} names the built image`);
+  }
+  assert.deepEqual(result.images[0]!.tags, ['bake.test/two:1.0.0-cpu', 'bake.test/two:1.0.0']);
+  // Progress came from BuildKit's status stream: named steps, and the RUN's own output.
+  const cpuSteps = stepNames(events.cpu!);
+  assert.ok(cpuSteps.some((n) => /^\[model-vad \d+\/\d+\] RUN .*bake-materialize recipes\/two\.yaml vad/.test(n)), cpuSteps.join('\n'));
+  assert.ok(cpuSteps.some((n) => /^\[model-stories \d+\/\d+\] RUN /.test(n)));
+  const cpuLogs = events.cpu!.flatMap((e) => (e.type === 'log' ? [e.text] : [])).join('');
+  assert.match(cpuLogs, /stories -> \/out\/app\/models\/stories/);
+  // The second and third targets reuse the models stages the first one ran.
+  assert.ok(events.llamacpp!.some((e) => e.type === 'step' && e.step.cached && /model-stories/.test(e.step.name)));
+});
+
+test('the cpu image runs with --network none: models checked against their manifests, ONNX opened', { timeout: 5 * 60_000 }, async () => {
+  const facts = (await inspectImage(connectEngine(), built.cpu!))!;
+  assert.deepEqual(facts.entrypoint, ['node', '/opt/bake-runtime/app/bake-runtime.mjs', 'serve', '--']);
+  assert.equal(facts.labels['dev.bake.bundled'], 'true');
+  assert.equal(facts.labels['dev.bake.models'], 'vad,stories');
+  const run = await runUntil(['--network', 'none', built.cpu!], /serving 1 ONNX model/, 60_000);
+  containers.push(run.id);
+  assert.ok(!run.exited, run.logs);
+  assert.match(run.logs, /pre-quantized vad loaded in \d+ ms/);
+  assert.match(run.logs, /pre-quantized stories loaded in \d+ ms/);
+  assert.match(run.logs, /onnxruntime opened vad: \/app\/models\/vad\/silero_vad_16k_op15\.onnx \(inputs: input, state, sr; outputs: output, stateN\)/);
+  // Each model its own layer at /app/models/<id>/ with a manifest.json.
+  const files = await modelFilesInLayers(built.cpu!);
+  const paths = files.map((f) => f.path.replace(/^\.?\//, '')).sort();
+  assert.deepEqual(paths, ['app/models/stories/manifest.json', 'app/models/stories/stories-Q8_0.gguf', 'app/models/vad/README.md', 'app/models/vad/manifest.json', 'app/models/vad/silero_vad_16k_op15.onnx']);
+  const manifest = JSON.parse((await dockerOk(['run', '--rm', '--network', 'none', '--entrypoint', 'cat', built.cpu!, '/app/models/stories/manifest.json'])));
+  assert.equal(manifest.id, 'stories');
+  assert.equal(manifest.quantization.format, 'gguf');
+  assert.equal(manifest.quantization.params.type, 'Q8_0');
+  assert.equal(manifest.source.type, 'path');
+  assert.ok(manifest.verification, 'verification results (or the skip) are recorded');
+  // A corrupted model file inside the container stops the start with an integrity error.
+  const broken = await docker(['run', '--rm', '--network', 'none', '--user', '0', '--entrypoint', 'sh', built.cpu!, '-c',
+    'cp /app/models/vad/README.md /tmp/r && echo tampered > /app/models/vad/README.md; node /opt/bake-runtime/app/bake-runtime.mjs check']);
+  assert.equal(broken.code, 3, broken.stdout + broken.stderr);
+  assert.match(broken.stderr, /integrity check failed for \/app\/models\/vad\/README\.md/);
+});
+
+test('the llamacpp image (llama-server built here) runs with --network none and loads the GGUF', { timeout: 5 * 60_000 }, async () => {
+  const facts = (await inspectImage(connectEngine(), built.llamacpp!))!;
+  assert.ok(facts.env.includes('BAKE_TARGET=llamacpp'));
+  assert.equal(facts.labels['dev.bake.models'], 'stories');
+  const run = await runUntil(['--network', 'none', built.llamacpp!], /server is listening|model loaded/, 90_000);
+  containers.push(run.id);
+  assert.ok(!run.exited, run.logs);
+  assert.match(run.logs, /pre-quantized stories loaded in \d+ ms/);
+  assert.match(run.logs, /starting \/app\/llama-server -m \/app\/models\/stories\/stories-Q8_0\.gguf --alias stories/);
+  assert.match(run.logs, /llama_model_loader: loaded meta data/);
+  assert.doesNotMatch(run.logs, /vad/, 'the ONNX model is not part of the llamacpp target');
+});
+
+test('the cuda image is built on a stand-in base and inspected (no GPU here: not run)', async () => {
+  const facts = (await inspectImage(connectEngine(), built.cuda!))!;
+  const base = (await inspectImage(connectEngine(), BASES.BASE_IMAGE_CUDA))!;
+  assert.deepEqual(facts.layers.slice(0, base.layers.length), base.layers, 'built on the given base');
+  assert.equal(facts.layers.length, base.layers.length + 4, 'runtime app, node, and one layer per model');
+  assert.deepEqual(facts.entrypoint, ['/opt/bake-runtime/bin/node', '/opt/bake-runtime/app/bake-runtime.mjs', 'serve', '--']);
+  assert.ok(facts.env.includes('BAKE_TARGET=cuda'));
+  assert.ok(facts.env.includes('NVIDIA_VISIBLE_DEVICES=all'), 'the base image config is kept');
+  assert.equal(facts.labels['dev.bake.target'], 'cuda');
+  const paths = (await modelFilesInLayers(built.cuda!)).map((f) => f.path.replace(/^\.?\//, '')).sort();
+  assert.ok(paths.includes('app/models/vad/silero_vad_16k_op15.onnx') && paths.includes('app/models/stories/stories-Q8_0.gguf'));
+  // No Hub token, ARG or secret in the image's config or history.
+  const history = facts.history.map((h) => h.createdBy).join('\n');
+  assert.doesNotMatch(history + JSON.stringify(facts.env), /hf_token|HF_TOKEN/);
+});
+
+test('a missing base image is an engine error naming the image and the build ARG to change', { timeout: 5 * 60_000 }, async () => {
+  await assert.rejects(
+    buildTarget({ recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'bake.test/two:nope', buildArgs: { ...BASES, BASE_IMAGE_CPU: 'local/no-such-base:1' }, nodeImage: NODE_IMAGE }),
+    (e: unknown) => {
+      assert.ok(e instanceof EngineError, String(e));
+      assert.match(e.message, /base image local\/no-such-base:1 for target cpu is not in the engine's image store and could not be pulled/);
+      assert.equal(e.field, 'BASE_IMAGE_CPU');
+      assert.match(e.hint ?? '', /--build-arg BASE_IMAGE_CPU=<image>/);
+      return true;
+    },
+  );
+});
+
+test('BUNDLE_MODELS=false: no model bytes in the image; the models come from the loopback Hub at start', { timeout: 10 * 60_000 }, async (t) => {
+  // The Hub holds the exact files the manifests pin (for the quantized GGUF: published as its own repo).
+  const extracted = await mkdtemp(join(tmpdir(), 'bake-unbundled-'));
+  t.after(() => rm(extracted, { recursive: true, force: true }));
+  const cid = (await dockerOk(['create', built.cpu!])).trim();
+  await dockerOk(['cp', `${cid}:/app/models`, extracted]);
+  await dockerOk(['rm', cid]);
+  const repoFiles = async (id: string): Promise<Record<string, Uint8Array>> => {
+    const out: Record<string, Uint8Array> = {};
+    for (const f of await readdir(join(extracted, 'models', id))) if (f !== 'manifest.json') out[f] = await readFile(join(extracted, 'models', id, f));
+    return out;
+  };
+  const hub: HubServer = await startHubServer({ repos: { 'bake-test/vad': { files: await repoFiles('vad') }, 'bake-test/stories-q8': { files: await repoFiles('stories') } } });
+  t.after(() => hub.close());
+
+  const { imageId } = await buildTarget({
+    recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'bake.test/two:cpu-unbundled', nodeImage: NODE_IMAGE,
+    buildArgs: {
+      ...BASES,
+      BUNDLE_MODELS: 'false',
+      BAKE_FETCH_VAD: `bake-test/vad@${hub.commitOf('bake-test/vad')}`,
+      BAKE_FETCH_STORIES: `bake-test/stories-q8@${hub.commitOf('bake-test/stories-q8')}`,
+    },
+  });
+  const unbundled = (await inspectImage(connectEngine(), imageId))!;
+  const bundled = (await inspectImage(connectEngine(), built.cpu!))!;
+  assert.equal(unbundled.labels['dev.bake.bundled'], 'false');
+  // Listing: every file under app/models in every layer is a manifest, and small.
+  const files = await modelFilesInLayers(imageId);
+  assert.deepEqual(files.map((f) => f.path.replace(/^\.?\//, '')).sort(), ['app/models/stories/manifest.json', 'app/models/vad/manifest.json']);
+  assert.ok(files.every((f) => f.size < 8192));
+  // Size: the bundled image is bigger by at least the model bytes; the unbundled one is its runtime plus manifests.
+  const modelBytes = Object.values(await repoFiles('vad')).concat(Object.values(await repoFiles('stories'))).reduce((n, b) => n + b.length, 0);
+  assert.ok(bundled.size - unbundled.size >= modelBytes, `bundled ${bundled.size} - unbundled ${unbundled.size} >= ${modelBytes}`);
+  assert.deepEqual(unbundled.layers.slice(0, -2), bundled.layers.slice(0, -2), 'same base and runtime layers');
+
+  // Start: host network only to reach the loopback Hub; files verified into the container's HF cache.
+  const run = await runUntil(['--network', 'host', '-e', `HF_ENDPOINT=${hub.url}`, '-e', 'BAKE_PORT=0', imageId], /serving 1 ONNX model/, 90_000);
+  containers.push(run.id);
+  assert.ok(!run.exited, run.logs);
+  assert.match(run.logs, /fetching vad \(2 files, \d+ bytes\) from http:\/\/127\.0\.0\.1:\d+\/bake-test\/vad@/);
+  assert.match(run.logs, /pre-quantized vad loaded in \d+ ms \(fetched into \/root\/\.cache\/huggingface\/hub\/models--bake-test--vad\/snapshots\/[0-9a-f]{40}\)/);
+  assert.match(run.logs, /pre-quantized stories loaded in \d+ ms \(fetched into /);
+  assert.match(run.logs, /onnxruntime opened vad: \/root\/\.cache\/huggingface\/hub\/models--bake-test--vad\/snapshots\/[0-9a-f]{40}\/silero_vad_16k_op15\.onnx/);
+  assert.equal(hub.stats.bytesFor('silero_vad_16k_op15.onnx'), (await repoFiles('vad'))['silero_vad_16k_op15.onnx']!.length);
+  // Without the Hub (no network) the unbundled image cannot start, and says why (exit 4: network).
+  const offline = await docker(['run', '--rm', '--network', 'none', '-e', `HF_ENDPOINT=${hub.url}`, imageId], { timeoutMs: 3 * 60_000 });
+  assert.equal(offline.code, 4, offline.stdout + offline.stderr);
+  assert.match(offline.stderr, /\[bake-runtime\] error: /);
+});
+
+test('changing one model rebuilds only that model\'s layer; the other keeps its digest', { timeout: 10 * 60_000 }, async () => {
+  const before = (await inspectImage(connectEngine(), built.cpu!))!;
+  await writeFile(join(project.dir, 'models', 'vad', 'README.md'), 'silero VAD 16 kHz, opset 15 (MIT), second edition\n');
+  await bakeCliOk(['-C', project.dir, 'lock', 'two', '--update', 'vad'], project.dir);
+  const events: BuildEvent[] = [];
+  const { imageId } = await buildTarget({ recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'bake.test/two:cpu-v2', buildArgs: BASES, nodeImage: NODE_IMAGE, onEvent: (e) => events.push(e) });
+  const afterFacts = (await inspectImage(connectEngine(), imageId))!;
+  assert.notEqual(imageId, built.cpu);
+  assert.equal(afterFacts.layers.length, before.layers.length);
+  const n = before.layers.length;
+  assert.deepEqual(afterFacts.layers.slice(0, n - 2), before.layers.slice(0, n - 2), 'base and runtime layers unchanged');
+  assert.notEqual(afterFacts.layers[n - 2], before.layers[n - 2], 'the vad layer changed');
+  assert.equal(afterFacts.layers[n - 1], before.layers[n - 1], 'the stories layer (after vad\'s) kept its digest');
+  const runtimeSteps = events.filter((e) => e.type === 'step' && e.step.completed && /^\[cpu-runtime /.test(e.step.name));
+  assert.ok(runtimeSteps.length > 0 && runtimeSteps.every((e) => e.type === 'step' && e.step.cached), 'runtime stage from cache');
+});
+
+test('plain docker build of each target works with the engine\'s own CLI; the Hub token goes in only as a secret', { timeout: 10 * 60_000 }, async (t) => {
+  const tokenFile = join(project.dir, '.hf_token');
+  await writeFile(tokenFile, 'hf_plainDockerBuildToken01\n');
+  t.after(() => rm(tokenFile, { force: true }));
+  for (const target of ['cpu', 'llamacpp', 'cuda']) {
+    const tag = `bake.test/two:plain-${target}`;
+    const args = ['build', '-f', 'docker/two/Dockerfile', '--target', target, '--network', 'none', '-t', tag, '--secret', `id=hf_token,src=${tokenFile}`];
+    for (const [k, v] of Object.entries(BASES)) args.push('--build-arg', `${k}=${v}`);
+    const r = await docker([...args, '.'], { cwd: project.dir, timeoutMs: 8 * 60_000 });
+    assert.equal(r.code, 0, `docker build --target ${target}:\n${r.stderr}`);
+    const facts = (await inspectImage(connectEngine(), tag))!;
+    assert.equal(facts.labels['dev.bake.target'], target);
+    const config = JSON.stringify(facts) + (await dockerOk(['history', '--no-trunc', tag]));
+    assert.doesNotMatch(config, /hf_plainDockerBuildToken01/);
+  }
+});
+
+test('BuildKit secrets through the API session reach RUN steps and never the image', { timeout: 5 * 60_000 }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bake-secret-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'Dockerfile'), [
+    'ARG BASE=local/debian:bookworm-slim',
+    'FROM ${BASE}',
+    'RUN --mount=type=secret,id=hf_token echo "token sha256: $(sha256sum /run/secrets/hf_token | cut -c1-64)" && echo "absent: $(test -e /run/secrets/other && echo no || echo yes)"',
+    'RUN --mount=type=secret,id=other echo "optional secret missing: $(test -e /run/secrets/other && echo present || echo skipped)"',
+    '',
+  ].join('\n'));
+  const token = 'hf_apiSessionSecretToken42';
+  const logs: string[] = [];
+  const { imageId } = await buildImage(connectEngine(), {
+    context: packContext({ root: dir, include: ['Dockerfile'] }),
+    dockerfile: 'Dockerfile', tags: ['bake.test/secret:1'], noCache: true,
+    secrets: { hf_token: Buffer.from(token) },
+    onEvent: (e) => { if (e.type === 'log') logs.push(e.text); },
+  });
+  const text = logs.join('');
+  assert.match(text, new RegExp(`token sha256: ${sha256Bytes(token)}`));
+  assert.match(text, /optional secret missing: skipped/);
+  const facts = (await inspectImage(connectEngine(), imageId))!;
+  assert.doesNotMatch(JSON.stringify(facts), new RegExp(token));
+  const files = await dockerOk(['run', '--rm', '--network', 'none', imageId, 'sh', '-c', 'ls -A /run/secrets 2>/dev/null | wc -l']);
+  assert.equal(files.trim(), '0');
+});
