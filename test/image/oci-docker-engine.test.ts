@@ -1,14 +1,15 @@
-// docker-archive: what `docker load` (the Debian 20.10 engine, a private one) and skopeo accept; the
-// loaded image runs and sees the model bytes we packed.
+// What a real Docker engine (Debian's 20.10, a private one) makes of our images: `docker load` of the
+// docker-archive, `docker pull` of a push, and `docker run` on the model bytes we packed.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { appendLayers, dirLayer, epochToRfc3339, scratchImage, writeDockerArchive, writeOciLayout, type ImageValue } from '../../src/image/oci/index.js';
+import { appendLayers, dirLayer, epochToRfc3339, pushImage, scratchImage, writeDockerArchive, writeOciLayout, type ImageValue } from '../../src/image/oci/index.js';
 import { InputError } from '../../src/util/errors.js';
 import { startDockerd, type PrivateDocker } from '../support/oci-dockerd.js';
 import { MODELS, modelFolder, run, skopeoInspect, tempDir } from '../support/oci-fixtures.js';
+import { startRegistry } from '../support/registry.js';
 
 const EPOCH = 1_700_000_000;
 const VAD_SHA = '1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3';
@@ -94,4 +95,24 @@ describe('writeDockerArchive', () => {
     await assert.rejects(writeDockerArchive(lying, join(dir, 'y.tar'), { repoTags: ['bake/y:1'] }), /integrity/);
     await assert.rejects(readFile(join(dir, 'y.tar')), /ENOENT/);
   });
+});
+
+describe('pushImage to a registry the engine pulls from', () => {
+  for (const compression of ['none', 'gzip'] as const) {
+    it(`docker pull takes our OCI manifest (${compression} layers) and runs it`, async () => {
+      const registry = await startRegistry();
+      try {
+        const img = await runnableImage(compression);
+        const ref = `${registry.host}/bake/pulled-${compression}`;
+        const { manifestDigest } = await pushImage(img, ref, { tags: ['1.0.0'] });
+        // 127.0.0.0/8 is an insecure registry for dockerd by default: plain HTTP works.
+        const pulled = await engine.docker(['pull', `${ref}:1.0.0`]);
+        assert.match(pulled, new RegExp(`Digest: ${manifestDigest}`));
+        const out = await engine.docker(['run', '--rm', '--network', 'none', `${ref}:1.0.0`]);
+        assert.equal(out.trim(), `${VAD_SHA}  /app/models/vad/silero_vad.onnx`);
+      } finally {
+        await registry.close();
+      }
+    });
+  }
 });
