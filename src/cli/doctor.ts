@@ -39,9 +39,9 @@ export async function runDoctor(input: RunInput): Promise<{ value: unknown; text
       : { name: 'disk', status: free < 5 * 2 ** 30 ? 'warn' : 'ok', detail: `${(free / 2 ** 30).toFixed(1)} GiB free at ${store.root}`, fix: free < 5 * 2 ** 30 ? 'quantizing needs several times the model size: free disk or set BAKE_STORE' : undefined },
   );
   try {
-    const { pingEngine } = await import('../image/docker/index.js');
+    const { pingEngine, engineAddress } = await import('../image/docker/engine.js');
     const info = await pingEngine();
-    checks.push({ name: 'docker engine', status: 'ok', detail: info });
+    checks.push({ name: 'docker engine', status: 'ok', detail: `${engineAddress()}: Docker ${info.version} (API ${info.apiVersion})` });
   } catch (err) {
     checks.push({ name: 'docker engine', status: 'warn', detail: (err as Error).message, fix: 'only `bake build` without --output needs it; start dockerd or set DOCKER_HOST' });
   }
