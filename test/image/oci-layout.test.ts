@@ -117,6 +117,20 @@ describe('dirLayer', () => {
     assert.notEqual(changed.digest, first.digest);
   });
 
+  it('with a contentKey, a fresh copy of the same content hits the cache', async () => {
+    const cacheDir = await tmp('layer-cache');
+    const a = await modelFolder(join(MODELS, 'stories260K/hf'), 's');
+    const first = await dirLayer(a, 'app/models/s', { compression: 'none', epoch: EPOCH, cacheDir, contentKey: 'sha256:aaa' });
+    const b = await modelFolder(join(MODELS, 'stories260K/hf'), 's');
+    let read = 0;
+    const second = await dirLayer(b, 'app/models/s', { compression: 'none', epoch: EPOCH, cacheDir, contentKey: 'sha256:aaa', onProgress: (n) => (read += n) });
+    assert.equal(second.digest, first.digest);
+    assert.equal(read, 0, 'nothing re-read');
+    let readNoKey = 0;
+    await dirLayer(b, 'app/models/s', { compression: 'none', epoch: EPOCH, cacheDir, onProgress: (n) => (readNoKey += n) });
+    assert.ok(readNoKey > 1_000_000, 'without a key, new inodes mean a re-pack');
+  });
+
   it('refuses bad prefixes, missing folders and links to folders', async () => {
     const dir = await modelFolder(join(MODELS, 'stories260K/hf'), 's');
     for (const prefix of ['../etc', 'app/../../x', '', 'a//b', 'app/./m']) {

@@ -12,6 +12,7 @@ import {
   listTags,
   pullImage,
   pushImage,
+  readOciLayout,
   releaseTags,
   scratchImage,
   writeOciLayout,
@@ -19,7 +20,7 @@ import {
   type PushEvent,
 } from '../../src/image/oci/index.js';
 import { InputError, NetworkError } from '../../src/util/errors.js';
-import { MODELS, modelFolder, run, skopeoInspect, tempDir } from '../support/oci-fixtures.js';
+import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../support/oci-fixtures.js';
 import { startFaultyProxy, startRegistry, type TestRegistry } from '../support/registry.js';
 
 const EPOCH = 1_700_000_000;
@@ -100,6 +101,52 @@ describe('pushImage', () => {
     cleanup.push(out);
     await run('skopeo', ['copy', '--preserve-digests', '--src-tls-verify=false', `docker://${registry.host}/bake/app:1`, `oci:${out}:x`]);
     assert.equal((await skopeoInspect(`oci:${out}:x`)).Digest, res.manifestDigest);
+  });
+
+  it('builds on a Docker v2s2 base pushed by skopeo, and on a multi-platform index', async () => {
+    // skopeo publishes the base as Docker schema 2 (docker media types, gzip layers).
+    const img = await modelImage('gzip');
+    const layout = join(await tempDir('v2s2'), 'oci');
+    cleanup.push(layout);
+    await writeOciLayout(img, layout, { tags: ['b'] });
+    await run('skopeo', ['copy', '--format', 'v2s2', '--dest-tls-verify=false', `oci:${layout}:b`, `docker://${registry.host}/bake/v2s2:b`]);
+    const raw = (await skopeoRaw(`docker://${registry.host}/bake/v2s2:b`)) as { mediaType: string };
+    assert.equal(raw.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    const base = await pullImage(`${registry.host}/bake/v2s2:b`);
+    const extra = await modelFolder(join(MODELS, 'stories260K/llama2c'), 'llama2c');
+    cleanup.push(extra);
+    const top = appendLayers(base, [await dirLayer(extra, 'app/models/llama2c', { compression: 'none', epoch: EPOCH })]);
+    const res = await pushImage(top, `${registry.host}/bake/on-v2s2`, { tags: ['1'] });
+    const pushed = (await skopeoRaw(`docker://${registry.host}/bake/on-v2s2:1`)) as { mediaType: string; layers: { mediaType: string }[] };
+    assert.equal(pushed.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+    assert.deepEqual(pushed.layers.map((l) => l.mediaType), ['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar']);
+    assert.equal(res.mountedBlobs, 2);
+
+    // An index naming an arm64 and an amd64 image: pullImage picks linux/amd64 unless told otherwise.
+    const amd = await pushImage(img, `${registry.host}/bake/multi`, { tags: ['amd64'] });
+    const armImg = appendLayers(scratchImage({ architecture: 'arm64' }), [img.layers[0]!]);
+    const arm = await pushImage(armImg, `${registry.host}/bake/multi`, { tags: ['arm64'] });
+    const manifestSize = async (tag: string) => Number((await fetch(`${registry.url}/v2/bake/multi/manifests/${tag}`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).headers.get('content-length'));
+    const index = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: arm.manifestDigest, size: await manifestSize('arm64'), platform: { os: 'linux', architecture: 'arm64' } },
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: amd.manifestDigest, size: await manifestSize('amd64'), platform: { os: 'linux', architecture: 'amd64' } },
+      ],
+    };
+    const put = await fetch(`${registry.url}/v2/bake/multi/manifests/all`, { method: 'PUT', headers: { 'content-type': index.mediaType }, body: JSON.stringify(index) });
+    assert.equal(put.status, 201);
+    assert.equal((await pullImage(`${registry.host}/bake/multi:all`)).source?.digest, amd.manifestDigest);
+    const armPulled = await pullImage(`${registry.host}/bake/multi:all`, { platform: { os: 'linux', architecture: 'arm64' } });
+    assert.equal(armPulled.config.architecture, 'arm64');
+    // The same index copied into a local layout (skopeo --all): readOciLayout picks the same way.
+    const multiLayout = join(await tempDir('multi'), 'oci');
+    cleanup.push(multiLayout);
+    await run('skopeo', ['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${registry.host}/bake/multi:all`, `oci:${multiLayout}:all`]);
+    assert.equal((await readOciLayout(multiLayout, 'all')).source?.digest, amd.manifestDigest);
+    assert.equal((await readOciLayout(multiLayout, 'all', { platform: { os: 'linux', architecture: 'arm64' } })).source?.digest, arm.manifestDigest);
+    await assert.rejects(pullImage(`${registry.host}/bake/multi:all`, { platform: { os: 'linux', architecture: 's390x' } }), (e: unknown) => e instanceof InputError && /linux\/arm64, linux\/amd64/.test(e.expected ?? ''));
   });
 
   it('retries transient failures and resumes a chunked upload', async () => {

@@ -211,3 +211,38 @@ export async function tagImage(docker: Docker, ref: string, newRef: string): Pro
     throw new EngineError(`could not tag ${ref} as ${newRef}: ${(err as Error).message}`, { cause: err });
   }
 }
+
+/** Pushes `ref` (already tagged with its registry) through the engine; resolves with the pushed digest. */
+export async function pushImage(docker: Docker, ref: string, onEvent?: (e: BuildEvent) => void): Promise<{ digest: string }> {
+  const at = ref.lastIndexOf(':');
+  const tag = at > ref.lastIndexOf('/') ? ref.slice(at + 1) : 'latest';
+  let stream: NodeJS.ReadableStream;
+  try {
+    // authconfig {}: the engine wants the header even for registries without auth.
+    stream = await docker.getImage(ref).push({ tag, authconfig: {} } as Docker.ImagePushOptions);
+  } catch (err) {
+    throw new EngineError(`could not push ${ref}: ${(err as Error).message}`, { cause: err });
+  }
+  let digest: string | undefined;
+  let error: string | undefined;
+  await new Promise<void>((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (err: Error | null) => (err ? reject(err) : resolve()),
+      (line: Record<string, unknown>) => {
+        if (typeof line.error === 'string') error ??= line.error;
+        const aux = line.aux as { Digest?: string } | undefined;
+        if (aux?.Digest) digest = aux.Digest;
+        if (typeof line.status === 'string') onEvent?.({ type: 'message', text: `${line.id ? `${String(line.id)}: ` : ''}${line.status}${line.progress ? ` ${String(line.progress)}` : ''}` });
+      },
+    );
+  }).catch((err: Error) => {
+    error ??= err.message;
+  });
+  if (error || !digest) {
+    throw new EngineError(`could not push ${ref}: ${error ?? 'the engine reported no digest'}`, {
+      hint: 'check that the registry answers (`curl http://<registry>/v2/`); a registry without TLS must be on loopback or in the engine\'s insecure-registries',
+    });
+  }
+  return { digest };
+}

@@ -1,5 +1,5 @@
 // The Docker engine side of `bake build`: dockerode client, BuildKit progress, context packing, builds.
-export { connectEngine, engineAddress, pingEngine, buildImage, inspectImage, hasImage, tagImage, BuildFailedError } from './engine.js';
+export { connectEngine, engineAddress, pingEngine, buildImage, inspectImage, hasImage, tagImage, pushImage, BuildFailedError } from './engine.js';
 export type { EngineBuildOptions, ImageFacts } from './engine.js';
 export { decodeTrace, decodeStreamLine } from './progress.js';
 export type { BuildEvent, BuildStep } from './progress.js';

@@ -32,6 +32,12 @@ export interface DirLayerOptions {
    * file instead of re-reading and re-packing the folder, and a rebuild of an unchanged folder is free.
    */
   cacheDir?: string;
+  /**
+   * A digest that names the folder's content (e.g. the store artifact it was materialized from).
+   * When given, the cache is keyed by it instead of file sizes, mtimes and inodes, so a folder
+   * materialized afresh for every build still hits the cache. The caller vouches for it.
+   */
+  contentKey?: string;
   /** Bytes of source read so far, for progress bars. */
   onProgress?: (bytes: number) => void;
 }
@@ -66,7 +72,7 @@ export async function dirLayer(srcDir: string, destPrefix: string, opts: DirLaye
   const mediaType = opts.compression === 'gzip' ? MediaType.ociLayerGzip : MediaType.ociLayerTar;
   const spec = { prefix, entries, epoch: opts.epoch, compression: opts.compression };
 
-  if (opts.cacheDir) return cachedLayer(spec, mediaType, opts.cacheDir, opts.onProgress);
+  if (opts.cacheDir) return cachedLayer(spec, mediaType, opts.cacheDir, opts.contentKey, opts.onProgress);
 
   // No cache: hash one pass now, re-pack on open(); writers verify the digest again while copying,
   // so a folder that changes in between is caught rather than published.
@@ -87,13 +93,15 @@ interface PackSpec {
   compression: Compression;
 }
 
-async function cachedLayer(spec: PackSpec, mediaType: string, cacheDir: string, onProgress?: (n: number) => void): Promise<Layer> {
+async function cachedLayer(spec: PackSpec, mediaType: string, cacheDir: string, contentKey: string | undefined, onProgress?: (n: number) => void): Promise<Layer> {
   const key = digestOf({
     v: LAYER_FORMAT_VERSION,
     prefix: spec.prefix,
     epoch: spec.epoch,
     compression: spec.compression,
-    files: spec.entries.map((e) => [e.rel, e.kind, e.size, e.mtimeMs, e.ino]),
+    // Names and sizes always take part, so even a wrong contentKey cannot pick a layer of another shape.
+    files: spec.entries.map((e) => (contentKey ? [e.rel, e.kind, e.size] : [e.rel, e.kind, e.size, e.mtimeMs, e.ino])),
+    ...(contentKey ? { contentKey } : {}),
   });
   const recordPath = join(cacheDir, 'layers', `${key}.json`);
   const record = await readFile(recordPath, 'utf8').then((t) => JSON.parse(t) as { digest: string; diffId: string; size: number }, () => undefined);
