@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { loadRecipe } from '../../src/recipe/load.js';
 import type { Recipe } from '../../src/recipe/types.js';
-import { buildImage, buildRecipe, buildTarget, connectEngine, inspectImage, packContext, pingEngine, type BuildEvent } from '../../src/image/docker/index.js';
+import { buildImage, buildRecipe, buildTarget, connectEngine, inspectImage, packContext, pingEngine, pushImage, tagImage, type BuildEvent } from '../../src/image/docker/index.js';
 import { EngineError, InputError } from '../../src/util/errors.js';
 import { sha256Bytes } from '../../src/util/digest.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
@@ -157,6 +157,19 @@ test('the cpu image runs with --network none: models checked against their manif
     'cp /app/models/vad/README.md /tmp/r && echo tampered > /app/models/vad/README.md; node /opt/bake-runtime/app/bake-runtime.mjs check']);
   assert.equal(broken.code, 3, broken.stdout + broken.stderr);
   assert.match(broken.stderr, /integrity check failed for \/app\/models\/vad\/README\.md/);
+});
+
+test('the cpu image pushes to the loopback registry through the engine', { timeout: 5 * 60_000 }, async () => {
+  const ref = `${env.registry}/bake-test/two:cpu`;
+  await tagImage(connectEngine(), built.cpu!, ref);
+  const { digest } = await pushImage(connectEngine(), ref);
+  assert.match(digest, /^sha256:[0-9a-f]{64}$/);
+  const res = await fetch(`http://${env.registry}/v2/bake-test/two/manifests/cpu`, { headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('docker-content-digest'), digest);
+  const manifest = (await res.json()) as { layers: unknown[] };
+  assert.equal(manifest.layers.length, (await inspectImage(connectEngine(), built.cpu!))!.layers.length);
+  await assert.rejects(pushImage(connectEngine(), 'bake.test/two:1.0.0-cpu-not-there'), (e: unknown) => e instanceof EngineError && /could not push/.test(e.message));
 });
 
 test('the llamacpp image (llama-server built here) runs with --network none and loads the GGUF', { timeout: 5 * 60_000 }, async () => {
