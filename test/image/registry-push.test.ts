@@ -21,7 +21,7 @@ import {
 } from '../../src/image/oci/index.js';
 import { InputError, NetworkError } from '../../src/util/errors.js';
 import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../support/oci-fixtures.js';
-import { startFaultyProxy, startRegistry, type TestRegistry } from '../support/registry.js';
+import { startFaultyProxy, startRegistry, TEST_USER, type TestRegistry } from '../support/registry.js';
 
 const EPOCH = 1_700_000_000;
 let registry: TestRegistry;
@@ -206,6 +206,29 @@ describe('pushImage', () => {
       assert.deepEqual(await listTags(`${ro.host}/bake/ro`), []);
     } finally {
       await ro.close();
+    }
+  });
+
+  it('pushes with credentials to a registry that asks for them; wrong ones get a clear 401', async () => {
+    const locked = await startRegistry({ htpasswd: true });
+    try {
+      const img = await modelImage();
+      const ref = `${locked.host}/bake/private`;
+      const res = await pushImage(img, ref, { tags: ['1'], auth: TEST_USER });
+      assert.equal(res.pushedBlobs, 3);
+      assert.deepEqual(await listTags(ref, { auth: TEST_USER }), ['1']);
+      assert.equal((await pullImage(`${ref}:1`, { auth: TEST_USER })).source?.digest, res.manifestDigest);
+      for (const auth of [undefined, { username: 'bake', password: 'wrong' }]) {
+        await assert.rejects(pushImage(img, ref, { tags: ['2'], ...(auth ? { auth } : {}) }), (e: unknown) => {
+          assert.ok(e instanceof NetworkError);
+          assert.equal(e.status, 401);
+          assert.match(e.hint ?? '', /credentials/);
+          return true;
+        });
+      }
+      assert.deepEqual(await listTags(ref, { auth: TEST_USER }), ['1']);
+    } finally {
+      await locked.close();
     }
   });
 

@@ -25,7 +25,12 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startRegistry(opts: { readonly?: boolean } = {}): Promise<TestRegistry> {
+/** A fixed test account for the htpasswd-protected registry. */
+export const TEST_USER = { username: 'bake', password: 's3cret-test-pass' };
+// `htpasswd -nbB -C 4 bake s3cret-test-pass` (apache2-utils); bcrypt, the only scheme distribution takes.
+const TEST_HTPASSWD = 'bake:$2y$04$LC9X.f1adEazBTt6QaQdreZ7Qsry12brUdE5LMvKD71ZaCdmYUJfS\n';
+
+export async function startRegistry(opts: { readonly?: boolean; htpasswd?: boolean } = {}): Promise<TestRegistry> {
   const root = await mkdtemp(join(tmpdir(), 'bake-registry-'));
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
@@ -40,18 +45,20 @@ export async function startRegistry(opts: { readonly?: boolean } = {}): Promise<
     '  delete:',
     '    enabled: true',
     ...(opts.readonly ? ['  maintenance:', '    readonly:', '      enabled: true'] : []),
+    ...(opts.htpasswd ? ['auth:', '  htpasswd:', '    realm: bake-test', `    path: ${join(root, 'htpasswd')}`] : []),
     'http:',
     `  addr: ${host}`,
     '',
   ].join('\n');
   await writeFile(join(root, 'config.yml'), config);
+  if (opts.htpasswd) await writeFile(join(root, 'htpasswd'), TEST_HTPASSWD);
   const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', join(root, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const url = `http://${host}`;
   for (let i = 0; ; i++) {
-    const ok = await fetch(`${url}/v2/`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${url}/v2/`).then((r) => r.ok || r.status === 401, () => false);
     if (ok) break;
     if (i > 100 || child.exitCode !== null) {
       child.kill();
