@@ -7,7 +7,7 @@ import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
@@ -79,21 +79,30 @@ async function main(): Promise<void> {
 
     const curlMs: number[] = [];
     const bakeMs: number[] = [];
+    // CPU time is steadier than wall time on a shared machine; both are reported.
+    const curlCpuMs: number[] = [];
+    const bakeCpuMs: number[] = [];
     for (let run = 0; run < runs; run++) {
       // Alternate the order so neither always runs on a warmer machine.
       const order = run % 2 === 0 ? ['curl', 'bake'] : ['bake', 'curl'];
       for (const who of order) {
         if (who === 'curl') {
           const out = join(work, `curl-${run}.bin`);
-          const { ms } = await timed(() => promisify(execFile)(CURL, ['-sS', '-f', '-L', '-o', out, url]));
+          // /usr/bin/time reports curl's own CPU seconds (user + system) on stderr.
+          const { ms, value } = await timed(() => promisify(execFile)('/usr/bin/time', ['-f', '%U %S', CURL, '-sS', '-f', '-L', '-o', out, url]));
           if ((await stat(out)).size !== SIZE) throw new Error('curl downloaded a wrong size');
           curlMs.push(ms);
+          const [u, sys] = value.stderr.trim().split(/\s+/).slice(-2).map(Number);
+          curlCpuMs.push((u! + sys!) * 1000);
           await rm(out, { force: true });
         } else {
           const cache = join(work, `bake-${run}`);
+          const cpu0 = process.cpuUsage();
           const { ms, value } = await timed(() => pullModel(entry, cfgFor(cache)));
+          const cpu = process.cpuUsage(cpu0);
           if (value.downloadedBytes !== SIZE) throw new Error('bake downloaded a wrong size');
           bakeMs.push(ms);
+          bakeCpuMs.push((cpu.user + cpu.system) / 1000);
           await rm(cache, { recursive: true, force: true });
         }
       }
@@ -129,6 +138,10 @@ async function main(): Promise<void> {
       curlMs: curlMs.map(Math.round),
       bakeMs: bakeMs.map(Math.round),
       ratioBakeOverCurl: Number((median(bakeMs) / median(curlMs)).toFixed(3)),
+      curlCpuMsMedian: Math.round(median(curlCpuMs)),
+      bakeCpuMsMedian: Math.round(median(bakeCpuMs)),
+      cpuRatioBakeOverCurl: Number((median(bakeCpuMs) / median(curlCpuMs)).toFixed(3)),
+      loadAverage1m: Number(loadavg()[0]!.toFixed(2)),
       cutInRun: { servedBytes: inRunServed, extraBytes: inRunServed - SIZE, downloadedBytes: inRun.downloadedBytes },
       cutAcrossRuns: {
         firstRunServed: firstServed,
@@ -140,6 +153,7 @@ async function main(): Promise<void> {
     console.log('| measure | curl | bake | ratio |');
     console.log('|---|---|---|---|');
     console.log(`| ${sizeMb} MiB over loopback, median of ${runs} (ms) | ${result.curlMsMedian} | ${result.bakeMsMedian} | ${result.ratioBakeOverCurl} |`);
+    console.log(`| CPU time, median (ms) | ${result.curlCpuMsMedian} | ${result.bakeCpuMsMedian} | ${result.cpuRatioBakeOverCurl} |`);
     console.log(`| throughput (MiB/s) | ${mbps(median(curlMs)).toFixed(0)} | ${mbps(median(bakeMs)).toFixed(0)} | |`);
     console.log(`| cut at 50 %, resumed in the same pull: bytes served | | ${inRunServed} (${inRunServed - SIZE} over the file size) | |`);
     console.log(`| cut at 50 %, resumed by a second pull: bytes served first + second | | ${firstServed} + ${secondServed} (${firstServed + secondServed - SIZE} fetched twice) | |`);
