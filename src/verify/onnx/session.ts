@@ -41,9 +41,14 @@ const fs = require('fs');
     const data = v.type === 'float32' ? Float32Array.from(v.data) : v.type === 'int64' ? BigInt64Array.from(v.data.map(BigInt)) : v.type === 'int32' ? Int32Array.from(v.data) : Uint8Array.from(v.data);
     feeds[k] = new ort.Tensor(v.type, data, v.dims);
   }
+  // Resident size sampled after loading and after running: the kernel's high-water marks (getrusage
+  // maxrss, VmHWM) were seen to carry the spawning parent's size into the child, so they are not used.
+  let peak = process.memoryUsage.rss();
   const s = await ort.InferenceSession.create(process.argv[2], { intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
+  peak = Math.max(peak, process.memoryUsage.rss());
   await s.run(feeds);
-  process.stdout.write(JSON.stringify({ maxRSS: process.resourceUsage().maxRSS * 1024 }));
+  peak = Math.max(peak, process.memoryUsage.rss());
+  process.stdout.write(JSON.stringify({ maxRSS: peak }));
 })().catch((e) => { process.stderr.write(String(e && e.message || e)); process.exit(1); });
 `;
 
