@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       server.once('message', (m: { type: string; url: string; commit: string }) => (m.type === 'ready' ? resolve(m) : reject(new Error('bad message'))));
       server.once('exit', (code) => reject(new Error(`hub-serve exited with ${code}`)));
     });
-    const cfgFor = (cacheDir: string, retries = 5) => hubConfigFromEnv({}, { endpoint: ready.url, cacheDir, retries, retryBaseMs: 50 });
+    const cfgFor = (cacheDir: string, retries = 5) => hubConfigFromEnv({ HF_TOKEN_PATH: '/nonexistent/token' }, { endpoint: ready.url, cacheDir, retries, retryBaseMs: 50 });
     const spec = { id: 'big', repo: 'bench/big', revision: 'main', files: ['*'], allow_pickle: [], quantize: { format: 'none' as const }, verify: {} };
     const entry: LockEntry = { ...(await resolveHubModel(spec, cfgFor(join(work, 'lock-cache')))), fragment: 'bench' };
     const url = resolveUrl(cfgFor(work), 'bench/big', ready.commit, 'big.safetensors');

@@ -1,5 +1,6 @@
 // Where the Hub is, who we are to it and where its files are cached, read from the same environment
 // variables huggingface_hub (Python) reads, so both tools share one cache and one configuration.
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
@@ -7,7 +8,7 @@ import { InputError } from '../util/errors.js';
 export interface HubConfig {
   /** Hub base URL without a trailing slash (HF_ENDPOINT). */
   endpoint: string;
-  /** Access token (HF_TOKEN). Sent only to `endpoint`'s origin; never written anywhere. */
+  /** Access token (HF_TOKEN, else the file `huggingface-cli login` wrote). Sent only to `endpoint`'s origin; never written anywhere. */
   token?: string;
   /** The Hugging Face hub cache folder (holds `models--org--name/`). */
   cacheDir: string;
@@ -32,13 +33,18 @@ const TOKEN_SHAPE = /^hf_[A-Za-z0-9]{8,}$/;
 
 export function hubConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<HubConfig> = {}): HubConfig {
   const endpoint = normalizeEndpoint(overrides.endpoint ?? (env.HF_ENDPOINT || 'https://huggingface.co'));
-  const token = overrides.token ?? (env.HF_TOKEN?.trim() || undefined);
+  const fromFile = overrides.token === undefined && !env.HF_TOKEN?.trim() ? tokenFromFile(env) : undefined;
+  const token = overrides.token ?? (env.HF_TOKEN?.trim() || fromFile?.token);
   if (token !== undefined && !TOKEN_SHAPE.test(token)) {
-    // Never echo the value: it may be a real secret pasted into the wrong variable.
-    throw new InputError(`HF_TOKEN does not look like a Hugging Face access token (${token.length} characters)`, {
+    const where = fromFile ? fromFile.file : 'HF_TOKEN';
+    // Never echo the value: it may be a real secret pasted into the wrong place.
+    throw new InputError(`${where} does not hold a Hugging Face access token (${token.length} characters)`, {
       field: 'HF_TOKEN',
+      ...(fromFile ? { file: fromFile.file } : {}),
       expected: '`hf_` followed by letters and digits, e.g. from https://huggingface.co/settings/tokens',
-      hint: 'set HF_TOKEN to a token created on the Hub, or unset it for public repos',
+      hint: fromFile
+        ? `replace ${fromFile.file} (\`huggingface-cli login\` writes it) or set HF_TOKEN`
+        : 'set HF_TOKEN to a token created on the Hub, or unset it for public repos',
     });
   }
   const cacheDir = resolve(overrides.cacheDir ?? defaultCacheDir(env));
@@ -54,9 +60,25 @@ export function hubConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides
   const cfg: HubConfig = { endpoint, cacheDir, offline, concurrency, retries };
   if (token !== undefined) cfg.token = token;
   if (overrides.fetch) cfg.fetch = overrides.fetch;
+  const envTimeout = Number(env.HF_HUB_DOWNLOAD_TIMEOUT);
   if (overrides.timeoutMs !== undefined) cfg.timeoutMs = overrides.timeoutMs;
+  else if (env.HF_HUB_DOWNLOAD_TIMEOUT && Number.isFinite(envTimeout) && envTimeout > 0) cfg.timeoutMs = envTimeout * 1000;
   if (overrides.retryBaseMs !== undefined) cfg.retryBaseMs = overrides.retryBaseMs;
   return cfg;
+}
+
+/**
+ * When HF_TOKEN is not set, the token `huggingface-cli login` saved, as huggingface_hub reads it:
+ * HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token. Read only, never written.
+ */
+function tokenFromFile(env: NodeJS.ProcessEnv): { token: string; file: string } | undefined {
+  const file = env.HF_TOKEN_PATH || join(env.HF_HOME || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'huggingface'), 'token');
+  try {
+    const text = readFileSync(file, 'utf8').trim();
+    return text ? { token: text, file } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Same order as huggingface_hub: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub. */

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { test } from 'node:test';
 import { hubConfigFromEnv, redactToken } from '../../src/hub/config.js';
 import { InputError } from '../../src/util/errors.js';
 
 test('defaults follow huggingface_hub: huggingface.co, ~/.cache/huggingface/hub, online', () => {
-  const cfg = hubConfigFromEnv({});
+  const cfg = hubConfigFromEnv({ HF_TOKEN_PATH: '/nonexistent/token' });
   assert.equal(cfg.endpoint, 'https://huggingface.co');
   assert.equal(cfg.cacheDir, join(homedir(), '.cache', 'huggingface', 'hub'));
   assert.equal(cfg.offline, false);
@@ -51,4 +53,22 @@ test('redactToken hides the configured token and anything token-shaped', () => {
   const out = redactToken('Authorization: Bearer hf_abcdefghijKLMNOP1234; other hf_zzzzzzzzzzzz9', cfg);
   assert.equal(out, 'Authorization: Bearer hf_***; other hf_***');
   assert.ok(!JSON.stringify(cfg).includes('undefined'));
+});
+
+test('without HF_TOKEN, the token saved by `huggingface-cli login` is used (HF_TOKEN_PATH, else $HF_HOME/token)', () => {
+  const home = mkdtempSync(join(tmpdir(), 'bake-hf-home-'));
+  writeFileSync(join(home, 'token'), 'hf_savedLoginToken0001\n');
+  assert.equal(hubConfigFromEnv({ HF_HOME: home }).token, 'hf_savedLoginToken0001');
+  assert.equal(hubConfigFromEnv({ HF_HOME: home, HF_TOKEN: 'hf_fromTheEnvironment1' }).token, 'hf_fromTheEnvironment1');
+  writeFileSync(join(home, 'other'), 'not-a-token');
+  assert.throws(
+    () => hubConfigFromEnv({ HF_HOME: home, HF_TOKEN_PATH: join(home, 'other') }),
+    (e: unknown) => e instanceof InputError && e.file === join(home, 'other') && !e.message.includes('not-a-token'),
+  );
+  assert.equal(hubConfigFromEnv({ HF_TOKEN_PATH: join(home, 'missing') }).token, undefined);
+});
+
+test('HF_HUB_DOWNLOAD_TIMEOUT (seconds) sets the idle timeout', () => {
+  assert.equal(hubConfigFromEnv({ HF_HUB_DOWNLOAD_TIMEOUT: '12' }).timeoutMs, 12_000);
+  assert.equal(hubConfigFromEnv({ HF_HUB_DOWNLOAD_TIMEOUT: 'x' }).timeoutMs, undefined);
 });

@@ -40,7 +40,8 @@ export async function tempDir(t: { after: (fn: () => Promise<void>) => void }, p
 }
 
 export function hubConfig(url: string, cacheDir: string, overrides: Partial<HubConfig> = {}): HubConfig {
-  return hubConfigFromEnv({}, { endpoint: url, cacheDir, retryBaseMs: 20, timeoutMs: 5_000, ...overrides });
+  // HF_TOKEN_PATH to nowhere: a developer's saved login token must not leak into the tests.
+  return hubConfigFromEnv({ HF_TOKEN_PATH: '/nonexistent/token' }, { endpoint: url, cacheDir, retryBaseMs: 20, timeoutMs: 5_000, ...overrides });
 }
 
 export function model(overrides: Partial<ModelSpec> = {}): ModelSpec {
