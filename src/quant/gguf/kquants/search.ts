@@ -35,8 +35,7 @@ export function makeQkx2Quants(
     out[1] = -min;
     return;
   }
-  const range = fr(max - min);
-  let iscale = fr(nmax / range);
+  let iscale = fr(nmax / fr(max - min));
   let scale = fr(1 / iscale);
   let bestError = 0;
   for (let i = 0; i < n; ++i) {
@@ -48,7 +47,8 @@ export function makeQkx2Quants(
     bestError = fr(bestError + fr(weights[i]! * fr(diff * diff)));
   }
   for (let is = 0; is <= nstep; ++is) {
-    iscale = fr(fr(fr(rmin + fr(RDELTA * is)) + nmax) / range);
+    // `min` moves to the best candidate's min as the search goes, and ggml divides by the current range.
+    iscale = fr(fr(fr(rmin + fr(RDELTA * is)) + nmax) / fr(max - min));
     let sumL = 0;
     let sumL2 = 0;
     let sumXL = 0;
@@ -75,7 +75,7 @@ export function makeQkx2Quants(
         const diff = fr(fr(fr(thisScale * laux[i]!) + thisMin) - x[off + i]!);
         curError = fr(curError + fr(weights[i]! * fr(diff * diff)));
       }
-      if (curError < bestError) {
+        if (curError < bestError) {
         for (let i = 0; i < n; ++i) L[off + i] = laux[i]!;
         bestError = curError;
         scale = thisScale;

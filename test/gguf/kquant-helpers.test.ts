@@ -1,0 +1,73 @@
+// The float helpers under the K-quant kernels: fp16 conversion, ggml's nearest_int, and input checks.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { fp16BitsToFp32, fp32ToFp16Bits } from '../../src/quant/gguf/kquants/fp16.js';
+import { nearestInt } from '../../src/quant/gguf/kquants/round.js';
+import { dequantizeRowQ4_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../src/quant/gguf/kquants.js';
+import { InputError } from '../../src/util/errors.js';
+
+test('fp16: every half round-trips and every midpoint rounds to even', () => {
+  for (let h = 0; h < 0x10000; h++) {
+    const exp = (h >>> 10) & 0x1f;
+    const v = fp16BitsToFp32(h);
+    if (exp === 0x1f && (h & 0x3ff) !== 0) {
+      assert.ok(Number.isNaN(v));
+      assert.equal(fp32ToFp16Bits(v) & 0x7fff, 0x7e00);
+      continue;
+    }
+    assert.equal(fp32ToFp16Bits(v), h, `half 0x${h.toString(16)}`);
+    // Midpoint to the next magnitude up (within finite positives and negatives alike).
+    if ((h & 0x7fff) < 0x7bff) {
+      const next = fp16BitsToFp32(h + 1);
+      const mid = (v + next) / 2;
+      if (Math.fround(mid) === mid) {
+        const even = (h & 1) === 0 ? h : h + 1;
+        assert.equal(fp32ToFp16Bits(mid), even, `midpoint above 0x${h.toString(16)}`);
+        // Just above the midpoint rounds away from h, just below rounds to h.
+        const up = new Float32Array([mid]);
+        const bits = new Uint32Array(up.buffer);
+        bits[0]! += 1;
+        assert.equal(fp32ToFp16Bits(up[0]!), h + 1);
+        bits[0]! -= 2;
+        assert.equal(fp32ToFp16Bits(up[0]!), h);
+      }
+    }
+  }
+  assert.equal(fp32ToFp16Bits(65520), 0x7c00); // rounds up to infinity
+  assert.equal(fp32ToFp16Bits(65519), 0x7bff);
+  assert.equal(fp32ToFp16Bits(-1e-10), 0x8000);
+  assert.equal(fp32ToFp16Bits(2 ** -25), 0x0000); // exact half of the smallest subnormal: ties to even (0)
+  assert.equal(fp32ToFp16Bits(Math.fround(2 ** -25 * 1.0000001)), 0x0001);
+});
+
+test('nearestInt: half to even, and ggml mantissa behaviour outside +-2^22', () => {
+  assert.equal(nearestInt(0.5), 0);
+  assert.equal(nearestInt(1.5), 2);
+  assert.equal(nearestInt(2.5), 2);
+  assert.equal(nearestInt(-0.5), 0);
+  assert.equal(nearestInt(-1.5), -2);
+  assert.equal(nearestInt(-2.5), -2);
+  assert.equal(nearestInt(Math.fround(0.49999997)), 0);
+  assert.equal(nearestInt(3.7), 4);
+  assert.equal(nearestInt(-3.7), -4);
+  assert.equal(nearestInt(4194303), 4194303);
+  // 4194304 + 1.5*2^23 = 2^24: the mantissa is 0, so ggml returns -2^22.
+  assert.equal(nearestInt(4194304), -4194304);
+  assert.equal(nearestInt(Number.NaN), 0);
+});
+
+test('kernels refuse rows that are not whole super-blocks and wrong buffer sizes', () => {
+  assert.throws(() => quantizeRowQ4_K(new Float32Array(100), new Uint8Array(144)), InputError);
+  assert.throws(() => quantizeRowQ5_K(new Float32Array(256), new Uint8Array(175)), /176 bytes/);
+  assert.throws(() => quantizeRowQ6_K(new Float32Array(512), new Uint8Array(210)), /420 bytes/);
+  assert.throws(() => dequantizeRowQ4_K(new Uint8Array(144), new Float32Array(255)), InputError);
+});
+
+test('Q4_K: an all-zero block is all zero bytes and dequantizes to zeros', () => {
+  const dst = new Uint8Array(144).fill(0xaa);
+  quantizeRowQ4_K(new Float32Array(256), dst);
+  assert.ok(dst.every((b) => b === 0));
+  const back = new Float32Array(256).fill(1);
+  dequantizeRowQ4_K(dst, back);
+  assert.ok(back.every((v) => v === 0));
+});
