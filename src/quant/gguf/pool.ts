@@ -14,6 +14,19 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/**
+ * Starts worker.js beside this module. When running from TypeScript sources (tests, bench via tsx) the
+ * worker is worker.ts, and the worker needs tsx's loader registered before importing it.
+ */
+function spawnWorker(): Worker {
+  const self = import.meta.url;
+  if (!self.endsWith('.ts')) return new Worker(new URL('./worker.js', self));
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const target = new URL('./worker.ts', self).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(target)}); });`;
+  return new Worker(boot, { eval: true });
+}
+
 export class QuantizePool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
@@ -23,10 +36,8 @@ export class QuantizePool {
 
   constructor(readonly threads: number) {
     if (threads < 2) return;
-    const self = import.meta.url;
-    const workerUrl = new URL(self.endsWith('.ts') ? './worker.ts' : './worker.js', self);
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(workerUrl);
+      const w = spawnWorker();
       w.on('message', (msg: { id: number; out?: Uint8Array; error?: string }) => {
         const p = this.pending.get(msg.id);
         this.pending.delete(msg.id);
@@ -39,7 +50,6 @@ export class QuantizePool {
         for (const p of this.pending.values()) p.reject(err);
         this.pending.clear();
       });
-      w.unref();
       this.workers.push(w);
       this.idle.push(w);
     }

@@ -1,0 +1,58 @@
+// Benchmark: MB/s of F32 input per GGUF type, bake's quantizer vs llama.cpp's llama-quantize on the same
+// F32 file with the same thread count, as a ratio (goal >= 1.0x), plus peak RSS of both, and a byte
+// comparison of the outputs. Usage: node --import tsx bench/gguf-quantize.ts [--threads 2] [--types Q8_0,Q4_K_M]
+//   [--layers 4] [--keep]
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { convertHfToGguf } from '../src/quant/gguf/index.js';
+import { llamaToolsBin, writeRandomLlama } from '../test/support/gguf-fixtures.js';
+
+const run = promisify(execFile);
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+const threads = Number(opt('threads', '2'));
+const types = opt('types', 'F16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1,Q4_K_M,Q5_K_M,Q6_K').split(',');
+const layers = Number(opt('layers', '4'));
+
+/** Runs a command under /usr/bin/time; returns its stdout, wall seconds and peak RSS in bytes. */
+async function timed(cmd: string, cmdArgs: string[]): Promise<{ stdout: string; seconds: number; rss: number }> {
+  const t0 = process.hrtime.bigint();
+  const { stdout, stderr } = await run('/usr/bin/time', ['-f', 'BENCH_RSS_KB=%M', cmd, ...cmdArgs], { maxBuffer: 1 << 26 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const m = /BENCH_RSS_KB=(\d+)/.exec(stderr);
+  return { stdout, seconds, rss: m ? Number(m[1]) * 1024 : Number.NaN };
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'bake-gguf-bench-'));
+try {
+  const bin = await llamaToolsBin();
+  const hf = join(dir, 'hf');
+  await writeRandomLlama(hf, { embd: 1024, ff: 2816, layers, heads: 16, kvHeads: 4, vocab: 8192, tied: false }, 9);
+  const f32 = join(dir, 'model-F32.gguf');
+  await convertHfToGguf(hf, f32, { type: 'F32' });
+  const inBytes = (await stat(f32)).size;
+  const mb = inBytes / 1e6;
+  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}`);
+  console.log('type     | bake MB/s | llama.cpp MB/s | ratio | bake RSS MB | llama.cpp RSS MB | identical');
+  for (const type of types) {
+    const theirsOut = join(dir, `llama-${type}.gguf`);
+    const oursOut = join(dir, `bake-${type}.gguf`);
+    const theirs = await timed(join(bin, 'llama-quantize'), [f32, theirsOut, type, String(threads)]);
+    const ours = await timed(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'gguf-quantize-run.ts'), f32, oursOut, type, String(threads)]);
+    const oursSeconds = (JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number }).seconds;
+    const same = (await readFile(oursOut)).equals(await readFile(theirsOut));
+    const oursRate = mb / oursSeconds;
+    const theirRate = mb / theirs.seconds;
+    console.log(`${type.padEnd(8)} | ${oursRate.toFixed(1).padStart(9)} | ${theirRate.toFixed(1).padStart(14)} | ${(oursRate / theirRate).toFixed(2).padStart(5)} | ${(ours.rss / 1e6).toFixed(0).padStart(11)} | ${(theirs.rss / 1e6).toFixed(0).padStart(16)} | ${same ? 'yes' : 'NO'}`);
+    await rm(theirsOut, { force: true });
+    await rm(oursOut, { force: true });
+  }
+} finally {
+  if (!args.includes('--keep')) await rm(dir, { recursive: true, force: true });
+}
