@@ -4,8 +4,8 @@
 //   <cacheDir>/models--org--name/refs/<revision>               the commit a branch or tag pointed to
 // Blobs are renamed into place only after verification, and snapshot links are made only to such
 // blobs, so whatever a reader finds under snapshots/ is complete and checked.
-import { lstat, mkdir, readFile, readlink, realpath, rename, rm, symlink } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { lstat, mkdir, readFile, readlink, realpath, rename, rm, stat, symlink } from 'node:fs/promises';
+import { basename, dirname, join, relative } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
 import type { HubConfig } from './config.js';
@@ -116,4 +116,39 @@ export async function snapshotEntryFile(cfg: HubConfig, repo: string, commit: st
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Re-hashing a multi-GB blob on every pull (or container start) is slow, so a blob bake verified gets a
+ * stamp of its sha256 plus the file's identity (device, inode, size, mtime), like git's index: a blob
+ * whose identity still matches is trusted without reading it. Stamps live under `.locks/` (which
+ * huggingface_hub uses for its own lock files and skips when scanning the cache).
+ */
+interface VerifiedStamp {
+  sha256: string;
+  size: number;
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+}
+
+function stampFile(cfg: HubConfig, repo: string, blobName: string): string {
+  return join(cfg.cacheDir, '.locks', `models--${repo.replace('/', '--')}`, `${blobName}.bake-verified`);
+}
+
+/** True when `file` (a blob) was verified to have `sha256` and has not changed since. */
+export async function hasVerifiedStamp(cfg: HubConfig, repo: string, file: string, sha256: string): Promise<boolean> {
+  try {
+    const [text, st] = await Promise.all([readFile(stampFile(cfg, repo, basename(file)), 'utf8'), stat(file)]);
+    const s = JSON.parse(text) as Partial<VerifiedStamp>;
+    return s.sha256 === sha256 && s.size === st.size && s.dev === st.dev && s.ino === st.ino && s.mtimeMs === st.mtimeMs;
+  } catch {
+    return false;
+  }
+}
+
+export async function writeVerifiedStamp(cfg: HubConfig, repo: string, file: string, sha256: string): Promise<void> {
+  const st = await stat(file);
+  const stamp: VerifiedStamp = { sha256, size: st.size, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs };
+  await writeFileAtomic(stampFile(cfg, repo, basename(file)), JSON.stringify(stamp));
 }

@@ -6,7 +6,18 @@ import { sha256File } from '../util/digest.js';
 import { InputError, NetworkError } from '../util/errors.js';
 import type { LockEntry, LockedFile } from '../lock/types.js';
 import type { HubConfig } from './config.js';
-import { blobPath, checkRepoId, isCommitSha, linkSnapshot, repoFolder, snapshotEntryFile, snapshotPath, writeRef } from './cache.js';
+import {
+  blobPath,
+  checkRepoId,
+  hasVerifiedStamp,
+  isCommitSha,
+  linkSnapshot,
+  repoFolder,
+  snapshotEntryFile,
+  snapshotPath,
+  writeRef,
+  writeVerifiedStamp,
+} from './cache.js';
 import { withBlobLock } from './blob-lock.js';
 import { downloadVerified } from './download.js';
 import { checkRepoPath, resolveUrl } from './files.js';
@@ -113,6 +124,7 @@ async function pullBlobLocked(entry: LockEntry, files: LockedFile[], cfg: HubCon
     blobName = result.gitSha1!;
     await rename(staging, blobPath(cfg, entry.repo, blobName));
   }
+  await writeVerifiedStamp(cfg, entry.repo, blobPath(cfg, entry.repo, blobName), first.sha256);
   for (const f of files) await linkSnapshot(cfg, entry.repo, entry.commit, f.path, blobName);
   emit({ type: 'done', path: first.path, bytes: first.size, total: first.size });
   for (const f of files.slice(1)) emit({ type: 'cached', path: f.path, bytes: f.size, total: f.size });
@@ -120,8 +132,9 @@ async function pullBlobLocked(entry: LockEntry, files: LockedFile[], cfg: HubCon
 }
 
 /**
- * A blob already in the cache with the locked size and sha256 (re-hashed: the cache is shared with
- * other tools and may hold anything). Returns its blob name, or undefined.
+ * A blob already in the cache with the locked size and sha256: re-hashed (the cache is shared with
+ * other tools and may hold anything) unless bake's stamp says it was verified and is unchanged since.
+ * Returns its blob name, or undefined.
  */
 async function findVerifiedCopy(entry: LockEntry, file: LockedFile, cfg: HubConfig): Promise<string | undefined> {
   const candidates: string[] = [];
@@ -129,17 +142,20 @@ async function findVerifiedCopy(entry: LockEntry, file: LockedFile, cfg: HubConf
   const linked = await snapshotEntryFile(cfg, entry.repo, entry.commit, file.path);
   if (linked) candidates.push(linked);
   for (const candidate of candidates) {
+    // A snapshot entry that is a plain file (a copy, not a link to a blob) cannot be linked to.
+    const name = basename(candidate);
+    if (basename(dirname(candidate)) !== 'blobs' || !/^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(name)) continue;
     const st = await stat(candidate).catch(() => undefined);
     if (!st?.isFile() || st.size !== file.size) continue;
+    if (await hasVerifiedStamp(cfg, entry.repo, candidate, file.sha256)) return name;
     const { sha256 } = await sha256File(candidate);
     if (sha256 !== file.sha256) {
       // A corrupt blob under the name of its expected content would poison every later pull.
       if (file.lfs && candidate === blobPath(cfg, entry.repo, file.sha256)) await rm(candidate, { force: true });
       continue;
     }
-    // A snapshot entry that is a plain file (a copy, not a link to a blob) cannot be linked to.
-    const name = basename(candidate);
-    if (basename(dirname(candidate)) === 'blobs' && /^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(name)) return name;
+    await writeVerifiedStamp(cfg, entry.repo, candidate, file.sha256);
+    return name;
   }
   return undefined;
 }

@@ -296,3 +296,29 @@ test('a lock file left by a process that died is taken over', async (t) => {
   assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
   assert.deepEqual((await readdir(blobs)).sort(), [sha256(bigBytes)]);
 });
+
+test('a verified blob is stamped, and an unchanged stamped blob is trusted without re-reading it', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  const cfg = hubConfig(hub.url, dir);
+  await pullModel(entry, cfg);
+  const stampPath = join(dir, '.locks', 'models--org--big', `${sha256(bigBytes)}.bake-verified`);
+  const stamp = JSON.parse(await readFile(stampPath, 'utf8')) as { sha256: string; size: number };
+  assert.equal(stamp.sha256, sha256(bigBytes));
+  assert.equal(stamp.size, BIG);
+  // Flip a byte but keep size and mtime: the stamp is trusted (the same assumption git's index makes)...
+  const { utimes } = await import('node:fs/promises');
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  const T = 1_700_000_000; // whole seconds survive utimes exactly
+  await utimes(blob, T, T);
+  assert.equal((await pullModel(entry, cfg)).downloadedBytes, 0, 'mtime changed: re-hashed, still good, stamped again');
+  const bytes = await readFile(blob);
+  bytes[7]! ^= 0xff;
+  await writeFile(blob, bytes);
+  await utimes(blob, T, T);
+  assert.equal((await pullModel(entry, cfg)).downloadedBytes, 0);
+  // ...and once the stamp is gone, the blob is re-hashed, found corrupt and replaced.
+  await writeFile(stampPath, '{}');
+  assert.equal((await pullModel(entry, cfg)).downloadedBytes, BIG);
+  assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
+});
