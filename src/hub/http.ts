@@ -200,7 +200,9 @@ export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortS
     for (let attempt = 0; ; attempt++) {
       let result: Awaited<ReturnType<typeof fetchFollowing>>;
       try {
-        result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal });
+        // A hung Hub must not hang bake: each attempt (headers and body) gets the download timeout.
+        const timeout = AbortSignal.timeout(cfg.timeoutMs ?? 30_000);
+        result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
       } catch (err) {
         if (signal?.aborted || err instanceof NetworkError) throw err;
         if (attempt >= cfg.retries) throw unreachableError(cfg, url, ctx, err);

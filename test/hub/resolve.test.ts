@@ -202,6 +202,17 @@ test('429 with Retry-After and 503 on the API are retried, then succeed', async 
   assert.equal(hub.faults.reduce((n, f) => n + (f.times ?? 0), 0), 0, 'every injected failure was met');
 });
 
+test('a Hub API answer slower than the timeout is retried', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t), { timeoutMs: 300 });
+  hub.faults.push({ kind: 'slow', on: 'api', delayMs: 1000, times: 1 });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  const entry = await resolveHubModel(model({ files: ['config.json'] }), cfg);
+  assert.equal(entry.commit, hub.commitOf('org/tiny'));
+  assert.equal(hub.faults[0]!.times, 0);
+  assert.equal(hub.stats.requests.filter((r) => r.url.includes('/revision/main')).length, 2, 'the timed-out call was made again');
+});
+
 test('offline: resolves from the cache with no request; fails clearly when the revision is not cached', async (t) => {
   const dir = await tempDir(t);
   const online = await resolveHubModel(model(), hubConfig(hub.url, dir));
