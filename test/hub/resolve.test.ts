@@ -231,3 +231,13 @@ test('offline: resolves from the cache with no request; fails clearly when the r
   });
   assert.equal(hub.stats.requests.length, 0);
 });
+
+test('offline: a snapshot entry linking outside the repo folder is not trusted', async (t) => {
+  const dir = await tempDir(t);
+  const online = await resolveHubModel(model({ files: ['config.json'] }), hubConfig(hub.url, dir));
+  await pullModel({ ...online, fragment: 'f' }, hubConfig(hub.url, dir));
+  const { symlink } = await import('node:fs/promises');
+  await symlink('/etc/hostname', join(dir, 'models--org--tiny', 'snapshots', online.commit, 'stolen.json'));
+  const offline = await resolveHubModel(model({ files: ['*.json'] }), hubConfig(hub.url, dir, { offline: true }));
+  assert.deepEqual(offline.files.map((f) => f.path), ['config.json']);
+});
