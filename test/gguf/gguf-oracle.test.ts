@@ -51,7 +51,7 @@ const MODELS = [
     label: 'random LLaMA (rows multiple of 256, untied output, 8 layers)',
     make: async (): Promise<string> => {
       const d = join(dir, 'random-hf');
-      await writeRandomLlama(d, { embd: 256, ff: 512, layers: 8, heads: 4, kvHeads: 2, vocab: 512, tied: false });
+      await writeRandomLlama(d, { embd: 256, ff: 256, layers: 8, heads: 4, kvHeads: 2, vocab: 512, tied: false });
       return d;
     },
   },
