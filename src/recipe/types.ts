@@ -21,6 +21,8 @@ export interface OnnxQuantSpec {
   /** Output name suffix in transformers.js's scheme: quantized (q8), int8, uint8, fp16. */
   dtype?: 'q8' | 'int8' | 'uint8' | 'fp16';
   calibration?: { method?: 'minmax'; samples?: number; texts?: string };
+  /** Fold constants with onnxruntime's basic optimizations before quantizing (default true for int8). */
+  preprocess?: boolean;
 }
 
 /** GGUF conversion and quantization, following convert_hf_to_gguf.py and llama-quantize. */

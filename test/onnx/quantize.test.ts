@@ -25,7 +25,7 @@ test('output names are the ones transformers.js looks for', () => {
   assert.equal(outputPathFor('silero_vad.onnx', 'fp16'), 'silero_vad_fp16.onnx');
 });
 
-test('silero-vad (If subgraphs, Constant weights): Conv inside subgraphs rewritten, LSTM kept float and listed, runs', async () => {
+test('silero-vad (If subgraphs, Constant weights): Conv and LSTM inside subgraphs rewritten, runs', async () => {
   const src = await folderWith(REAL_MODELS.sileroVad, 'silero_vad.onnx', { 'LICENSE': 'MIT', 'meta/info.json': '{}' });
   const out = await tempDir();
   const r = await quantizeOnnxModel(src, out, { format: 'onnx-int8' });
@@ -37,14 +37,21 @@ test('silero-vad (If subgraphs, Constant weights): Conv inside subgraphs rewritt
   const counts = opCounts(await readOnnx(join(out, 'silero_vad_quantized.onnx')));
   assert.equal(counts.ConvInteger, 12);
   assert.equal(counts.Conv ?? 0, 0);
-  assert.equal(counts.LSTM, 4);
-  const lstm = r.keptFloat.filter((k) => k.op === 'LSTM');
-  assert.equal(lstm.length, 4);
-  assert.match(lstm[0]!.reason, /DynamicQuantizeLSTM/);
-  const report = await verifyOnnxModel('silero', src, out, { min_mean_cosine: 0.95, max_size_ratio: 0.7, runs: 3 }, { inputs: SILERO_INPUTS, samples: 4, measureMemory: false });
+  assert.equal(counts.LSTM ?? 0, 0);
+  assert.equal(counts.DynamicQuantizeLSTM, 4, 'LSTM weights (computed by Concat/Unsqueeze, folded first) quantized');
+  assert.deepEqual(r.keptFloat, []);
+  const report = await verifyOnnxModel('silero', src, out, { min_mean_cosine: 0.95, max_size_ratio: 0.45, runs: 3 }, { inputs: SILERO_INPUTS, samples: 4, measureMemory: false });
   assert.equal(report.passed, true, JSON.stringify(report.metrics));
   const outputs = (report.details!.files as Record<string, { outputs: Record<string, { cosine_min: number }> }>)['silero_vad_quantized.onnx']!.outputs;
   assert.ok(outputs.output!.cosine_min > 0.999, `speech probability agrees: ${outputs.output!.cosine_min}`);
+});
+
+test('without constant folding, LSTM weights computed at run time stay float and are listed', async () => {
+  const src = await folderWith(REAL_MODELS.sileroOp15);
+  const out = await tempDir();
+  const r = await quantizeOnnxModel(src, out, { format: 'onnx-int8', preprocess: false });
+  assert.deepEqual(r.keptFloat.map((k) => [k.op, k.reason]), [['LSTM', 'weight input is not a constant (initializer or Constant node)'], ['LSTM', 'weight input is not a constant (initializer or Constant node)']]);
+  assert.equal(opCounts(await readOnnx(join(out, 'onnx/model_quantized.onnx'))).ConvInteger, 6);
 });
 
 test('silero-vad op18: initializers of the main graph read inside If branches are quantized where they live', async () => {

@@ -20,8 +20,11 @@ function externalEntries(t: TensorProto): Record<string, string> {
   return out;
 }
 
-/** Reads an .onnx file and loads any external data it references (paths confined to its folder). */
-export async function readOnnx(file: string): Promise<ModelProto> {
+/**
+ * Reads an .onnx file and loads any external data it references (paths confined to its folder, or to
+ * `externalDataDir` for a model saved elsewhere that still points at the original data files).
+ */
+export async function readOnnx(file: string, opts: { externalDataDir?: string } = {}): Promise<ModelProto> {
   let size: number;
   try {
     size = (await stat(file)).size;
@@ -33,12 +36,11 @@ export async function readOnnx(file: string): Promise<ModelProto> {
   }
   const model = decodeModel(await readFile(file), file);
   ownArrays(model);
-  await loadExternalData(model, file);
+  await loadExternalData(model, file, opts.externalDataDir ?? dirname(file));
   return model;
 }
 
-async function loadExternalData(model: ModelProto, file: string): Promise<void> {
-  const dir = dirname(file);
+async function loadExternalData(model: ModelProto, file: string, dir: string): Promise<void> {
   const handles = new Map<string, { fh: import('node:fs/promises').FileHandle; size: number }>();
   try {
     for (const t of allTensors(model)) {

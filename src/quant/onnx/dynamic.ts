@@ -3,7 +3,7 @@
 //   MatMul(x, W)  -> DynamicQuantizeLinear(x) -> MatMulInteger -> Cast(float) -> Mul(x_scale * W_scale)
 //   Conv(x, W, b) -> DynamicQuantizeLinear(x) -> ConvInteger   -> Cast(float) -> Mul(scale) [-> Add(b)]
 //   Gather(E, i)  -> Gather(E_q, i) -> DequantizeLinear
-import { DataType, intAttr, makeNode, opsetVersion, type GraphProto, type ModelProto, type NodeProto } from '../../formats/onnx/index.js';
+import { attrInt, DataType, intAttr, makeNode, opsetVersion, type GraphProto, type ModelProto, type NodeProto } from '../../formats/onnx/index.js';
 import { RewriteContext, tensorDims, type ConstRef, type KeptFloat } from './graph-rewrite.js';
 import { quantizeWeight, type QType } from './weights.js';
 
@@ -24,7 +24,6 @@ export const DYNAMIC_DEFAULT_OPS = ['Conv', 'MatMul', 'Attention', 'LSTM', 'Gath
 const UNQUANTIZED_WEIGHT_OPS: Record<string, string> = {
   Gemm: 'Gemm is not quantized in dynamic mode (onnxruntime IntegerOps semantics)',
   ConvTranspose: 'onnxruntime has no integer ConvTranspose kernel',
-  LSTM: 'LSTM weights would need com.microsoft DynamicQuantizeLSTM, which bake does not emit yet',
   GRU: 'GRU has no integer kernel in onnxruntime',
   RNN: 'RNN has no integer kernel in onnxruntime',
   Attention: 'fused com.microsoft Attention is not rewritten by bake yet',
@@ -42,7 +41,7 @@ export function quantizeDynamic(model: ModelProto, params: DynamicParams): { kep
     for (const node of graph.node) {
       const op = node.op_type;
       const domain = node.domain ?? '';
-      const weighted = domain === '' && (op === 'MatMul' || op === 'Conv' || op === 'Gather' || op in UNQUANTIZED_WEIGHT_OPS);
+      const weighted = domain === '' && (op === 'MatMul' || op === 'Conv' || op === 'Gather' || op === 'LSTM' || op in UNQUANTIZED_WEIGHT_OPS);
       if (!weighted) { out.push(node); continue; }
       const name = node.name ?? '';
       // Weight ops without an integer rewrite stay float and are always listed, with the reason.
@@ -53,11 +52,12 @@ export function quantizeDynamic(model: ModelProto, params: DynamicParams): { kep
       if (opset < 11) { ctx.keep(node, `model opset ${opset} < 11 has no DynamicQuantizeLinear`); out.push(node); continue; }
       const replacement = op === 'MatMul' ? rewriteMatMul(ctx, graph, node, params, dql)
         : op === 'Conv' ? rewriteConv(ctx, graph, node, params, dql)
+        : op === 'LSTM' ? rewriteLstm(ctx, graph, node, params)
         : rewriteGather(ctx, graph, node);
       if (typeof replacement === 'string') {
         // Gathers and MatMuls over activations only (shape bookkeeping, attention scores) hold no weights:
         // onnxruntime (MatMulConstBOnly) passes them silently, so they are not listed as kept float.
-        if (!/^(data|weight) input is not a constant/.test(replacement) || op === 'Conv') ctx.keep(node, replacement);
+        if (!/^(data|weight) input is not a constant/.test(replacement) || (op !== 'MatMul' && op !== 'Gather')) ctx.keep(node, replacement);
         out.push(node);
       } else {
         out.push(...replacement);
@@ -67,6 +67,7 @@ export function quantizeDynamic(model: ModelProto, params: DynamicParams): { kep
     graph.node = out;
   }
   ctx.dropUnused();
+  if (quantized.LSTM && !model.opset_import.some((o) => o.domain === 'com.microsoft')) model.opset_import.push({ domain: 'com.microsoft', version: 1 });
   return { keptFloat: ctx.keptFloat, quantized };
 }
 
@@ -185,4 +186,40 @@ function rewriteGather(ctx: RewriteContext, graph: GraphProto, node: NodeProto):
     makeNode('Gather', [q.w, node.input[1]!], [gathered], ctx.name(`${base}_quant`), node.attribute ?? []),
     makeNode('DequantizeLinear', [gathered, q.scale, q.zp], [node.output[0]!], ctx.name(`${base}_dequantize`)),
   ];
+}
+
+const LSTM7_ATTRIBUTES = ['activation_alpha', 'activation_beta', 'activations', 'clip', 'direction', 'hidden_size', 'input_forget'];
+
+/**
+ * LSTM -> com.microsoft DynamicQuantizeLSTM (onnxruntime operators/lstm.py): W [D, 4H, I] and R [D, 4H, H]
+ * quantized to int8 per row of 4H (per channel) or per direction, then stored transposed ([D, I, 4H]).
+ */
+function rewriteLstm(ctx: RewriteContext, graph: GraphProto, node: NodeProto, p: DynamicParams): NodeProto[] | string {
+  // DynamicQuantizeLSTM has LSTM-7's attributes: no `layout` (opset 14), so only the default layout maps.
+  if (attrInt(node, 'layout', 0) !== 0) return 'LSTM with layout=1 (batch first) has no DynamicQuantizeLSTM form';
+  const refs = [weightRef(ctx, graph, node.input[1]), weightRef(ctx, graph, node.input[2])];
+  for (const r of refs) if (typeof r === 'string') return r;
+  const [w, r] = refs as { ref: ConstRef; values: Float32Array }[];
+  const q = [w!, r!].map((x) => {
+    const dims = tensorDims(x.ref.tensor);
+    if (dims.length !== 3) return `${x.ref.name} has rank ${dims.length}; LSTM weights are [directions, 4*hidden, size]`;
+    const [d, rows, cols] = dims as [number, number, number];
+    return ctx.once(x.ref, `lstm:${p.perChannel}:${p.reduceRange}`, () => {
+      // onnxruntime quantizes LSTM weights to int8 whatever weight_type says (the kernel is u8s8).
+      const qw = quantizeWeight(x.values, p.perChannel ? [d * rows, cols] : [d, rows * cols], 'int8', { symmetric: p.weightType === 'int8' ? p.symmetric : false, reduceRange: p.reduceRange, axis: 0 });
+      const transposed = new Int8Array(qw.values.length);
+      for (let k = 0; k < d; k++) for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) transposed[k * rows * cols + j * rows + i] = qw.values[k * rows * cols + i * cols + j]!;
+      const sdims = p.perChannel ? [d, rows] : [d];
+      return {
+        w: ctx.addInitializer(x.ref.owner, `${x.ref.name}_quantized`, [d, cols, rows], transposed, DataType.INT8),
+        scale: ctx.addInitializer(x.ref.owner, `${x.ref.name}_scale`, sdims, qw.scales),
+        zp: ctx.addInitializer(x.ref.owner, `${x.ref.name}_zero_point`, sdims, qw.zeroPoints, DataType.INT8),
+      };
+    });
+  });
+  for (const x of q) if (typeof x === 'string') return x;
+  const [qw, qr] = q as { w: string; scale: string; zp: string }[];
+  const inputs = [node.input[0]!, qw!.w, qr!.w, ...[3, 4, 5, 6, 7].map((i) => node.input[i] ?? ''), qw!.scale, qw!.zp, qr!.scale, qr!.zp];
+  const attrs = (node.attribute ?? []).filter((a) => LSTM7_ATTRIBUTES.includes(a.name));
+  return [makeNode('DynamicQuantizeLSTM', inputs, [...node.output], ctx.name(`${node.name || node.output[0]}_quant`), attrs, 'com.microsoft')];
 }

@@ -4,13 +4,14 @@
 import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import picomatch from 'picomatch';
-import { opCounts, readOnnx, writeOnnx, type ModelProto } from '../../formats/onnx/index.js';
+import { modelTensorBytes, opCounts, readOnnx, writeOnnx, type ModelProto } from '../../formats/onnx/index.js';
 import type { OnnxQuantSpec } from '../../recipe/types.js';
 import type { GenerateOptions } from '../../verify/onnx/inputs.js';
 import { InputError } from '../../util/errors.js';
 import { safeJoin } from '../../util/fs.js';
 import { DYNAMIC_DEFAULT_OPS, quantizeDynamic, type DynamicParams } from './dynamic.js';
 import { convertToFloat16 } from './fp16.js';
+import { foldConstants } from './preprocess.js';
 import type { KeptFloat } from './graph-rewrite.js';
 import { quantizeStatic, STATIC_DEFAULT_OPS } from './static.js';
 
@@ -132,8 +133,14 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
   for (const rel of files) {
     const src = safeJoin(srcDir, rel)!;
     emit('read', `reading ${rel}`);
-    const model = await readOnnx(src);
+    let model = await readOnnx(src);
     const p = resolveParams(spec, model, { task: opts.task, modelType });
+    // Folding writes one protobuf: models near the 2 GiB limit are quantized as they are.
+    const preprocess = p.mode !== 'fp16' && (spec.preprocess ?? true) && modelTensorBytes(model) < 1.5 * 2 ** 30;
+    if (preprocess) {
+      emit('preprocess', `folding constants in ${rel} (onnxruntime basic optimizations)`);
+      model = await foldConstants(src);
+    }
     const outRel = outputPathFor(rel, p.dtype);
     const before = opCounts(model);
     let result: { keptFloat: KeptFloat[]; quantized: Record<string, number> };
@@ -152,7 +159,7 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
     outputs.push(...written.files.map((f) => posix.join(posix.dirname(outRel), basename(f))));
     for (const k of result.keptFloat) keptFloat.push({ ...k, node: files.length > 1 ? `${rel}:${k.node}` : k.node });
     const { opTypes, nodesInclude, nodesExclude, ...rest } = p;
-    params[rel] = { ...rest, op_types: opTypes, nodes_include: nodesInclude, nodes_exclude: nodesExclude, output: outRel, rewritten: result.quantized, ops_before: before };
+    params[rel] = { ...rest, preprocess, op_types: opTypes, nodes_include: nodesInclude, nodes_exclude: nodesExclude, output: outRel, rewritten: result.quantized, ops_before: before };
     emit('written', `${outRel}: ${Object.entries(result.quantized).map(([k, v]) => `${v} ${k}`).join(', ') || 'nothing'} rewritten, ${result.keptFloat.length} node(s) kept float`);
   }
   // Everything that is not an ONNX payload travels along (config, tokenizer, licence...).
