@@ -342,3 +342,34 @@ export async function llamaQuantize(bin: string, src: string, dst: string, type:
   const args = [...extra, ...(pure ? ['--pure'] : []), src, dst, type, '1'];
   await run(join(bin, 'llama-quantize'), args, { maxBuffer: 1 << 26 });
 }
+
+export interface LlamaPerplexityFigures { pplQ: number; pplBase: number; kldMean: number; sameTopPct: number }
+
+/**
+ * llama.cpp's own figures for `quant` against `base` on `evalFile`: llama-perplexity --kl-divergence-base
+ * then --kl-divergence, one thread, chunks of `ctx`. Returns the "Mean PPL(Q)", "Mean PPL(base)",
+ * "Mean KLD" and "Same top p" lines it prints.
+ */
+export async function llamaPerplexityKld(bin: string, base: string, quant: string, evalFile: string, ctx: number, workDir: string): Promise<LlamaPerplexityFigures> {
+  const kld = join(workDir, `base-${ctx}.kld`);
+  const common = ['-f', evalFile, '-c', String(ctx), '-t', '1', '--kl-divergence-base', kld];
+  if (!existsSync(kld)) await run(join(bin, 'llama-perplexity'), ['-m', base, ...common], { maxBuffer: 1 << 26 });
+  // llama.cpp's logger writes from a worker thread and may lose its last lines at exit (common/log.cpp:
+  // "logs may be lost if not flushed before the program exits"); on a busy machine it happens, so rerun.
+  let log = '';
+  for (let attempt = 0; attempt < 5 && !/Mean PPL\(Q\)[\s\S]*Same top p:/.test(log); attempt++) {
+    const { stdout, stderr } = await run(join(bin, 'llama-perplexity'), ['-m', quant, ...common, '--kl-divergence'], { maxBuffer: 1 << 26 });
+    log = stdout + stderr;
+  }
+  const num = (re: RegExp): number => {
+    const m = re.exec(log);
+    if (!m) throw new Error(`llama-perplexity output has no ${re}:\n${log.slice(-2000)}`);
+    return Number(m[1]);
+  };
+  return {
+    pplQ: num(/Mean PPL\(Q\)\s*:\s*([\d.]+)/),
+    pplBase: num(/Mean PPL\(base\)\s*:\s*([\d.]+)/),
+    kldMean: num(/Mean\s+KLD:\s*(-?[\d.]+)/),
+    sameTopPct: num(/Same top p:\s*([\d.]+)/),
+  };
+}

@@ -32,7 +32,7 @@ function logSumExp(logits: Float32Array): { max: number; imax: number; lse: numb
 /** NLL of `token` under `logits` (the quantity llama-perplexity averages into PPL). */
 export function tokenNll(logits: Float32Array, token: number): number {
   const { max, lse } = logSumExp(logits);
-  return max + lse - logits[token]!;
+  return fr(fr(max + lse) - logits[token]!);
 }
 
 /** Compresses a base logit row to 16 bits per entry (llama-perplexity's base log-prob file format). */
