@@ -19,7 +19,7 @@ import {
   type ImageValue,
   type PushEvent,
 } from '../../src/image/oci/index.js';
-import { InputError, NetworkError } from '../../src/util/errors.js';
+import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
 import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../support/oci-fixtures.js';
 import { startFaultyProxy, startRegistry, TEST_USER, type TestRegistry } from '../support/registry.js';
 
@@ -230,6 +230,28 @@ describe('pushImage', () => {
     } finally {
       await locked.close();
     }
+  });
+
+  it('a layer whose bytes are not what it claims: IntegrityError, nothing tagged', async () => {
+    const img = await modelImage();
+    for (const [name, open] of [
+      ['same size, other bytes', async () => {
+        const { Readable } = await import('node:stream');
+        const real = await img.layers[0]!.open();
+        let flipped = false;
+        return Readable.from((async function* () {
+          for await (const c of real as AsyncIterable<Buffer>) {
+            if (!flipped && c.length > 1000) { c[600] ^= 1; flipped = true; }
+            yield c;
+          }
+        })());
+      }],
+      ['shorter', async () => img.layers[1]!.open()],
+    ] as const) {
+      const lying = { ...img, layers: [{ ...img.layers[0]!, verifiedFile: undefined, open }, img.layers[1]!] };
+      await assert.rejects(pushImage(lying, `${registry.host}/bake/lying`, { tags: ['x'], chunkSize: 1 << 20 }), IntegrityError, name);
+    }
+    assert.deepEqual(await listTags(`${registry.host}/bake/lying`), []);
   });
 
   it('an unreachable registry and bad references fail with typed errors', async () => {

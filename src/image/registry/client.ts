@@ -12,15 +12,15 @@ export interface RegistryOptions {
   retries?: number;
   /** First back-off delay in ms; doubles each attempt. Default 250. */
   retryDelayMs?: number;
-  /** Bytes per PATCH for chunked uploads; also the most a push holds in memory. Default 32 MiB. */
+  /** Most bytes per PATCH (streamed, not held in memory); proxies often cap request bodies. Default 512 MiB. */
   chunkSize?: number;
   fetch?: typeof fetch;
 }
 
 export interface RequestOptions {
   headers?: Record<string, string>;
-  /** Built afresh for every attempt, so a retried request resends the same bytes. */
-  body?: () => Uint8Array | undefined;
+  /** Built afresh for every attempt, so a retried request resends the same bytes (streams: use noRetry). */
+  body?: () => Uint8Array | ReadableStream<Uint8Array> | undefined;
   /** Statuses that count as success; anything else throws NetworkError. */
   ok: number[];
   /** What the request was for, for error messages. */
@@ -45,7 +45,7 @@ export class RegistryClient {
     this.fetchFn = opts.fetch ?? fetch;
     this.retries = opts.retries ?? 4;
     this.retryDelayMs = opts.retryDelayMs ?? 250;
-    this.chunkSize = opts.chunkSize ?? 32 * 1024 * 1024;
+    this.chunkSize = opts.chunkSize ?? 512 * 1024 * 1024;
     if ('token' in (opts.auth ?? {})) this.bearer = (opts.auth as { token: string }).token;
   }
 
@@ -64,7 +64,8 @@ export class RegistryClient {
         res = await this.fetchFn(url, {
           method,
           headers: { ...this.authHeader(), ...(ro.headers ?? {}) },
-          ...(body !== undefined ? { body: body as unknown as BodyInit } : {}),
+          // duplex: Node's fetch needs it to stream a request body.
+          ...(body !== undefined ? { body: body as unknown as BodyInit, ...(body instanceof ReadableStream ? { duplex: 'half' } : {}) } : {}),
           redirect: 'follow',
         });
       } catch (err) {

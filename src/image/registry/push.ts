@@ -1,7 +1,6 @@
 // Pushing an image value through the distribution API: blobs first (skip what the registry has,
 // mount what a sibling repository has, upload the rest in chunks), the manifest last, so a failed
 // push never leaves a tag pointing at missing blobs.
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { InputError, IntegrityError, NetworkError } from '../../util/errors.js';
@@ -137,107 +136,196 @@ async function uploadBlob(client: RegistryClient, repo: string, blob: PushBlob, 
   }
 }
 
+/** Blobs up to this size go in one buffered PUT (retried as a whole); larger ones are streamed. */
+const SMALL_BLOB = 4 * 1024 * 1024;
+
 /**
- * Small blobs go in one PUT; larger ones in PATCH chunks of `chunkSize`, each held in memory so it
- * can be resent. After a failed PATCH the upload's status says how much arrived, and we resume there.
+ * Streams the blob in PATCHes of at most `chunkSize` bytes, never holding more than a read buffer in
+ * memory. After a failed PATCH the upload's status says how much the registry holds; we re-open the
+ * source there and carry on. The registry checks the digest when the upload is closed.
  */
 async function uploadOnce(client: RegistryClient, location: string, blob: PushBlob, onSent: (n: number) => void): Promise<void> {
   let loc = location;
-  const hash = createHash('sha256');
-  let sent = 0;
-  const source = blob.verifiedFile ? createReadStream(blob.verifiedFile, { highWaterMark: 1 << 20 }) : await blob.open();
-  if (blob.size <= client.chunkSize) {
-    const bytes = await readExactly(source, blob.size, blob.digest);
-    hash.update(bytes);
-    checkHash(blob, hash);
+  if (blob.size <= SMALL_BLOB) {
+    const reader = new ByteReader(await openAt(blob, 0), blob.digest);
+    const bytes = Buffer.concat(await collect(reader.take(blob.size)));
+    await reader.expectEnd(blob.size);
     const res = await client.request('PUT', withDigest(loc, blob.digest), {
       headers: { 'content-type': 'application/octet-stream' },
       body: () => bytes,
       ok: [201],
       what: `uploading blob ${blob.digest}`,
-    });
+    }).catch(digestMismatch(blob.digest));
     await res.body?.cancel();
     onSent(blob.size);
     return;
   }
-  for await (const chunk of chunksOf(source, client.chunkSize)) {
-    if (sent + chunk.length > blob.size) throw new IntegrityError(`blob ${blob.digest}`, `${blob.size} bytes`, `more than ${blob.size} bytes`);
-    hash.update(chunk);
-    loc = await patchChunk(client, loc, chunk, sent, blob.digest);
-    sent += chunk.length;
-    onSent(sent);
+  let offset = 0;
+  let reader = new ByteReader(await openAt(blob, 0), blob.digest);
+  let failures = 0;
+  try {
+    while (offset < blob.size) {
+      const len = Math.min(client.chunkSize, blob.size - offset);
+      try {
+        loc = await patchStream(client, loc, reader, offset, len, blob.digest, onSent);
+        offset += len;
+      } catch (err) {
+        if (!isTransient(err) || ++failures > PATCH_RETRIES) throw err;
+        await new Promise((r) => setTimeout(r, client.backoff(failures - 1)));
+        // Did (part of) the chunk land? The upload status's Range says how much the registry holds.
+        const status = await client.request('GET', loc, { ok: [204, 404], what: `checking the upload of ${blob.digest}` });
+        await status.body?.cancel();
+        if (status.status === 404) throw new UploadLost(`the registry lost the upload session after a failed chunk (${(err as Error).message})`);
+        const have = /^(?:bytes=)?0-(\d+)$/.exec(status.headers.get('range') ?? '');
+        const held = have ? Number(have[1]) + 1 : 0;
+        if (held < offset || held > offset + len) throw new UploadLost(`the registry holds ${held} bytes of the upload, expected ${offset} to ${offset + len}`);
+        loc = status.headers.get('location') ?? loc;
+        reader.close();
+        reader = new ByteReader(await openAt(blob, held), blob.digest);
+        offset = held;
+      }
+    }
+    await reader.expectEnd(blob.size);
+  } finally {
+    reader.close();
   }
-  if (sent !== blob.size) throw new IntegrityError(`blob ${blob.digest}`, `${blob.size} bytes`, `${sent} bytes`);
-  checkHash(blob, hash);
-  const res = await client.request('PUT', withDigest(loc, blob.digest), { ok: [201], what: `closing the upload of ${blob.digest}` });
+  const res = await client.request('PUT', withDigest(loc, blob.digest), { ok: [201], what: `closing the upload of ${blob.digest}` }).catch(digestMismatch(blob.digest));
   await res.body?.cancel();
 }
 
-async function patchChunk(client: RegistryClient, loc: string, chunk: Buffer, start: number, digest: string): Promise<string> {
-  const end = start + chunk.length - 1;
-  const retries = 4;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const res = await client.request('PATCH', loc, {
-        headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${end}`, 'content-length': String(chunk.length) },
-        body: () => chunk,
-        ok: [202],
-        what: `uploading bytes ${start}-${end} of ${digest}`,
-        noRetry: true,
-      });
-      await res.body?.cancel();
-      return res.headers.get('location') ?? loc;
-    } catch (err) {
-      const transient = err instanceof NetworkError && (err.status === undefined || err.status >= 500 || err.status === 408 || err.status === 429);
-      if (!transient || attempt >= retries) throw err;
-      await new Promise((r) => setTimeout(r, client.backoff(attempt)));
-      // Did the chunk land before the failure? The upload status's Range says how much the registry holds.
-      const status = await client.request('GET', loc, { ok: [204, 404], what: `checking the upload of ${digest}` });
-      await status.body?.cancel();
-      if (status.status === 404) throw new UploadLost(`the registry lost the upload session after a failed chunk (${(err as Error).message})`);
-      const have = /^(?:bytes=)?0-(\d+)$/.exec(status.headers.get('range') ?? '');
-      const held = have ? Number(have[1]) + 1 : 0;
-      loc = status.headers.get('location') ?? loc;
-      if (held === end + 1) return loc;
-      if (held !== start) throw new UploadLost(`the registry holds ${held} bytes of the upload, expected ${start} or ${end + 1}`);
+/** The registry hashes what it received: DIGEST_INVALID means the source is not the blob it claims. */
+function digestMismatch(digest: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof NetworkError && err.status === 400 && /DIGEST_INVALID/.test(err.message)) {
+      throw new IntegrityError(`blob ${digest}`, digest, 'other bytes (the registry computed a different digest)', { hint: 'the layer source changed after the image was built; build again', cause: err });
     }
+    throw err;
+  };
+}
+
+const PATCH_RETRIES = 4;
+
+function isTransient(err: unknown): boolean {
+  return err instanceof NetworkError && (err.status === undefined || err.status >= 500 || err.status === 408 || err.status === 429);
+}
+
+/** One PATCH of `len` bytes from `reader`, streamed. */
+async function patchStream(client: RegistryClient, loc: string, reader: ByteReader, start: number, len: number, digest: string, onSent: (n: number) => void): Promise<string> {
+  const end = start + len - 1;
+  const parts = reader.take(len);
+  let sourceError: unknown;
+  let sent = start;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        const r = await parts.next();
+        if (r.done) return ctrl.close();
+        ctrl.enqueue(r.value);
+        sent += r.value.length;
+        onSent(sent);
+      } catch (err) {
+        sourceError = err;
+        ctrl.error(err);
+      }
+    },
+    async cancel() {
+      await parts.return(undefined);
+    },
+  });
+  try {
+    const res = await client.request('PATCH', loc, {
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${end}`, 'content-length': String(len) },
+      body: () => body,
+      ok: [202],
+      what: `uploading bytes ${start}-${end} of ${digest}`,
+      noRetry: true,
+    });
+    await res.body?.cancel();
+    return res.headers.get('location') ?? loc;
+  } catch (err) {
+    // A source that is not what its descriptor says is not a network problem: report it as itself.
+    if (sourceError) throw sourceError;
+    throw err;
   }
 }
 
-function checkHash(blob: BlobSource, hash: ReturnType<typeof createHash>): void {
-  const got = `sha256:${hash.digest('hex')}`;
-  if (got !== blob.digest) throw new IntegrityError(`blob ${blob.digest}`, blob.digest, got, { hint: 'the layer source changed after the image was built; build again' });
+/** The blob's bytes from `offset` on: files seek, other sources are read and skipped. */
+async function openAt(blob: PushBlob, offset: number): Promise<NodeJS.ReadableStream> {
+  if (blob.verifiedFile) return createReadStream(blob.verifiedFile, { start: offset, highWaterMark: 1 << 20 });
+  const stream = await blob.open();
+  if (offset === 0) return stream;
+  const reader = new ByteReader(stream, blob.digest);
+  for await (const _ of reader.take(offset)) {
+    /* skipped: already held by the registry */
+  }
+  return reader.rest();
 }
 
-async function readExactly(stream: NodeJS.ReadableStream, size: number, digest: string): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(size);
-  let n = 0;
-  for await (const c of stream as AsyncIterable<Buffer>) {
-    if (n + c.length > size) throw new IntegrityError(`blob ${digest}`, `${size} bytes`, `more than ${size} bytes`);
-    c.copy(out, n);
-    n += c.length;
-  }
-  if (n !== size) throw new IntegrityError(`blob ${digest}`, `${size} bytes`, `${n} bytes`);
+async function collect(parts: AsyncGenerator<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const p of parts) out.push(p);
   return out;
 }
 
-/** Re-cuts a stream into buffers of exactly `size` bytes (the last may be shorter). */
-async function* chunksOf(stream: NodeJS.ReadableStream, size: number): AsyncGenerator<Buffer> {
-  let buf = Buffer.allocUnsafe(size);
-  let n = 0;
-  for await (const c of stream as AsyncIterable<Buffer>) {
-    let off = 0;
-    while (off < c.length) {
-      const take = Math.min(size - n, c.length - off);
-      c.copy(buf, n, off, off + take);
-      n += take;
-      off += take;
-      if (n === size) {
-        yield buf;
-        buf = Buffer.allocUnsafe(size); // the yielded chunk may still be in flight: never reuse it
-        n = 0;
+/** Reads exact byte counts from a stream without copying; a short or long source is an IntegrityError. */
+class ByteReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private pending: Buffer | undefined;
+  private consumed = 0;
+
+  constructor(private readonly stream: NodeJS.ReadableStream, private readonly digest: string) {
+    this.it = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+
+  async *take(n: number): AsyncGenerator<Buffer> {
+    let left = n;
+    while (left > 0) {
+      let buf = this.pending;
+      this.pending = undefined;
+      if (!buf) {
+        const r = await this.it.next();
+        if (r.done) throw new IntegrityError(`blob ${this.digest}`, `at least ${this.consumed + left} bytes`, `${this.consumed} bytes`, { hint: 'the layer source changed after the image was built; build again' });
+        buf = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
       }
+      if (buf.length > left) {
+        this.pending = buf.subarray(left);
+        buf = buf.subarray(0, left);
+      }
+      left -= buf.length;
+      this.consumed += buf.length;
+      yield buf;
     }
   }
-  if (n > 0) yield buf.subarray(0, n);
+
+  /** Throws unless the source has no bytes beyond `size`. */
+  async expectEnd(size: number): Promise<void> {
+    for (;;) {
+      if (this.pending?.length) break;
+      const r = await this.it.next();
+      if (r.done) return;
+      this.pending = r.value;
+    }
+    throw new IntegrityError(`blob ${this.digest}`, `${size} bytes`, `more than ${size} bytes`, { hint: 'the layer source changed after the image was built; build again' });
+  }
+
+  /** What is left, as a stream. */
+  rest(): NodeJS.ReadableStream {
+    const self = this;
+    return Readable.from(
+      (async function* () {
+        if (self.pending) yield self.pending;
+        self.pending = undefined;
+        for (;;) {
+          const r = await self.it.next();
+          if (r.done) return;
+          yield r.value;
+        }
+      })(),
+    );
+  }
+
+  close(): void {
+    void this.it.return?.();
+    (this.stream as unknown as { destroy?: () => void }).destroy?.();
+  }
 }
