@@ -296,14 +296,17 @@ export function awkwardValues(n: number, seed: number): Float32Array {
 export interface RandomLlamaShape { embd: number; ff: number; layers: number; heads: number; kvHeads: number }
 
 /** The F32 weights of a random LLaMA (stories260K's 512-token vocabulary), tensor name -> values. */
-export function randomLlamaWeights(shape: RandomLlamaShape, seed: number): TensorIn[] {
+export function randomLlamaWeights(shape: RandomLlamaShape, seed: number, awkward = true): TensorIn[] {
   const { embd, ff, layers, heads, kvHeads } = shape;
   const kvDim = (embd / heads) * kvHeads;
   let k = seed;
   const mat = (name: string, cols: number, rows: number): TensorIn => {
     const r = rng(++k);
-    // Half the matrices are plain Gaussian (what a model looks like), half the awkward mix (what breaks kernels).
-    const vals = k % 2 === 0 ? awkwardValues(cols * rows, k) : Float32Array.from({ length: cols * rows }, () => r.normal() * 0.05);
+    // Half the matrices are plain Gaussian (what a model looks like), half the awkward mix (what breaks
+    // kernels). Without `awkward`, all Gaussian with a wider output layer, so next-token distributions
+    // are peaked enough for KL divergence to tell quantization types apart.
+    const std = name === 'output.weight' && !awkward ? 0.12 : 0.05;
+    const vals = awkward && k % 2 === 0 ? awkwardValues(cols * rows, k) : Float32Array.from({ length: cols * rows }, () => r.normal() * std);
     return { name, dims: [cols, rows], type: 0, data: f32Bytes(vals) };
   };
   const norm = (name: string): TensorIn => ({ name, dims: [embd], type: 0, data: f32Bytes(new Float32Array(embd).fill(1)) });
