@@ -14,8 +14,8 @@ import { blobPath, checkRepoId, isCommitSha, linkSnapshot, readRef, repoFolder, 
 import { withBlobLock } from '../hub/blob-lock.js';
 import { downloadVerified } from '../hub/download.js';
 import { checkRepoPath, isPickleFile, resolveUrl } from '../hub/files.js';
-import { apiFetch } from '../hub/http.js';
-import { InputError, IntegrityError, NetworkError } from '../util/errors.js';
+import { apiFetch, describeCause } from '../hub/http.js';
+import { BakeError, InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import { fileMatcher } from '../util/glob.js';
 
 /** Bound on a listing (files and folders): a server paging forever must not keep us listing forever. */
@@ -38,7 +38,7 @@ export async function resolveHubModel(model: ModelSpec, cfg: HubConfig): Promise
   checkRepoId(repo, `${field}.repo`);
   const revision = model.revision || 'main';
 
-  const { commit, files: listed } = cfg.offline ? await listFromCache(cfg, repo, revision) : await listFromHub(cfg, repo, revision);
+  const { commit, files: listed } = cfg.offline ? await listFromCache(cfg, repo, revision) : await listFromHub(cfg, repo, revision).catch(unreadable(cfg, repo));
   const selected = selectFiles(model, listed, cfg.offline ? `the cache (${repoFolder(cfg, repo)})` : `${repo}@${revision}`);
 
   const queue = new PQueue({ concurrency: cfg.concurrency });
@@ -47,6 +47,18 @@ export async function resolveHubModel(model: ModelSpec, cfg: HubConfig): Promise
   );
   locked.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { source: 'hub', repo, revision, commit, files: locked };
+}
+
+/** The library throws plain TypeErrors/SyntaxErrors on answers it cannot parse: say it was the server. */
+function unreadable(cfg: HubConfig, repo: string): (err: unknown) => never {
+  return (err) => {
+    if (err instanceof BakeError) throw err;
+    throw new NetworkError(`the Hub at ${cfg.endpoint} sent an answer about ${repo} that could not be read: ${describeCause(err)}`, {
+      field: 'repo',
+      hint: 'check that HF_ENDPOINT points at a Hugging Face Hub (or a mirror speaking its API)',
+      cause: err,
+    });
+  };
 }
 
 async function listFromHub(cfg: HubConfig, repo: string, revision: string): Promise<{ commit: string; files: RepoFile[] }> {

@@ -241,3 +241,19 @@ test('offline: a snapshot entry linking outside the repo folder is not trusted',
   const offline = await resolveHubModel(model({ files: ['*.json'] }), hubConfig(hub.url, dir, { offline: true }));
   assert.deepEqual(offline.files.map((f) => f.path), ['config.json']);
 });
+
+test('a server that is not a Hub gets a NetworkError, not a crash', async (t) => {
+  const { createServer } = await import('node:http');
+  const srv = createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(req.url!.includes('/tree/') ? '{"not":"an array"}' : JSON.stringify({ sha: 'a'.repeat(40) }));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => srv.close());
+  const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}`;
+  await assert.rejects(resolveHubModel(model(), hubConfig(url, await tempDir(t))), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.match(e.message, /sent an answer about org\/tiny that could not be read/);
+    return true;
+  });
+});
