@@ -270,6 +270,10 @@ describe('writeOciLayout', () => {
     const dest = join(await tmp('dest'), 'oci');
     await assert.rejects(writeOciLayout(base, dest, { tags: ['t'] }), IntegrityError);
     await assert.rejects(stat(join(dest, 'index.json')), /ENOENT/, 'no index.json after a failed write');
+    // A re-run with good blobs finishes the same folder.
+    const good = await buildImage({ vad }, 'none');
+    const finished = await writeOciLayout(good, dest, { tags: ['t'] });
+    assert.equal((await skopeoInspect(`oci:${dest}:t`)).Digest, finished.manifestDigest);
     // A config that lies about its digest is caught before parsing.
     const manifestFile = join(out, 'blobs/sha256', base.source!.digest.slice(7));
     const manifest = JSON.parse(await readFile(manifestFile, 'utf8'));

@@ -4,7 +4,7 @@ import { constants, createWriteStream } from 'node:fs';
 import { copyFile, link, stat } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, InputError } from '../../util/errors.js';
+import { IntegrityError } from '../../util/errors.js';
 import { withTempFile } from '../../util/fs.js';
 
 /** A pass-through that hashes and counts what flows through it. */
@@ -61,22 +61,6 @@ export async function writeBlobFile(blob: BlobSource, target: string, onBytes?: 
     checkBlob(`blob ${blob.digest}`, blob, { digest: counter.digest(), bytes: counter.bytes });
   });
   return 'written';
-}
-
-/** Reads a small blob (manifest, config, index) whole, refusing more than `max` bytes. */
-export async function readBounded(stream: NodeJS.ReadableStream, max: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    total += buf.length;
-    if (total > max) {
-      (stream as unknown as { destroy?: () => void }).destroy?.();
-      throw new InputError(`${what} is larger than ${max} bytes`, { expected: `a JSON document under ${max} bytes` });
-    }
-    parts.push(buf);
-  }
-  return Buffer.concat(parts);
 }
 
 /** Largest manifest/config/index we parse: far above real ones (a few KB), small enough to hold in memory. */

@@ -35,6 +35,8 @@ export async function writeOciLayout(img: ImageValue, dir: string, opts: { tags:
   for (const tag of opts.tags) checkRefName(tag);
   const ser = serializeImage(img);
   const index = await existingIndex(dir);
+  // The marker first: a write that fails half-way leaves a layout a re-run can finish, not a stray folder.
+  await writeFileAtomic(join(dir, LAYOUT_FILE), canonicalJson({ imageLayoutVersion: LAYOUT_VERSION }));
 
   for (const layer of img.layers) await writeBlobFile(layer, blobPath(dir, layer.digest), opts.onBytes);
   await writeSmallBlob(dir, ser.config.descriptor.digest, ser.config.bytes);
@@ -44,7 +46,6 @@ export async function writeOciLayout(img: ImageValue, dir: string, opts: { tags:
   const added: Descriptor[] = opts.tags.map((tag) => ({ ...ser.manifest.descriptor, annotations: { [Annotation.refName]: tag } }));
   const next: OciIndex = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [...kept, ...added] };
   if (index.annotations) next.annotations = index.annotations;
-  await writeFileAtomic(join(dir, LAYOUT_FILE), canonicalJson({ imageLayoutVersion: LAYOUT_VERSION }));
   await writeFileAtomic(join(dir, 'index.json'), canonicalJson(next));
   return { manifestDigest: ser.manifest.descriptor.digest };
 }
@@ -71,7 +72,10 @@ async function existingIndex(dir: string): Promise<OciIndex> {
     return { schemaVersion: 2, manifests: [] };
   }
   await checkLayoutFile(dir);
-  return parseIndex(await readJsonFile(join(dir, 'index.json')), join(dir, 'index.json'));
+  const indexFile = join(dir, 'index.json');
+  // No index yet: an earlier write stopped before tagging anything.
+  if (!(await stat(indexFile).then(() => true, () => false))) return { schemaVersion: 2, manifests: [] };
+  return parseIndex(await readJsonFile(indexFile), indexFile);
 }
 
 async function checkLayoutFile(dir: string): Promise<void> {
