@@ -254,6 +254,25 @@ describe('pushImage', () => {
     assert.deepEqual(await listTags(`${registry.host}/bake/lying`), []);
   });
 
+  it('token auth (the Bearer flow of Docker Hub and GHCR): push, mount, pull with credentials; none: 401', async () => {
+    const locked = await startRegistry({ tokenAuth: true });
+    try {
+      const img = await modelImage('gzip');
+      const res = await pushImage(img, `${locked.host}/bake/tok-base`, { tags: ['1'], auth: TEST_USER });
+      assert.equal(res.pushedBlobs, 3);
+      const base = await pullImage(`${locked.host}/bake/tok-base:1`, { auth: TEST_USER });
+      const extra = await modelFolder(join(MODELS, 'stories260K/llama2c'), 'llama2c');
+      cleanup.push(extra);
+      const top = appendLayers(base, [await dirLayer(extra, 'app/models/llama2c', { compression: 'none', epoch: EPOCH })]);
+      const app = await pushImage(top, `${locked.host}/bake/tok-app`, { tags: ['1'], auth: TEST_USER });
+      assert.equal(app.mountedBlobs, 2, 'the mount asked for a token covering both repositories');
+      assert.deepEqual(await listTags(`${locked.host}/bake/tok-app`, { auth: TEST_USER }), ['1']);
+      await assert.rejects(pushImage(img, `${locked.host}/bake/tok-anon`, { tags: ['1'] }), (e: unknown) => e instanceof NetworkError && e.status === 401);
+    } finally {
+      await locked.close();
+    }
+  });
+
   it('an unreachable registry and bad references fail with typed errors', async () => {
     const img = await modelImage();
     await assert.rejects(pushImage(img, '127.0.0.1:1/bake/x', { tags: ['t'], retries: 1, retryDelayMs: 5 }), (e: unknown) => e instanceof NetworkError && /cannot reach/.test(e.message));

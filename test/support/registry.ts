@@ -1,7 +1,8 @@
 // A real registry for tests: Debian's docker-registry (distribution 2.8) on a free loopback port,
 // storing into a temp folder, plus a proxy in front of it that can fail chosen requests.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createPrivateKey, randomBytes, sign as cryptoSign, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,8 +31,9 @@ export const TEST_USER = { username: 'bake', password: 's3cret-test-pass' };
 // `htpasswd -nbB -C 4 bake s3cret-test-pass` (apache2-utils); bcrypt, the only scheme distribution takes.
 const TEST_HTPASSWD = 'bake:$2y$04$LC9X.f1adEazBTt6QaQdreZ7Qsry12brUdE5LMvKD71ZaCdmYUJfS\n';
 
-export async function startRegistry(opts: { readonly?: boolean; htpasswd?: boolean } = {}): Promise<TestRegistry> {
+export async function startRegistry(opts: { readonly?: boolean; htpasswd?: boolean; tokenAuth?: boolean } = {}): Promise<TestRegistry> {
   const root = await mkdtemp(join(tmpdir(), 'bake-registry-'));
+  const tokens = opts.tokenAuth ? await startTokenServer(root) : undefined;
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
   // Debian's stock config turns on htpasswd auth; ours is open, loopback only, deletable.
@@ -46,6 +48,9 @@ export async function startRegistry(opts: { readonly?: boolean; htpasswd?: boole
     '    enabled: true',
     ...(opts.readonly ? ['  maintenance:', '    readonly:', '      enabled: true'] : []),
     ...(opts.htpasswd ? ['auth:', '  htpasswd:', '    realm: bake-test', `    path: ${join(root, 'htpasswd')}`] : []),
+    ...(tokens
+      ? ['auth:', '  token:', `    realm: ${tokens.realm}`, `    service: ${TOKEN_SERVICE}`, `    issuer: ${TOKEN_ISSUER}`, `    rootcertbundle: ${tokens.certFile}`]
+      : []),
     'http:',
     `  addr: ${host}`,
     '',
@@ -75,6 +80,7 @@ export async function startRegistry(opts: { readonly?: boolean; htpasswd?: boole
         child.kill('SIGTERM');
         await exited;
       }
+      await tokens?.close();
       await rm(root, { recursive: true, force: true });
     },
   };
@@ -82,6 +88,48 @@ export async function startRegistry(opts: { readonly?: boolean; htpasswd?: boole
 
 /** undefined: pass; a status: answer it without forwarding; 'drop': cut the connection; { after }: forward, then answer `after` instead of the real reply. */
 export type Verdict = number | 'drop' | { after: number } | undefined;
+
+const TOKEN_SERVICE = 'bake-test-registry';
+const TOKEN_ISSUER = 'bake-test-issuer';
+
+/**
+ * The token service of distribution's token auth (the flow Docker Hub and GHCR use): the registry
+ * answers 401 with a Bearer challenge, the client fetches a JWT here with its credentials, the
+ * registry checks the JWT's signature against our self-signed certificate. TEST_USER gets every
+ * action asked for; anyone else gets none.
+ */
+async function startTokenServer(root: string): Promise<{ realm: string; certFile: string; close(): Promise<void> }> {
+  const keyFile = join(root, 'token-key.pem');
+  const certFile = join(root, 'token-cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=bake-test-token'], { stdio: 'ignore' });
+  const key = createPrivateKey(await readFile(keyFile));
+  const der = new X509Certificate(await readFile(certFile)).raw.toString('base64');
+  const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const basic = /^Basic (.+)$/.exec(req.headers.authorization ?? '');
+    const [user, pass] = basic ? Buffer.from(basic[1]!, 'base64').toString().split(':') : [];
+    const trusted = user === TEST_USER.username && pass === TEST_USER.password;
+    const access = trusted
+      ? url.searchParams.getAll('scope').map((scope) => {
+          const [type, name, actions] = scope.split(':');
+          return { type, name, actions: (actions ?? '').split(',') };
+        })
+      : [];
+    const now = Math.floor(Date.now() / 1000);
+    const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'ES256', x5c: [der] }));
+    const claims = b64url(JSON.stringify({ iss: TOKEN_ISSUER, sub: user ?? '', aud: TOKEN_SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
+    const signature = cryptoSign('sha256', Buffer.from(`${header}.${claims}`), { key, dsaEncoding: 'ieee-p1363' });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ token: `${header}.${claims}.${b64url(signature)}`, expires_in: 300 }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    realm: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
+    certFile,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
 
 export interface FaultyProxy {
   host: string;

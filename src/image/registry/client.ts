@@ -115,7 +115,8 @@ export class RegistryClient {
     if (!params.realm) return false;
     const u = new URL(params.realm);
     if (params.service) u.searchParams.set('service', params.service);
-    if (params.scope) u.searchParams.set('scope', params.scope);
+    // Several scopes (a cross-repo mount asks for two) come space-separated; token servers take one per param.
+    for (const scope of (params.scope ?? '').split(' ').filter(Boolean)) u.searchParams.append('scope', scope);
     const auth = this.opts.auth;
     const headers: Record<string, string> = auth && 'username' in auth ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` } : {};
     const res = await this.fetchFn(u, { headers }).catch(() => undefined);
