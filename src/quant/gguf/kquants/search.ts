@@ -5,6 +5,13 @@ import { nearestInt } from './round.js';
 
 const fr = Math.fround;
 const RDELTA = fr(0.1);
+const MAGIC = 12582912; // see round.ts: in-range nearest_int inlined in the hot loops
+/** x - min for the current min (recomputed only when the search moves min). */
+const xm = new Float32Array(256);
+
+function shiftBy(x: Float32Array, off: number, n: number, min: number): void {
+  for (let i = 0; i < n; ++i) xm[i] = x[off + i]! - min; // the Float32Array store rounds like C's float
+}
 /** ggml's GROUP_MAX_EPS: below this max |x| a group counts as all zero. */
 export const GROUP_MAX_EPS = fr(1e-15);
 
@@ -38,9 +45,10 @@ export function makeQkx2Quants(
   let iscale = fr(nmax / fr(max - min));
   let scale = fr(1 / iscale);
   let bestError = 0;
+  shiftBy(x, off, n, min);
   for (let i = 0; i < n; ++i) {
     const xi = x[off + i]!;
-    const l = nearestInt(fr(iscale * fr(xi - min)));
+    const l = nearestInt(fr(iscale * xm[i]!));
     const q = l < 0 ? 0 : l > nmax ? nmax : l;
     L[off + i] = q;
     const diff = fr(fr(fr(scale * q) + min) - xi);
@@ -54,7 +62,9 @@ export function makeQkx2Quants(
     let sumXL = 0;
     for (let i = 0; i < n; ++i) {
       const xi = x[off + i]!;
-      const l0 = nearestInt(fr(iscale * fr(xi - min)));
+      const v = fr(iscale * xm[i]!);
+      const s = fr(v + MAGIC);
+      const l0 = s >= 8388608 && s < 16777216 ? s - MAGIC : nearestInt(v);
       const l = l0 < 0 ? 0 : l0 > nmax ? nmax : l0;
       laux[i] = l;
       const wl = fr(weights[i]! * l);
@@ -79,6 +89,7 @@ export function makeQkx2Quants(
         for (let i = 0; i < n; ++i) L[off + i] = laux[i]!;
         bestError = curError;
         scale = thisScale;
+        if (thisMin !== min) shiftBy(x, off, n, thisMin);
         min = thisMin;
       }
     }
