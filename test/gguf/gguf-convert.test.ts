@@ -161,3 +161,43 @@ describe('HF -> GGUF converter', () => {
     await assert.rejects(readFile(out), /ENOENT/); // nothing half-written
   });
 });
+
+describe('Qwen2 with a byte-level BPE tokenizer', () => {
+  test('tokenizer.json gives gpt2 tokens, types, merges and the qwen2 pre-tokenizer; Q/K biases are kept unpermuted', async () => {
+    const { writeBpeTokenizer } = await import('../support/gguf-fixtures.js');
+    const d = join(dir, 'qwen2');
+    await writeRandomLlama(d, { embd: 64, ff: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 300, tied: true, arch: 'qwen2' }, 5);
+    await writeBpeTokenizer(d, 'qwen2', 300);
+    const out = join(dir, 'qwen2.gguf');
+    await convertHfToGguf(d, out, { type: 'F32' });
+    const g = await readGguf(out);
+    assert.equal(kvValue(g, 'general.architecture'), 'qwen2');
+    assert.equal(kvValue(g, 'qwen2.block_count'), 2);
+    assert.equal(kvValue(g, 'tokenizer.ggml.model'), 'gpt2');
+    assert.equal(kvValue(g, 'tokenizer.ggml.pre'), 'qwen2');
+    const tokens = (kvValue(g, 'tokenizer.ggml.tokens') as { values: string[] }).values;
+    const types = (kvValue(g, 'tokenizer.ggml.token_type') as { values: number[] }).values;
+    const merges = (kvValue(g, 'tokenizer.ggml.merges') as { values: string[] }).values;
+    assert.equal(tokens.length, 300);
+    assert.equal(tokens[298], '<|endoftext|>');
+    assert.equal(types[298], 3);
+    assert.equal(types[0], 1);
+    assert.equal(tokens[270], '[PAD270]'); // ids with no token are padded as UNUSED
+    assert.equal(types[270], 5);
+    assert.equal(merges[0], 't h');
+    assert.equal(kvValue(g, 'tokenizer.ggml.eos_token_id'), 298);
+    assert.equal(kvValue(g, 'tokenizer.ggml.add_bos_token'), false);
+    const bias = g.tensors.find((t) => t.name === 'blk.0.attn_q.bias')!;
+    const st = await readSafetensorsHeader(join(d, 'model.safetensors'));
+    const hf = await readTensorF32(st.tensors.get('model.layers.0.self_attn.q_proj.bias')!);
+    assert.deepEqual(new Float32Array((await readTensorBytes(g, bias, 64 * 4)).buffer), hf);
+  });
+
+  test('an unrecognised pre-tokenizer is a clear error', async () => {
+    const d = join(dir, 'qwen2');
+    const tj = JSON.parse(await readFile(join(d, 'tokenizer.json'), 'utf8')) as { pre_tokenizer: { pretokenizers: { pattern?: { Regex: string } }[] } };
+    tj.pre_tokenizer.pretokenizers[0]!.pattern = { Regex: '\\w+' };
+    await writeFile(join(d, 'tokenizer.json'), JSON.stringify(tj));
+    await rejectsInput(convertHfToGguf(d, join(dir, 'never2.gguf'), { type: 'F32' }), /unrecognised pre-tokenizer "\\\\w\+"/);
+  });
+});

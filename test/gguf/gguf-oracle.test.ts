@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readGguf } from '../../src/formats/gguf/index.js';
 import { convertHfToGguf, ggmlTypeById, requantizeGguf, tensorBytes } from '../../src/quant/gguf/index.js';
-import { llamaPerplexity, llamaQuantize, llamaToolsBin, STORIES_EVAL, STORIES_HF, writeRandomLlama } from '../support/gguf-fixtures.js';
+import { llamaPerplexity, llamaQuantize, llamaToolsBin, STORIES_EVAL, STORIES_HF, writeBpeTokenizer, writeRandomLlama } from '../support/gguf-fixtures.js';
 
 const TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K_M', 'Q5_K_M', 'Q6_K'];
 
@@ -98,6 +98,23 @@ for (const model of MODELS) {
     });
   });
 }
+
+describe('llama-quantize byte identity: random Qwen2 with a BPE tokenizer', () => {
+  test('Q8_0 and Q4_K_M', async () => {
+    const hf = join(dir, 'qwen2-hf');
+    await writeRandomLlama(hf, { embd: 256, ff: 256, layers: 2, heads: 4, kvHeads: 2, vocab: 300, tied: true, arch: 'qwen2' }, 4);
+    await writeBpeTokenizer(hf, 'qwen2', 300);
+    const f32 = join(dir, 'qwen2-F32.gguf');
+    await convertHfToGguf(hf, f32, { type: 'F32' });
+    for (const type of ['Q8_0', 'Q4_K_M']) {
+      const theirs = join(dir, `qwen2-${type}-llama.gguf`);
+      const ours = join(dir, `qwen2-${type}-ours.gguf`);
+      await llamaQuantize(bin, f32, theirs, type);
+      await convertHfToGguf(hf, ours, { type });
+      await assertSameFile(ours, theirs);
+    }
+  });
+});
 
 describe('llama.cpp runs our GGUF', () => {
   test('stories260K F32 and Q8_0 from our converter: low perplexity on eval.txt, Q8_0 close to F32', async () => {

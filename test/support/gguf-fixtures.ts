@@ -75,6 +75,8 @@ export interface RandomLlamaShape {
   vocab: number;
   tied: boolean;
   dtype?: 'F32' | 'F16' | 'BF16';
+  /** qwen2 adds Q/K/V biases and uses Qwen2ForCausalLM. */
+  arch?: 'llama' | 'qwen2';
 }
 
 function encode(values: Float32Array, dtype: 'F32' | 'F16' | 'BF16'): Uint8Array {
@@ -119,6 +121,11 @@ export async function writeRandomLlama(dir: string, s: RandomLlamaShape, seed = 
     add(`${p}self_attn.k_proj.weight`, [kvDim, s.embd]);
     add(`${p}self_attn.v_proj.weight`, [kvDim, s.embd]);
     add(`${p}self_attn.o_proj.weight`, [s.embd, s.embd]);
+    if (s.arch === 'qwen2') {
+      add(`${p}self_attn.q_proj.bias`, [s.embd]);
+      add(`${p}self_attn.k_proj.bias`, [kvDim]);
+      add(`${p}self_attn.v_proj.bias`, [kvDim]);
+    }
     add(`${p}post_attention_layernorm.weight`, [s.embd], true);
     add(`${p}mlp.gate_proj.weight`, [s.ff, s.embd]);
     add(`${p}mlp.up_proj.weight`, [s.ff, s.embd]);
@@ -141,12 +148,55 @@ export async function writeRandomLlama(dir: string, s: RandomLlamaShape, seed = 
     await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
   }
   const config = {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: s.embd, intermediate_size: s.ff,
+    architectures: [s.arch === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'], model_type: s.arch ?? 'llama', hidden_size: s.embd, intermediate_size: s.ff,
     num_hidden_layers: s.layers, num_attention_heads: s.heads, num_key_value_heads: s.kvHeads, vocab_size: s.vocab,
     max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: s.tied, bos_token_id: 1, eos_token_id: 2,
   };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   for (const f of ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) await copyFile(join(STORIES_HF, f), join(dir, f));
+}
+
+/** GPT-2's byte -> printable character map (byte-level BPE vocabularies are written in it). */
+function byteChars(): string[] {
+  const keep: number[] = [];
+  for (let b = 33; b <= 126; b++) keep.push(b);
+  for (let b = 161; b <= 172; b++) keep.push(b);
+  for (let b = 174; b <= 255; b++) keep.push(b);
+  const out: string[] = new Array(256);
+  let extra = 0;
+  for (let b = 0; b < 256; b++) out[b] = String.fromCodePoint(keep.includes(b) ? b : 256 + extra++);
+  return out;
+}
+
+/** Replaces the SentencePiece tokenizer with a small byte-level BPE tokenizer.json (Llama 3 / Qwen2 style). */
+export async function writeBpeTokenizer(dir: string, pre: 'llama-bpe' | 'qwen2', vocabSize: number): Promise<void> {
+  const { unlink } = await import('node:fs/promises');
+  await unlink(join(dir, 'tokenizer.model')).catch(() => undefined);
+  const chars = byteChars();
+  const vocab: Record<string, number> = {};
+  chars.forEach((c, i) => { vocab[c] = i; });
+  const merges: [string, string][] = [];
+  const words = ['th', 'he', 'in', 'er', 'an', 'Ġt', 'Ġa', 'on', 'at', 'en'];
+  for (const w of words) {
+    const [a, b] = w === 'Ġt' || w === 'Ġa' ? ['Ġ', w[1]!] : [w[0]!, w[1]!];
+    vocab[a + b] = Object.keys(vocab).length;
+    merges.push([a, b]);
+  }
+  const special = vocabSize - 2;
+  const pattern = pre === 'qwen2'
+    ? "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+    : "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  const tokenizer = {
+    version: '1.0',
+    added_tokens: [
+      { id: special, content: '<|endoftext|>', special: true },
+      { id: special + 1, content: '<|im_start|>', special: true },
+    ],
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: pattern }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false }] },
+    model: { type: 'BPE', vocab, merges },
+  };
+  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: null, eos_token: '<|endoftext|>', add_bos_token: false }));
 }
 
 /** llama.cpp's bin dir (builds once; blocks while another build holds the lock). */
@@ -163,6 +213,10 @@ export async function llamaQuantize(bin: string, src: string, dst: string, type:
 export async function llamaPerplexity(bin: string, model: string, textFile: string, ctx = 128): Promise<number> {
   const { stdout, stderr } = await run(join(bin, 'llama-perplexity'), ['-m', model, '-f', textFile, '-c', String(ctx), '-t', '1', '--no-warmup'], { maxBuffer: 1 << 26 });
   const m = /Final estimate: PPL = ([0-9.]+)/.exec(stdout + stderr);
-  if (!m) throw new Error(`llama-perplexity printed no estimate:\n${(stdout + stderr).slice(-2000)}`);
-  return Number(m[1]);
+  if (m) return Number(m[1]);
+  // llama.cpp logs from a background thread and the final line is sometimes lost at exit; the running
+  // estimate after the last chunk ([N]value on stdout) is the same number.
+  const chunks = [...stdout.matchAll(/\[(\d+)\]([0-9.]+),/g)];
+  if (chunks.length === 0) throw new Error(`llama-perplexity printed no estimate:\n${(stdout + stderr).slice(-2000)}`);
+  return Number(chunks[chunks.length - 1]![2]);
 }
