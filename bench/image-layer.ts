@@ -29,7 +29,7 @@ async function makeWeights(file: string, mb: number): Promise<void> {
   const chunk = randomBytes(1 << 20);
   for (let i = 0; i < mb; i++) {
     chunk[0] = i & 0xff;
-    if (!out.write(Buffer.from(chunk))) await new Promise((r) => out.once('drain', r));
+    if (!out.write(Buffer.from(chunk))) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
 }

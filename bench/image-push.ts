@@ -30,7 +30,7 @@ try {
   const chunk = randomBytes(1 << 20);
   for (let i = 0; i < sizeMb; i++) {
     chunk[0] = i & 0xff;
-    if (!out.write(Buffer.from(chunk))) await new Promise((r) => out.once('drain', r));
+    if (!out.write(Buffer.from(chunk))) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((r) => out.end(() => r()));
   const layer = await dirLayer(model, 'app/models/m', { compression: 'none', epoch: 0, cacheDir: join(root, 'cache') });
