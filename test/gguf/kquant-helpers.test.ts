@@ -1,7 +1,11 @@
-// The float helpers under the K-quant kernels: fp16 conversion, ggml's nearest_int, and input checks.
+// The float helpers under the K-quant kernels: the shared fp16 conversion (exhaustively, as the kernels
+// rely on it for every scale), ggml's nearest_int, and input checks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fp16BitsToFp32, fp32ToFp16Bits } from '../../src/quant/gguf/kquants/fp16.js';
+import { FP16_TO_FP32, fp32ToFp16 } from '../../src/quant/gguf/fp16.js';
+
+const fp16BitsToFp32 = (h: number): number => FP16_TO_FP32[h]!;
+const fp32ToFp16Bits = fp32ToFp16;
 import { nearestInt } from '../../src/quant/gguf/kquants/round.js';
 import { dequantizeRowQ4_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../src/quant/gguf/kquants.js';
 import { InputError } from '../../src/util/errors.js';

@@ -2,7 +2,7 @@
 // without an importance matrix (ggml's quantize_row_qN_K_ref), plus the matching dequantizers.
 // The float32 arithmetic and rounding live in kquants/; this file holds the block layouts.
 import { InputError } from '../../util/errors.js';
-import { fp16BitsToFp32, fp32ToFp16Bits } from './kquants/fp16.js';
+import { FP16_TO_FP32, fp32ToFp16 } from './fp16.js';
 import { nearestInt } from './kquants/round.js';
 import { GROUP_MAX_EPS, makeQkx2Quants, makeQxQuants } from './kquants/search.js';
 
@@ -31,13 +31,13 @@ function checkSizes(kind: string, values: number, bytes: number, blockBytes: num
 }
 
 function writeF16(dst: Uint8Array, at: number, value: number): void {
-  const h = fp32ToFp16Bits(value);
+  const h = fp32ToFp16(value);
   dst[at] = h & 0xff;
   dst[at + 1] = h >>> 8;
 }
 
 function readF16(src: Uint8Array, at: number): number {
-  return fp16BitsToFp32(src[at]! | (src[at + 1]! << 8));
+  return FP16_TO_FP32[src[at]! | (src[at + 1]! << 8)]!;
 }
 
 /** ggml's get_scale_min_k4: 6-bit scale and min of sub-block j from the 12 packed bytes at `at`. */
