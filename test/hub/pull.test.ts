@@ -14,6 +14,9 @@ import { generatedBytes, hubConfig, model, storiesFiles, tempDir } from '../supp
 
 const BIG = 4 * 1024 * 1024 + 123;
 const bigBytes = generatedBytes(BIG, 7);
+/** Large enough to be hashed on a worker thread (src/hub/hasher.ts). */
+const LARGE = 33 * 1024 * 1024 + 7;
+const largeBytes = generatedBytes(LARGE, 11);
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 let hub: HubServer;
@@ -22,6 +25,7 @@ before(async () => {
     repos: {
       'org/tiny': { files: await storiesFiles() },
       'org/big': { files: { 'config.json': '{"big":true}', 'weights.safetensors': bigBytes, 'copy/same.safetensors': bigBytes } },
+      'org/large': { files: { 'large.safetensors': largeBytes } },
     },
     seed: 2024,
   });
@@ -321,4 +325,22 @@ test('a verified blob is stamped, and an unchanged stamped blob is trusted witho
   await writeFile(stampPath, '{}');
   assert.equal((await pullModel(entry, cfg)).downloadedBytes, BIG);
   assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
+});
+
+test('large files (hashed on a worker): cuts, a resume across runs and a flipped byte behave the same', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/large');
+  withFaults(t, { kind: 'cut', path: 'large.safetensors', cutAt: 'random', times: 3 }, { kind: 'cut', path: 'large.safetensors', cutAt: 20 << 20, times: 1 });
+  // retries: 0 -> the first cut ends the pull, leaving a partial file; the next pull resumes it.
+  await assert.rejects(pullModel(entry, hubConfig(hub.url, dir, { retries: 0 })), NetworkError);
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir));
+  assert.equal(sha256(await readFile(join(snapshotDir, 'large.safetensors'))), sha256(largeBytes));
+
+  const other = await tempDir(t);
+  withFaults(t, { kind: 'flip', path: 'large.safetensors', flipAt: LARGE - 3 });
+  await assert.rejects(pullModel(entry, hubConfig(hub.url, other)), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError);
+    assert.equal(e.expectedDigest, `sha256:${sha256(largeBytes)}`);
+    return true;
+  });
 });
