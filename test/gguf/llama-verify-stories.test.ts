@@ -79,3 +79,16 @@ test('bad input: a missing file and a text too short for the chunk size are Inpu
   await import('node:fs/promises').then((fs) => fs.writeFile(notGguf, 'hello'));
   await assert.rejects(verifyGguf('x', notGguf, f32, {}, { evalText }), (e: unknown) => e instanceof InputError && e.file === notGguf);
 });
+
+test('without an eval text or ctx: the built-in text, a chunk size that fits it, and the same figures shape', async () => {
+  const quant = join(dir, 'stories260K-Q8_0-default.gguf');
+  await llamaQuantize(bin, f32, quant, 'Q8_0', false);
+  const report = await verifyGguf('stories260K', f32, quant, { max_kld: 0.05 }, { generateTokens: 8 });
+  const ctx = report.details!.ctx as number;
+  const evalTokens = report.details!.eval_tokens as number;
+  assert.ok(evalTokens >= 2 * ctx && ctx >= 16 && ctx <= 512, `ctx ${ctx} for ${evalTokens} tokens`);
+  assert.equal(report.metrics.scored_tokens, Math.floor(evalTokens / ctx) * (ctx / 2 - 1));
+  assert.ok(report.metrics.kld_mean! > 0 && report.metrics.kld_mean! < 0.05);
+  assert.equal(report.metrics.generation_tokens, 8);
+  assert.equal(report.passed, true);
+});

@@ -59,7 +59,6 @@ const scales = new Float32Array(QK_K / 16);
 const mins = new Float32Array(QK_K / 32);
 const pair = new Float32Array(2);
 const sm = new Uint8Array(2);
-const block = new Float32Array(QK_K);
 
 /**
  * The part Q4_K and Q5_K share: per 32-value sub-block an asymmetric (scale, min) search, both quantized
