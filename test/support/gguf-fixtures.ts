@@ -211,12 +211,17 @@ export async function llamaQuantize(bin: string, src: string, dst: string, type:
 
 /** Final perplexity estimate of llama-perplexity over a text file. */
 export async function llamaPerplexity(bin: string, model: string, textFile: string, ctx = 128): Promise<number> {
-  const { stdout, stderr } = await run(join(bin, 'llama-perplexity'), ['-m', model, '-f', textFile, '-c', String(ctx), '-t', '1', '--no-warmup'], { maxBuffer: 1 << 26 });
-  const m = /Final estimate: PPL = ([0-9.]+)/.exec(stdout + stderr);
-  if (m) return Number(m[1]);
-  // llama.cpp logs from a background thread and the final line is sometimes lost at exit; the running
-  // estimate after the last chunk ([N]value on stdout) is the same number.
-  const chunks = [...stdout.matchAll(/\[(\d+)\]([0-9.]+),/g)];
-  if (chunks.length === 0) throw new Error(`llama-perplexity printed no estimate:\n${(stdout + stderr).slice(-2000)}`);
-  return Number(chunks[chunks.length - 1]![2]);
+  // llama.cpp logs from a background thread and sometimes loses the last lines at exit (exit code 0, no
+  // numbers): run again, up to three times, before calling it a failure.
+  let last = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const { stdout, stderr } = await run(join(bin, 'llama-perplexity'), ['-m', model, '-f', textFile, '-c', String(ctx), '-t', '1', '--no-warmup'], { maxBuffer: 1 << 26 });
+    const m = /Final estimate: PPL = ([0-9.]+)/.exec(stdout + stderr);
+    if (m) return Number(m[1]);
+    // The running estimate after the last chunk ([N]value on stdout) is the same number.
+    const chunks = [...stdout.matchAll(/\[(\d+)\]([0-9.]+),/g)];
+    if (chunks.length > 0) return Number(chunks[chunks.length - 1]![2]);
+    last = (stdout + stderr).slice(-2000);
+  }
+  throw new Error(`llama-perplexity printed no estimate in three runs:\n${last}`);
 }

@@ -49,6 +49,8 @@ export async function ggufModelSource(path: string): Promise<ModelSource> {
       readRaw,
       readF32: async () => {
         const raw = await readRaw();
+        // A fresh read is 4-aligned and the host little-endian: F32 data needs no copy.
+        if (type.name === 'F32') return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
         const out = new Float32Array(length / type.bytesPerBlock);
         type.dequantize(raw, out);
         return out;

@@ -85,16 +85,22 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
   });
 
   const pool = new QuantizePool(threads);
+  // Reading tensor i+1 overlaps quantizing tensor i: at most two tensors are in memory at once.
+  const read = (i: number): Promise<Uint8Array | Float32Array> | undefined => {
+    const t = tensors[i];
+    if (!t) return undefined;
+    const p = targets[i] === t.typeName ? t.readRaw() : t.readF32();
+    p.catch(() => undefined); // surfaced when awaited; avoids an unhandled rejection meanwhile
+    return p;
+  };
   try {
+    let next = read(0);
     for (let i = 0; i < tensors.length; i++) {
       const t = tensors[i]!;
       const target = targets[i]!;
-      let bytes: Uint8Array;
-      if (target === t.typeName) {
-        bytes = await t.readRaw();
-      } else {
-        bytes = await pool.quantize(target, await t.readF32(), t.ne[0]!);
-      }
+      const data = await next!;
+      next = read(i + 1);
+      const bytes = data instanceof Float32Array ? await pool.quantize(target, data, t.ne[0]!) : data;
       await writer.writeTensorData(t.name, bytes);
       opts.onEvent?.({ type: 'tensor', message: `[${i + 1}/${tensors.length}] ${t.name} [${t.ne.join(', ')}] ${t.typeName} -> ${target}` });
     }

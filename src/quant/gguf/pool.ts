@@ -33,10 +33,15 @@ export class QuantizePool {
   private readonly waiting: (() => void)[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
+  private started = false;
 
-  constructor(readonly threads: number) {
-    if (threads < 2) return;
-    for (let i = 0; i < threads; i++) {
+  constructor(readonly threads: number) {}
+
+  /** Workers start on the first tensor big enough to need them: small models never pay their start-up. */
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (let i = 0; i < this.threads; i++) {
       const w = spawnWorker();
       w.on('message', (msg: { id: number; out?: Uint8Array; error?: string }) => {
         const p = this.pending.get(msg.id);
@@ -82,11 +87,12 @@ export class QuantizePool {
     if (perRow === undefined) throw new Error(`rows of ${rowLength} values do not split into ${typeName} blocks of ${type.blockSize}`);
     const rows = data.length / rowLength;
     const out = new Uint8Array(rows * perRow);
-    if (this.workers.length === 0 || data.length <= INLINE_VALUES) {
+    if (this.threads < 2 || data.length <= INLINE_VALUES) {
       type.quantize(data, out);
       return out;
     }
-    const rowsPerChunk = Math.max(1, Math.ceil(MIN_CHUNK_VALUES / rowLength), Math.ceil(rows / (this.workers.length * 8)));
+    this.start();
+    const rowsPerChunk = Math.max(1, Math.ceil(MIN_CHUNK_VALUES / rowLength), Math.ceil(rows / (this.threads * 8)));
     const jobs: Promise<void>[] = [];
     for (let r = 0; r < rows; r += rowsPerChunk) {
       const n = Math.min(rowsPerChunk, rows - r);
