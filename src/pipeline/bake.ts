@@ -1,7 +1,7 @@
 // bake: packaged models -> an image value per target (base + one layer per model), daemonless.
 // The value is then written by one of the writers: OCI layout, docker-archive, or a registry push.
 import { join } from 'node:path';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { appendLayers, dirLayer, pullImage, readOciLayout, scratchImage, type ImageValue, type Layer } from '../image/oci/index.js';
 import { modelsDigest } from '../lock/lockfile.js';
 import type { LockEntry } from '../lock/types.js';
@@ -54,13 +54,18 @@ export async function bakeImage(
   const base = await loadBase(opts.base ?? spec.base, ctx.root);
   const layers: Layer[] = [];
   const layerCache = join(ctx.store.root, 'layers');
+  await mkdir(join(ctx.store.root, 'tmp'), { recursive: true });
   for (const model of models) {
     const p = prepared.get(model.id)!;
     // Each model is its own layer: changing one model leaves the other layers' digests alone.
-    const dir = join(ctx.store.root, 'tmp', `bake-${p.packaged.digest}`);
-    await mkdir(dir, { recursive: true });
-    await ctx.store.materialize(p.packaged.digest, dir);
-    layers.push(await dirLayer(dir, `${MODELS_ROOT}/${model.id}`, { compression: opts.compression ?? 'none', epoch: ctx.epoch, cacheDir: layerCache }));
+    // The packaged artifact's digest names the content, so an unchanged model reuses its cached layer blob.
+    const dir = await mkdtemp(join(ctx.store.root, 'tmp', 'bake-'));
+    try {
+      await ctx.store.materialize(p.packaged.digest, dir);
+      layers.push(await dirLayer(dir, `${MODELS_ROOT}/${model.id}`, { compression: opts.compression ?? 'none', epoch: ctx.epoch, cacheDir: layerCache, contentKey: p.packaged.digest }));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
   const digest = modelsDigest(models.map((m) => entries.get(m.id)!));
   const created = new Date(ctx.epoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
