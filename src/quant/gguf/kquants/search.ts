@@ -57,20 +57,29 @@ export function makeQkx2Quants(
   for (let is = 0; is <= nstep; ++is) {
     // `min` moves to the best candidate's min as the search goes, and ggml divides by the current range.
     iscale = fr(fr(fr(rmin + fr(RDELTA * is)) + nmax) / fr(max - min));
-    let sumL = 0;
-    let sumL2 = 0;
-    let sumXL = 0;
+    // Neighbouring candidates often round to the same levels; then every sum, the error and the outcome
+    // are those of the previous candidate (which was already kept or rejected), so skip the rest.
+    let changed = is === 0;
     for (let i = 0; i < n; ++i) {
-      const xi = x[off + i]!;
       const v = fr(iscale * xm[i]!);
       const s = fr(v + MAGIC);
       const l0 = s >= 8388608 && s < 16777216 ? s - MAGIC : nearestInt(v);
       const l = l0 < 0 ? 0 : l0 > nmax ? nmax : l0;
-      laux[i] = l;
+      if (laux[i] !== l) {
+        laux[i] = l;
+        changed = true;
+      }
+    }
+    if (!changed) continue;
+    let sumL = 0;
+    let sumL2 = 0;
+    let sumXL = 0;
+    for (let i = 0; i < n; ++i) {
+      const l = laux[i]!;
       const wl = fr(weights[i]! * l);
       sumL = fr(sumL + wl);
       sumL2 = fr(sumL2 + fr(wl * l));
-      sumXL = fr(sumXL + fr(wl * xi));
+      sumXL = fr(sumXL + fr(wl * x[off + i]!));
     }
     const D = fr(fr(sumW * sumL2) - fr(sumL * sumL));
     if (D > 0) {
@@ -85,7 +94,7 @@ export function makeQkx2Quants(
         const diff = fr(fr(fr(thisScale * laux[i]!) + thisMin) - x[off + i]!);
         curError = fr(curError + fr(weights[i]! * fr(diff * diff)));
       }
-        if (curError < bestError) {
+      if (curError < bestError) {
         for (let i = 0; i < n; ++i) L[off + i] = laux[i]!;
         bestError = curError;
         scale = thisScale;
@@ -102,6 +111,8 @@ export function makeQkx2Quants(
  * Symmetric scale for one sub-block (Q6_K: make_qx_quants with rmse_type 1, no importance weights):
  * levels -nmax..nmax-1 stored as L + nmax, weights x^2, 18 nearby scales tried. Returns the scale.
  */
+const lprev = new Int8Array(256);
+
 export function makeQxQuants(n: number, nmax: number, x: Float32Array, off: number, L: Uint8Array): number {
   let max = 0;
   let amax = 0;
@@ -135,21 +146,28 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, off: numb
   for (let is = -9; is <= 9; ++is) {
     if (is === 0) continue;
     iscale = fr(-fr(nmax + fr(RDELTA * is)) / max);
+    // Same levels as the previous candidate: same sums, and accepting them again would change nothing.
+    let changed = is === -9;
+    for (let i = 0; i < n; ++i) {
+      const l0 = nearestInt(fr(iscale * x[off + i]!));
+      const l = l0 < -nmax ? -nmax : l0 > nmax - 1 ? nmax - 1 : l0;
+      if (lprev[i] !== l) {
+        lprev[i] = l;
+        changed = true;
+      }
+    }
+    if (!changed) continue;
     sumlx = 0;
     suml2 = 0;
     for (let i = 0; i < n; ++i) {
       const xi = x[off + i]!;
-      const l0 = nearestInt(fr(iscale * xi));
-      const l = l0 < -nmax ? -nmax : l0 > nmax - 1 ? nmax - 1 : l0;
+      const l = lprev[i]!;
       const w = fr(xi * xi);
       sumlx = fr(sumlx + fr(fr(w * xi) * l));
       suml2 = fr(suml2 + fr(fr(w * l) * l));
     }
     if (suml2 > 0 && fr(sumlx * sumlx) > fr(best * suml2)) {
-      for (let i = 0; i < n; ++i) {
-        const l0 = nearestInt(fr(iscale * x[off + i]!));
-        L[off + i] = nmax + (l0 < -nmax ? -nmax : l0 > nmax - 1 ? nmax - 1 : l0);
-      }
+      for (let i = 0; i < n; ++i) L[off + i] = nmax + lprev[i]!;
       scale = fr(sumlx / suml2);
       best = fr(scale * sumlx);
     }
