@@ -68,7 +68,12 @@ async function loadExternalData(model: ModelProto, file: string, dir: string): P
         throw new InputError(`${where}: external data range offset=${e.offset} length=${e.length} does not fit ${e.location} (${h.size} bytes) or the tensor's ${expected} bytes`, { file: target, field: 'external_data', expected: 'offset + length within the data file, length = tensor bytes', hint: 'the .onnx and .onnx_data files do not belong together or one is truncated' });
       }
       const buf = Buffer.alloc(length);
-      await h.fh.read(buf, 0, length, offset);
+      // One read call takes at most 2 GiB - 1 bytes: big tensors come in pieces.
+      for (let done = 0; done < length;) {
+        const { bytesRead } = await h.fh.read(buf, done, Math.min(CHUNK, length - done), offset + done);
+        if (bytesRead <= 0) throw new InputError(`${where}: external data file ${e.location} ended early`, { file: target });
+        done += bytesRead;
+      }
       t.raw_data = buf;
       t.data_location = 0;
       t.external_data = [];
@@ -120,7 +125,7 @@ export async function writeOnnx(model: ModelProto, file: string, opts: WriteOnnx
         for (const s of saved) {
           const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
           if (pad) { await fh.write(Buffer.alloc(pad)); offset += pad; }
-          await fh.write(s.raw);
+          await writeChunked(fh, s.raw);
           s.t.external_data = [
             { key: 'location', value: location },
             { key: 'offset', value: String(offset) },
@@ -146,10 +151,16 @@ export async function writeOnnx(model: ModelProto, file: string, opts: WriteOnnx
   return { files: [file, dataFile] };
 }
 
+const CHUNK = 2 ** 30;
+
+async function writeChunked(fh: import('node:fs/promises').FileHandle, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length; off += CHUNK) await fh.write(data.subarray(off, Math.min(data.length, off + CHUNK)));
+}
+
 async function writeAll(path: string, chunks: Uint8Array[]): Promise<void> {
   const fh = await open(path, 'w');
   try {
-    for (const c of chunks) await fh.write(c);
+    for (const c of chunks) await writeChunked(fh, c);
     await fh.sync();
   } finally {
     await fh.close();

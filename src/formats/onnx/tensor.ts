@@ -66,7 +66,7 @@ function rawView(t: TensorProto): Uint8Array | undefined {
   return t.raw_data && t.raw_data.length ? t.raw_data : undefined;
 }
 
-/** Float values of a float-like tensor (FLOAT, FLOAT16, DOUBLE, BFLOAT16) as float32. */
+/** Float values of a float-like tensor (FLOAT, FLOAT16, DOUBLE, BFLOAT16) as float32 (may view the tensor's bytes: read only). */
 export function tensorToFloat32(t: TensorProto, where = t.name ?? '<tensor>'): Float32Array {
   const n = elementCount(tensorDims(t));
   const raw = rawView(t);
@@ -77,6 +77,8 @@ export function tensorToFloat32(t: TensorProto, where = t.name ?? '<tensor>'): F
   if (type === DataType.FLOAT) {
     if (raw) {
       check(raw.length / 4);
+      // Aligned bytes are viewed in place: no copy of a multi-GB weight (callers only read it).
+      if (raw.byteOffset % 4 === 0) return new Float32Array(raw.buffer, raw.byteOffset, n);
       const out = new Float32Array(n);
       new Uint8Array(out.buffer).set(raw);
       return out;
@@ -140,13 +142,12 @@ const TYPE_OF_ARRAY = new Map<unknown, number>([
   [BigInt64Array, DataType.INT64], [Float64Array, DataType.DOUBLE],
 ]);
 
-/** A TensorProto with raw_data from a typed array; Uint16Array is taken as float16 bits. */
+/** A TensorProto with raw_data viewing a typed array's bytes (no copy); Uint16Array is taken as float16 bits. */
 export function makeTensor(name: string, dims: number[], data: TensorData, dataType?: number): TensorProto {
   const type = dataType ?? (data instanceof Uint16Array ? DataType.FLOAT16 : TYPE_OF_ARRAY.get(data.constructor));
   if (type === undefined) throw new TypeError(`makeTensor: unsupported array ${data.constructor.name}`);
   if (elementCount(dims) !== data.length) throw new TypeError(`makeTensor ${name}: dims ${dims} do not match ${data.length} values`);
-  const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return { name, dims, data_type: type, raw_data: Buffer.from(raw) };
+  return { name, dims, data_type: type, raw_data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
 }
 
 export function float32ToHalfBits(values: Float32Array): Uint16Array {

@@ -21,10 +21,10 @@ export function qRange(type: QType, symmetric: boolean, reduceRange: boolean): [
   return reduceRange ? [0, 127] : [0, 255];
 }
 
-/** numpy's round: half to even. */
+/** numpy's round: half to even. Math.round sends ties up, so a tie that landed on an odd value steps back. */
 export function roundHalfEven(x: number): number {
   const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r;
 }
 
 export function scaleAndZeroPoint(rmin: number, rmax: number, qmin: number, qmax: number, symmetric: boolean): { scale: number; zeroPoint: number } {
@@ -53,15 +53,16 @@ export function quantizeWeight(data: Float32Array, dims: number[], type: QType, 
   const [qmin, qmax] = qRange(type, opts.symmetric, opts.reduceRange);
   const axis = opts.axis;
   const channels = axis === undefined ? 1 : dims[axis]!;
-  // Element i belongs to channel floor(i / inner) % channels, inner = product of dims after axis.
-  const inner = axis === undefined ? data.length : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const inner = axis === undefined ? Math.max(1, data.length) : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
   const mins = new Float64Array(channels).fill(Infinity);
   const maxs = new Float64Array(channels).fill(-Infinity);
-  for (let i = 0; i < data.length; i++) {
-    const c = axis === undefined ? 0 : Math.floor(i / inner) % channels;
-    const v = data[i]!;
-    if (v < mins[c]!) mins[c] = v;
-    if (v > maxs[c]!) maxs[c] = v;
+  // Element i belongs to channel floor(i / inner) % channels; walk it in runs of `inner` (no division per element).
+  for (let start = 0, c = 0; start < data.length; start += inner, c = (c + 1) % channels) {
+    let lo = mins[c]!, hi = maxs[c]!;
+    const end = Math.min(data.length, start + inner);
+    for (let i = start; i < end; i++) { const v = data[i]!; if (v < lo) lo = v; if (v > hi) hi = v; }
+    mins[c] = lo;
+    maxs[c] = hi;
   }
   const scales = new Float32Array(channels);
   const zeroPoints = store(type, channels);
@@ -71,10 +72,22 @@ export function quantizeWeight(data: Float32Array, dims: number[], type: QType, 
     zeroPoints[c] = zeroPoint;
   }
   const values = store(type, data.length);
-  for (let i = 0; i < data.length; i++) {
-    const c = axis === undefined ? 0 : Math.floor(i / inner) % channels;
-    const q = roundHalfEven(Math.fround(data[i]! / scales[c]!)) + zeroPoints[c]!;
+  const put = (i: number, scale: number, zp: number) => {
+    const x = Math.fround(data[i]! / scale);
+    let q = Math.round(x);
+    if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // ties to even
+    q += zp;
     values[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+  };
+  if (inner === 1 && channels > 1) {
+    // Channels on the last axis (MatMul B columns): rows of `channels` values.
+    for (let row = 0; row < data.length; row += channels) for (let c = 0; c < channels; c++) put(row + c, scales[c]!, zeroPoints[c]!);
+  } else {
+    for (let start = 0, c = 0; start < data.length; start += inner, c = (c + 1) % channels) {
+      const scale = scales[c]!, zp = zeroPoints[c]!;
+      const end = Math.min(data.length, start + inner);
+      for (let i = start; i < end; i++) put(i, scale, zp);
+    }
   }
   return { values, scales, zeroPoints, axis };
 }
