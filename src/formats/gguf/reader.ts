@@ -220,7 +220,9 @@ export async function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo, le
   const own = fh === undefined;
   const handle = fh ?? (await open(file.path, 'r'));
   try {
-    const buf = new Uint8Array(length);
+    // Every byte is overwritten by the read: skip zero-filling. Large allocations get their own
+    // ArrayBuffer at offset 0, so callers can view them as Float32Array.
+    const buf = bigBuffer(length);
     let got = 0;
     while (got < length) {
       const { bytesRead } = await handle.read(buf, got, length - got, start + got);
@@ -236,4 +238,10 @@ export async function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo, le
 /** The value of a scalar key, or undefined. */
 export function kvValue(file: GgufFile, key: string): GgufScalar | GgufArray | undefined {
   return file.kvs.find((kv) => kv.key === key)?.value;
+}
+
+/** An uninitialised byte array with its own ArrayBuffer (offset 0, so typed views are aligned). */
+function bigBuffer(length: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(length);
+  return new Uint8Array(b.buffer, b.byteOffset, length);
 }

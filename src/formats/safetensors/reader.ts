@@ -184,7 +184,7 @@ async function exists(path: string): Promise<boolean> {
 export async function readTensorRaw(t: SafetensorsTensor): Promise<Uint8Array> {
   const fh = await open(t.file, 'r');
   try {
-    const buf = new Uint8Array(t.length);
+    const buf = bigBuffer(t.length); // fully overwritten by the read: no zero-fill
     let got = 0;
     while (got < t.length) {
       const { bytesRead } = await fh.read(buf, got, t.length - got, t.offset + got);
@@ -216,4 +216,10 @@ export async function readTensorF32(t: SafetensorsTensor): Promise<Float32Array>
     throw new InputError(`${t.file}: tensor ${t.name} has dtype ${t.dtype}`, { file: t.file, field: t.name, expected: 'F32, F16 or BF16' });
   }
   return out;
+}
+
+/** An uninitialised byte array with its own ArrayBuffer (offset 0, so typed views are aligned). */
+function bigBuffer(length: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(length);
+  return new Uint8Array(b.buffer, b.byteOffset, length);
 }

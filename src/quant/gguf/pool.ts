@@ -86,7 +86,7 @@ export class QuantizePool {
     const perRow = rowBytes(type, rowLength);
     if (perRow === undefined) throw new Error(`rows of ${rowLength} values do not split into ${typeName} blocks of ${type.blockSize}`);
     const rows = data.length / rowLength;
-    const out = new Uint8Array(rows * perRow);
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(rows * perRow).buffer, 0, rows * perRow); // every byte is written below
     if (this.threads < 2 || data.length <= INLINE_VALUES) {
       type.quantize(data, out);
       return out;
