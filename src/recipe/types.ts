@@ -20,7 +20,7 @@ export interface OnnxQuantSpec {
   nodes_exclude?: string[];
   /** Output name suffix in transformers.js's scheme: quantized (q8), int8, uint8, fp16. */
   dtype?: 'q8' | 'int8' | 'uint8' | 'fp16';
-  calibration?: { method?: 'minmax'; samples?: number; texts?: string };
+  calibration?: { method?: 'minmax'; samples?: number; texts?: string; inputs?: GeneratedInputsSpec };
   /** Fold constants with onnxruntime's basic optimizations before quantizing (default true for int8). */
   preprocess?: boolean;
 }
@@ -36,7 +36,16 @@ export interface GgufQuantSpec {
 
 export type QuantSpec = OnnxQuantSpec | GgufQuantSpec | { format: 'none' };
 
+/** Shapes and values for generated (non-text) model inputs: `dims` by dim name or `input:axis`. */
+export interface GeneratedInputsSpec {
+  dims?: Record<string, number>;
+  values?: Record<string, number>;
+  default_dim?: number;
+}
+
 export interface VerifySpec {
+  /** Generated inputs for models that take no text (ONNX). */
+  inputs?: GeneratedInputsSpec;
   /** Eval text file (relative to the recipe) or a named built-in set. */
   eval?: string;
   runs?: number;

@@ -7,6 +7,7 @@ import picomatch from 'picomatch';
 import { modelTensorBytes, opCounts, readOnnx, writeOnnx, type ModelProto } from '../../formats/onnx/index.js';
 import type { OnnxQuantSpec } from '../../recipe/types.js';
 import type { GenerateOptions } from '../../verify/onnx/inputs.js';
+import { fromSpec } from '../../verify/onnx/index.js';
 import { InputError } from '../../util/errors.js';
 import { safeJoin } from '../../util/fs.js';
 import { DYNAMIC_DEFAULT_OPS, quantizeDynamic, type DynamicParams } from './dynamic.js';
@@ -149,7 +150,7 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
       result = convertToFloat16(model);
     } else if (p.mode === 'static') {
       emit('calibrate', `calibrating ${rel} (MinMax)`);
-      result = await quantizeStatic(model, src, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs });
+      result = await quantizeStatic(model, src, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs ?? fromSpec(spec.calibration?.inputs) });
     } else {
       emit('quantize', `quantizing ${rel} (dynamic, ${p.weightType} weights${p.perChannel ? ', per channel' : ''}${p.reduceRange ? ', reduce_range' : ''})`);
       result = quantizeDynamic(model, p);

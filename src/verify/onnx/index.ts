@@ -134,7 +134,7 @@ export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir:
       const texts = opts.evalTexts?.length ? opts.evalTexts : [...DEFAULT_EVAL_TEXTS];
       feedsList = await textFeeds(quantDir, texts, modelInputs(model).map((i) => i.name));
     } else {
-      feedsList = generateInputs(modelInputs(model), opts.samples ?? 8, opts.inputs);
+      feedsList = generateInputs(modelInputs(model), opts.samples ?? 8, opts.inputs ?? fromSpec(spec.inputs));
     }
     const classifier = (opts.task !== undefined && CLASSIFIER_TASKS.has(opts.task)) || (opts.task === undefined && a.outputNames.includes('logits'));
     const acc: Pairwise = { cosines: [], maxAbs: 0, top1: [], spearmans: [], scoresA: [], scoresB: [] };
@@ -198,6 +198,11 @@ export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir:
     passed: gates.every((g) => g.passed),
     details: { files: perFile, inputs: inputKind, runs, source_bytes: srcBytes, quantized_bytes: quantBytes },
   };
+}
+
+/** The recipe's snake_case input block as generator options. */
+export function fromSpec(s: VerifySpec['inputs']): GenerateOptions | undefined {
+  return s ? { dims: s.dims, values: s.values, defaultDim: s.default_dim } : undefined;
 }
 
 function mean(v: number[]): number {

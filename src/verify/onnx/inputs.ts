@@ -41,7 +41,8 @@ export function prng(seed: number): () => number {
 export interface GenerateOptions {
   /**
    * Values for symbolic dims, by dim name (`sequence`) or by `input:axis` (`state:1`, for unnamed dims).
-   * Otherwise batch-like dims (axis 0, or named batch/N/B) get 1 and the rest `defaultDim`.
+   * Otherwise batch-like dims (axis 0, named batch/N/B, or the one free axis of a rank-3+ input) get 1
+   * and the rest `defaultDim` (256).
    */
   dims?: Record<string, number>;
   defaultDim?: number;
@@ -57,11 +58,13 @@ const WELL_KNOWN_VALUES: Record<string, number> = { sr: 16000, sample_rate: 1600
 
 const BATCH_LIKE = /^(batch(_size)?|n|b|.*DynamicDimension\.0)$/i;
 
-function resolveDim(input: string, d: number | string | undefined, axis: number, opts: GenerateOptions): number {
+function resolveDim(input: InputSpec, d: number | string | undefined, axis: number, opts: GenerateOptions): number {
   if (typeof d === 'number') return d;
-  const named = opts.dims?.[`${input}:${axis}`] ?? (d ? opts.dims?.[d] : undefined);
+  const named = opts.dims?.[`${input.name}:${axis}`] ?? (d ? opts.dims?.[d] : undefined);
   if (named !== undefined) return named;
   if (axis === 0 || (d && BATCH_LIKE.test(d))) return 1;
+  // The only free axis of an otherwise fixed tensor (an RNN state [layers, batch, hidden]) is its batch.
+  if (input.dims.filter((x) => typeof x !== 'number').length === 1 && input.dims.length >= 3) return 1;
   return opts.defaultDim ?? 256;
 }
 
@@ -102,7 +105,7 @@ export function generateInputs(inputs: InputSpec[], count: number, opts: Generat
     const rand = prng(seed + s * 7919);
     const feeds: Feeds = {};
     for (const inp of inputs) {
-      const shape = inp.dims.map((d, i) => resolveDim(inp.name, d, i, opts));
+      const shape = inp.dims.map((d, i) => resolveDim(inp, d, i, opts));
       const n = shape.reduce((a, b) => a * b, 1);
       const fixed = opts.values?.[inp.name] ?? WELL_KNOWN_VALUES[inp.name];
       switch (inp.elemType) {
