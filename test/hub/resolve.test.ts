@@ -257,3 +257,21 @@ test('a server that is not a Hub gets a NetworkError, not a crash', async (t) =>
     return true;
   });
 });
+
+test('after a push, main resolves to the new commit while the old lock still pulls its own bytes', async (t) => {
+  const own = await startHubServer({ repos: { 'org/moving': { files: { 'config.json': '{"v":1}', 'model.safetensors': new Uint8Array(2048).fill(1) } } } });
+  t.after(() => own.close());
+  const dir = await tempDir(t);
+  const cfg = hubConfig(own.url, dir);
+  const spec = model({ repo: 'org/moving', files: ['*'] });
+  const v1 = await resolveHubModel(spec, cfg);
+  await own.push('org/moving', { files: { 'config.json': '{"v":2}', 'model.safetensors': new Uint8Array(2048).fill(2) } });
+  const v2 = await resolveHubModel(spec, cfg);
+  assert.notEqual(v2.commit, v1.commit);
+  assert.notEqual(v2.files[1]!.sha256, v1.files[1]!.sha256);
+  const old = await pullModel({ ...v1, fragment: 'f' }, cfg);
+  assert.equal(await readFile(join(old.snapshotDir, 'config.json'), 'utf8'), '{"v":1}');
+  assert.equal(await readFile(join(dir, 'models--org--moving', 'refs', 'main'), 'utf8'), v1.commit);
+  await pullModel({ ...v2, fragment: 'f' }, cfg);
+  assert.equal(await readFile(join(dir, 'models--org--moving', 'refs', 'main'), 'utf8'), v2.commit);
+});

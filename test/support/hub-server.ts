@@ -24,9 +24,13 @@
 //        are honoured (206 + Content-Range; 416 past the end).
 //   Errors carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and
 //   X-Error-Message, with a JSON body {"error": ...}, like the Hub.
-// Access: `private` repos answer 401 RepoNotFound unless a token in `readers` is sent; `gated` repos
-// list and describe freely but refuse file downloads (401 anonymous, 403 token without access).
+// Access: `private` repos answer RepoNotFound (401 anonymous, 404 with another token) unless a token
+// in `readers` is sent; `gated` repos list and describe freely but refuse file downloads (GatedRepo:
+// 401 anonymous, 403 token without access). A Bearer token not in `tokens` is a 401 everywhere.
 // The CDN refuses (403) URLs older than `cdnTtlMs`, like an expired signed URL.
+// Faults (HubFault): `status` answers a status instead (at resolve or the API), `cut` closes the
+// connection mid-body, `flip` corrupts one byte, `slow` delays or throttles; each matches by
+// repo/path and fires `times` times (default: always).
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
