@@ -94,3 +94,20 @@ test('static QDQ with calibration texts, and a source stored with external data'
   assert.equal(report.passed, true, JSON.stringify(report.metrics));
   assert.ok((report.details!.source_bytes as number) > (await stat(file)).size, 'size counts the external data file');
 });
+
+test('int8, uint8 and fp16 variants land under their transformers.js names and load by dtype', async () => {
+  const src = await writeBertFolder(join(await tempDir(), 'enc3'), { seed: 13 });
+  const out = join(await tempDir(), 'enc3-all');
+  await quantizeOnnxModel(src, out, { format: 'onnx-int8', dtype: 'int8' });
+  await quantizeOnnxModel(src, out, { format: 'onnx-int8', dtype: 'uint8' });
+  await quantizeOnnxModel(src, out, { format: 'onnx-fp16' });
+  const float = await offlinePipeline('feature-extraction', src, 'fp32');
+  const ref = await float('Bees communicate with a waggle dance.', { pooling: 'mean', normalize: true });
+  for (const dtype of ['int8', 'uint8', 'fp16'] as const) {
+    assert.ok(existsSync(join(out, `onnx/model_${dtype}.onnx`)));
+    env.localModelPath = dirname(out) + '/';
+    const p = await pipeline('feature-extraction', basename(out), { dtype });
+    const e = await p('Bees communicate with a waggle dance.', { pooling: 'mean', normalize: true });
+    assert.ok(cosine(ref.data as Float32Array, e.data as Float32Array) > 0.99, dtype);
+  }
+});

@@ -101,7 +101,7 @@ async function calibrationFeeds(model: ModelProto, opts: CalibrationOptions): Pr
   return generateInputs(inputs, opts.samples ?? 16, opts.inputs, 9001);
 }
 
-export async function quantizeStatic(model: ModelProto, _srcFile: string, p: DynamicParams, opts: CalibrationOptions = {}): Promise<{ keptFloat: KeptFloat[]; quantized: Record<string, number> }> {
+export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: CalibrationOptions = {}): Promise<{ keptFloat: KeptFloat[]; quantized: Record<string, number> }> {
   const ctx = new RewriteContext(model);
   const quantized: Record<string, number> = {};
   const graph = model.graph;
