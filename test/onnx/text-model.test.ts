@@ -111,3 +111,14 @@ test('int8, uint8 and fp16 variants land under their transformers.js names and l
     assert.ok(cosine(ref.data as Float32Array, e.data as Float32Array) > 0.99, dtype);
   }
 });
+
+test('a reranker (one logit per input): rank agreement across inputs and best-input agreement', async () => {
+  const src = await writeBertFolder(join(await tempDir(), 'reranker'), { labels: ['LABEL_0'], seed: 17 });
+  const out = join(await tempDir(), 'reranker-q8');
+  await quantizeOnnxModel(src, out, { format: 'onnx-int8' }, { task: 'text-classification' });
+  const report = await verifyOnnxModel('reranker', src, out, { min_spearman: 0.95, min_top1: 1, runs: 2 }, { task: 'text-classification', measureMemory: false });
+  assert.equal(report.passed, true, JSON.stringify(report.metrics));
+  // One ranking over all eval texts: a single spearman and a single top-1 (the best-scored text).
+  assert.ok(report.metrics.spearman! >= 0.95 && report.metrics.spearman! <= 1);
+  assert.equal(report.metrics.top1_agreement, 1);
+});
