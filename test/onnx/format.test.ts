@@ -91,3 +91,11 @@ test('float16 conversion rounds half to even and round-trips every half value', 
   const t = makeTensor('x', [2], new Float32Array([1.5, -2]));
   assert.equal(t.data_type, DataType.FLOAT);
 });
+
+test('generated inputs refuse absurd declared shapes instead of allocating them', () => {
+  assert.throws(() => generateInputs([{ name: 'x', elemType: DataType.FLOAT, dims: [100000, 100000] }], 1), (e: unknown) => e instanceof InputError && /too large to generate/.test(e.message));
+  const [feeds] = generateInputs([{ name: 'x', elemType: DataType.FLOAT, dims: ['batch', 'seq'] }, { name: 'state', elemType: DataType.FLOAT, dims: [2, '', 128] }], 1, { dims: { seq: 10 } });
+  assert.deepEqual(feeds!.x!.dims, [1, 10]);
+  assert.deepEqual(feeds!.state!.dims, [2, 1, 128]);
+  assert.ok((feeds!.state!.data as Float32Array).every((v) => v === 0), 'recurrent state starts at zero');
+});

@@ -56,6 +56,8 @@ export interface GenerateOptions {
  */
 const WELL_KNOWN_VALUES: Record<string, number> = { sr: 16000, sample_rate: 16000, sampling_rate: 16000, state: 0, h0: 0, c0: 0, initial_state: 0 };
 
+const MAX_GENERATED_ELEMENTS = 2 ** 26;
+
 const BATCH_LIKE = /^(batch(_size)?|n|b|.*DynamicDimension\.0)$/i;
 
 function resolveDim(input: InputSpec, d: number | string | undefined, axis: number, opts: GenerateOptions): number {
@@ -107,6 +109,12 @@ export function generateInputs(inputs: InputSpec[], count: number, opts: Generat
     for (const inp of inputs) {
       const shape = inp.dims.map((d, i) => resolveDim(inp, d, i, opts));
       const n = shape.reduce((a, b) => a * b, 1);
+      // Shapes come from an untrusted file: refuse absurd ones instead of allocating them.
+      if (!Number.isSafeInteger(n) || n > MAX_GENERATED_ELEMENTS) {
+        throw new InputError(`input ${inp.name} would have shape [${shape.join(', ')}] (${n} values), too large to generate`, {
+          field: 'verify.inputs', expected: `at most ${MAX_GENERATED_ELEMENTS} values per input`, hint: 'give smaller dims for its symbolic axes in verify.inputs.dims',
+        });
+      }
       const fixed = opts.values?.[inp.name] ?? WELL_KNOWN_VALUES[inp.name];
       switch (inp.elemType) {
         case DataType.FLOAT: {
