@@ -92,3 +92,20 @@ test('without an eval text or ctx: the built-in text, a chunk size that fits it,
   assert.equal(report.metrics.generation_tokens, 8);
   assert.equal(report.passed, true);
 });
+
+test('a chunk evaluated in groups (large-vocabulary path) gives the logits of one batch', async () => {
+  const { chunkLogits, evalTokens, withModel } = await import('../../src/verify/llama/runner.js');
+  await withModel(f32, async (model) => {
+    const tokens = evalTokens(model, evalText).slice(0, 2 * CTX);
+    const whole: Float32Array[] = [];
+    const grouped: Float32Array[] = [];
+    const targets: number[][] = [[], []];
+    for await (const c of chunkLogits(model, tokens, CTX)) whole.push(...c.logits), targets[0]!.push(...c.targets);
+    for await (const c of chunkLogits(model, tokens, CTX, undefined, 512 * 10)) grouped.push(...c.logits), targets[1]!.push(...c.targets);
+    assert.equal(whole.length, 2 * (CTX / 2 - 1));
+    assert.deepEqual(targets[1], targets[0]);
+    let maxDiff = 0;
+    whole.forEach((row, i) => row.forEach((v, j) => (maxDiff = Math.max(maxDiff, Math.abs(v - grouped[i]![j]!)))));
+    assert.ok(maxDiff < 1e-3, `max logit difference ${maxDiff}`);
+  });
+});

@@ -77,14 +77,26 @@ export interface ScoredChunk {
 }
 
 /**
+ * Logit values node-llama-cpp may hand back at once: each comes as a Map entry (about 60 bytes), so a
+ * whole 512-token chunk of a 128k-vocabulary model would need gigabytes. Above this, a chunk's scored
+ * positions are evaluated in groups (the KV cache carries the context between them).
+ */
+const LOGIT_BUDGET = 1 << 20;
+
+/**
  * llama-perplexity's scheme: the tokens are cut into chunks of `ctx`, each evaluated from an empty KV
  * cache with its first token replaced by BOS, and only the second half of each chunk is scored (so every
  * scored token has at least ctx/2 tokens of context).
  */
-export async function* chunkLogits(model: LlamaModel, tokens: number[], ctx: number, threads?: number): AsyncGenerator<ScoredChunk> {
+export async function* chunkLogits(
+  model: LlamaModel, tokens: number[], ctx: number, threads?: number, logitBudget = LOGIT_BUDGET,
+): AsyncGenerator<ScoredChunk> {
   const nChunk = Math.floor(tokens.length / ctx);
   const first = ctx >> 1;
   const bos = model.tokens.bos;
+  const vocab = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly string[] } } }).tokenizer?.ggml?.tokens?.length ?? 32000;
+  // Small vocabularies: the whole chunk in one batch, exactly like llama-perplexity.
+  const group = Math.max(1, Math.floor(logitBudget / vocab));
   const context = await model.createContext({ contextSize: ctx, batchSize: ctx, sequences: 1, threads: threads ?? threadsFor(model) });
   try {
     const seq = context.getSequence();
@@ -92,22 +104,27 @@ export async function* chunkLogits(model: LlamaModel, tokens: number[], ctx: num
       await seq.clearHistory();
       const chunk = tokens.slice(c * ctx, (c + 1) * ctx);
       if (model.tokens.shouldPrependBosToken && bos !== null) chunk[0] = Number(bos);
-      const input = chunk.map((t, pos) =>
-        pos >= first && pos < ctx - 1 ? ([t as Token, { generateNext: { logits: true } }] as const) : (t as Token),
-      );
-      const out = await seq.controlledEvaluate(input as Parameters<typeof seq.controlledEvaluate>[0]);
       const logits: Float32Array[] = [];
       const targets: number[] = [];
-      for (let pos = first; pos < ctx - 1; pos++) {
-        const map = out[pos]?.next.logits;
-        if (!map) throw new Error(`node-llama-cpp returned no logits for position ${pos} of chunk ${c}`);
-        const row = new Float32Array(map.size);
-        for (const [tok, v] of map) {
-          if (tok >= row.length) throw new Error(`logit for token ${tok} outside the vocabulary of ${row.length}`);
-          row[tok] = v;
+      // Evaluate [from, to): positions >= first (and < ctx - 1) ask for their next-token logits.
+      for (let from = 0; from < ctx; ) {
+        const to = from === 0 && group >= ctx - 1 - first ? ctx : Math.min(ctx - 1, Math.max(from, first) + group);
+        const input = chunk.slice(from, to).map((t, k) =>
+          from + k >= first && from + k < ctx - 1 ? ([t as Token, { generateNext: { logits: true } }] as const) : (t as Token),
+        );
+        const out = await seq.controlledEvaluate(input as Parameters<typeof seq.controlledEvaluate>[0]);
+        for (let pos = Math.max(from, first); pos < Math.min(to, ctx - 1); pos++) {
+          const map = out[pos - from]?.next.logits;
+          if (!map) throw new Error(`node-llama-cpp returned no logits for position ${pos} of chunk ${c}`);
+          const row = new Float32Array(map.size);
+          for (const [tok, v] of map) {
+            if (tok >= row.length) throw new Error(`logit for token ${tok} outside the vocabulary of ${row.length}`);
+            row[tok] = v;
+          }
+          logits.push(row);
+          targets.push(tokens[c * ctx + pos + 1]!);
         }
-        logits.push(row);
-        targets.push(tokens[c * ctx + pos + 1]!);
+        from = to === ctx - 1 ? ctx : to; // the last token predicts nothing that is scored
       }
       yield { logits, targets };
     }
