@@ -122,3 +122,20 @@ test('a reranker (one logit per input): rank agreement across inputs and best-in
   assert.ok(report.metrics.spearman! >= 0.95 && report.metrics.spearman! <= 1);
   assert.equal(report.metrics.top1_agreement, 1);
 });
+
+test('quantized weights written as external data are declared in config.json so transformers.js loads them', async () => {
+  const src = await writeBertFolder(join(await tempDir(), 'encx'), { seed: 19 });
+  const out = join(await tempDir(), 'encx-q8');
+  const r = await quantizeOnnxModel(src, out, { format: 'onnx-int8' }, { externalData: true });
+  assert.deepEqual(r.outputs, ['onnx/model_quantized.onnx', 'onnx/model_quantized.onnx_data']);
+  const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+  assert.deepEqual(config['transformers.js_config'], { use_external_data_format: { 'model_quantized.onnx': 1 } });
+  assert.equal(config.model_type, 'bert', 'the rest of config.json is kept');
+  const q = await offlinePipeline('feature-extraction', out, 'q8');
+  const f = await offlinePipeline('feature-extraction', src, 'fp32');
+  const text = 'Light travels at about 300,000 kilometres per second.';
+  const [a, b] = [await f(text, { pooling: 'mean', normalize: true }), await q(text, { pooling: 'mean', normalize: true })];
+  assert.ok(cosine(a.data as Float32Array, b.data as Float32Array) > 0.99);
+  const report = await verifyOnnxModel('encx', src, out, { min_cosine: 0.99, runs: 1 }, { measureMemory: false });
+  assert.ok(report.passed && (report.details!.quantized_bytes as number) > 100_000, 'sizes count the data file');
+});

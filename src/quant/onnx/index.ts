@@ -9,7 +9,7 @@ import type { OnnxQuantSpec } from '../../recipe/types.js';
 import type { GenerateOptions } from '../../verify/onnx/inputs.js';
 import { fromSpec } from '../../verify/onnx/index.js';
 import { InputError } from '../../util/errors.js';
-import { safeJoin } from '../../util/fs.js';
+import { safeJoin, writeFileAtomic } from '../../util/fs.js';
 import { DYNAMIC_DEFAULT_OPS, quantizeDynamic, type DynamicParams } from './dynamic.js';
 import { convertToFloat16 } from './fp16.js';
 import { foldConstants } from './preprocess.js';
@@ -84,6 +84,27 @@ async function readConfig(srcDir: string): Promise<Record<string, unknown> | und
   }
 }
 
+/**
+ * transformers.js fetches `<file>_data` only when config.json's `transformers.js_config.use_external_data_format`
+ * says so (per file name: the number of data chunks); bake writes one chunk per file.
+ */
+async function declareExternalData(outDir: string, files: string[]): Promise<void> {
+  const file = join(outDir, 'config.json');
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return; // not a transformers.js model folder
+  }
+  const tjs = (typeof config['transformers.js_config'] === 'object' && config['transformers.js_config'] !== null ? config['transformers.js_config'] : {}) as Record<string, unknown>;
+  const current = tjs.use_external_data_format;
+  if (current === true) return;
+  const perFile = (typeof current === 'object' && current !== null ? { ...(current as Record<string, unknown>) } : {}) as Record<string, unknown>;
+  for (const f of files) perFile[f] = 1;
+  config['transformers.js_config'] = { ...tjs, use_external_data_format: perFile };
+  await writeFileAtomic(file, JSON.stringify(config, null, 2) + '\n');
+}
+
 /** Parameters as transformers.js's q8 export picks them, overridden by whatever the recipe sets. */
 export function resolveParams(spec: OnnxQuantSpec, model: ModelProto, hints: { task?: string; modelType?: string }): Record<string, unknown> & DynamicParams & { dtype: OnnxDtype; mode: 'dynamic' | 'static' | 'fp16' } {
   const field = (f: string) => `quantize.${f}`;
@@ -122,7 +143,7 @@ export function resolveParams(spec: OnnxQuantSpec, model: ModelProto, hints: { t
  * outDir receives the quantized file(s) under transformers.js's names plus every non-ONNX file of srcDir.
  */
 export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: OnnxQuantSpec,
-  opts: { task?: string; onEvent?: (e: QuantizeEvent) => void; calibrationTexts?: string[]; inputs?: GenerateOptions } = {}): Promise<QuantizeResult> {
+  opts: { task?: string; onEvent?: (e: QuantizeEvent) => void; calibrationTexts?: string[]; inputs?: GenerateOptions; externalData?: boolean } = {}): Promise<QuantizeResult> {
   const all = await listFiles(srcDir);
   const files = selectOnnxFiles(all, spec, srcDir);
   const config = await readConfig(srcDir);
@@ -131,6 +152,7 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
   const outputs: string[] = [];
   const keptFloat: KeptFloat[] = [];
   const params: Record<string, unknown> = {};
+  const externalFiles: string[] = [];
   for (const rel of files) {
     const src = safeJoin(srcDir, rel)!;
     emit('read', `reading ${rel}`);
@@ -156,7 +178,8 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
       result = quantizeDynamic(model, p);
     }
     const dest = safeJoin(outDir, outRel)!;
-    const written = await writeOnnx(model, dest, { externalData: 'auto', location: `${basename(dest)}_data` });
+    const written = await writeOnnx(model, dest, { externalData: opts.externalData ?? 'auto', location: `${basename(dest)}_data` });
+    if (written.files.length > 1) externalFiles.push(basename(dest));
     outputs.push(...written.files.map((f) => posix.join(posix.dirname(outRel), basename(f))));
     for (const k of result.keptFloat) keptFloat.push({ ...k, node: files.length > 1 ? `${rel}:${k.node}` : k.node });
     const { opTypes, nodesInclude, nodesExclude, ...rest } = p;
@@ -171,5 +194,6 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
     await mkdir(dirname(dest), { recursive: true });
     await copyFile(join(srcDir, rel), dest);
   }
+  if (externalFiles.length) await declareExternalData(outDir, externalFiles);
   return { outputs: outputs.sort(), keptFloat, params };
 }
