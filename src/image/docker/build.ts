@@ -32,6 +32,8 @@ export interface BuildTargetOptions {
   noCache?: boolean;
   /** Hub token for the models stages, passed only as the BuildKit secret `hf_token`. */
   hfToken?: string;
+  /** false: use BAKE_IMAGE as the engine has it (no rebuild when bake's sources changed). */
+  ensureBuilder?: boolean;
   onEvent?: (e: BuildEvent) => void;
   docker?: Docker;
   signal?: AbortSignal;
@@ -70,6 +72,7 @@ export async function ensureBakeImage(opts: { docker: Docker; root?: string; tag
   const have = await inspectImage(opts.docker, tag);
   if (!opts.rebuild && have && (have.labels['dev.bake.source'] === source || !have.labels['dev.bake.source'])) return { built: false };
   const nodeImage = opts.nodeImage ?? 'node:20-bookworm-slim';
+  await ensureBaseImage(opts.docker, nodeImage, 'NODE_IMAGE', 'the bake builder image');
   const context = packContext({ root, include: [...BAKE_CONTEXT, 'docker/bake.Dockerfile'], ignoreFile: 'docker/bake.Dockerfile.dockerignore' });
   try {
     const { imageId } = await buildImage(opts.docker, { context, dockerfile: 'docker/bake.Dockerfile', tags: [tag], buildArgs: { NODE_IMAGE: nodeImage }, labels: { 'dev.bake.source': source }, network: 'none', onEvent: opts.onEvent });
@@ -79,9 +82,39 @@ export async function ensureBakeImage(opts: { docker: Docker; root?: string; tag
   }
 }
 
+/**
+ * A base image must be in the engine's store or pullable. Checked before the build: BuildKit retries an
+ * unreachable registry for minutes before failing, a pull through the API fails in seconds.
+ */
+export async function ensureBaseImage(docker: Docker, ref: string, arg: string, what: string): Promise<void> {
+  if (await hasImage(docker, ref)) return;
+  const missing = (why: string, cause?: unknown): EngineError =>
+    new EngineError(`base image ${ref} for ${what} is not in the engine's image store and could not be pulled: ${why}`, {
+      field: arg,
+      expected: 'an image the engine has or can pull',
+      hint: `pull or load it first (\`docker pull ${ref}\`, \`docker load\`), or build on another base with --build-arg ${arg}=<image> (test/support/docker-env.sh makes local ones)`,
+      cause,
+    });
+  try {
+    const stream = (await docker.pull(ref)) as NodeJS.ReadableStream;
+    let error: string | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer within 120 s')), 120_000);
+      docker.modem.followProgress(stream, (err: Error | null) => (clearTimeout(timer), err ? reject(err) : resolve()), (line: { error?: string }) => {
+        if (line.error) error ??= line.error;
+      });
+    });
+    if (error) throw new Error(error);
+  } catch (err) {
+    throw missing((err as Error).message.replace(/^\(HTTP code \d+\) [a-z ]+ - /, '').trim(), err);
+  }
+  if (!(await hasImage(docker, ref))) throw missing('the pull ended without the image');
+}
+
 /** Turns "could not pull" failures into an error naming the missing base image and how to provide it. */
 async function explainMissingBase(docker: Docker, err: unknown, bases: { ref: string; arg: string; what: string }[]): Promise<unknown> {
-  if (!(err instanceof EngineError)) return err;
+  // Only failures that look like a pull: a RUN step failing is not about base images.
+  if (!(err instanceof EngineError) || !/pull|resolve|not found|no such host|dial tcp|failed to fetch|unauthorized|denied/i.test(err.message)) return err;
   for (const b of bases) {
     if (await hasImage(docker, b.ref)) continue;
     return new EngineError(`base image ${b.ref} for ${b.what} is not in the engine's image store and could not be pulled`, {
@@ -102,13 +135,14 @@ export async function buildTarget(opts: BuildTargetOptions): Promise<{ imageId: 
   }
   const docker = opts.docker ?? connectEngine();
   await pingEngine(docker);
+  const baseArg = baseArgName(opts.target);
+  const base = args[baseArg] ?? spec.base;
+  await ensureBaseImage(docker, base, baseArg, `target ${opts.target}`);
   const bakeImage = args.BAKE_IMAGE ?? DEFAULT_BAKE_IMAGE;
-  await ensureBakeImage({ docker, tag: bakeImage, nodeImage: opts.nodeImage, onEvent: opts.onEvent });
+  if (opts.ensureBuilder !== false) await ensureBakeImage({ docker, tag: bakeImage, nodeImage: opts.nodeImage, onEvent: opts.onEvent });
 
   const dockerfile = rel(opts.contextDir, opts.dockerfile);
   const context = packContext({ root: opts.contextDir, include: [...contextPathsFor(opts.recipe, opts.contextDir), dockerfile] });
-  const baseArg = baseArgName(opts.target);
-  const base = args[baseArg] ?? spec.base;
   try {
     const { imageId } = await buildImage(docker, {
       context,
@@ -145,6 +179,7 @@ export interface BuildRecipeOptions {
   network?: 'none' | 'host';
   hfToken?: string;
   nodeImage?: string;
+  ensureBuilder?: boolean;
   noCache?: boolean;
   /** Short models digest per target, for `{models}` tag templates. */
   modelsDigest?: Partial<Record<TargetName, string>>;
@@ -183,6 +218,7 @@ export async function buildRecipe(opts: BuildRecipeOptions): Promise<{ dockerfil
       network: opts.network,
       hfToken: opts.hfToken,
       nodeImage: opts.nodeImage,
+      ensureBuilder: opts.ensureBuilder,
       noCache: opts.noCache,
       onEvent: opts.onEvent ? (e) => opts.onEvent!(target, e) : undefined,
       docker,
