@@ -1,11 +1,12 @@
 // One file from `resolve/<commit>/<path>` to a verified blob: streamed into `<blob>.incomplete`
 // (the name Python's huggingface_hub resumes from too), hashed while it arrives, resumed with a Range
 // request after a cut, and renamed into place only when size and digest match.
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { IntegrityError, NetworkError } from '../util/errors.js';
 import type { HubConfig } from './config.js';
-import { createHasher, type Hasher } from './hasher.js';
 import { backoffMs, describeCause, errorText, isRetryableStatus, refusalError, sleep, unreachableError, type HubRequestContext } from './http.js';
 import { header, openStream, readErrorBody, type StreamResponse } from './transport.js';
 
@@ -33,7 +34,25 @@ export interface DownloadResult {
   downloadedBytes: number;
 }
 
+/** Hashes kept in step with the bytes on disk, so a resume continues them instead of re-reading. */
+class ContentHashes {
+  sha256: Hash = createHash('sha256');
+  /** Only when a git sha1 is wanted (small files): it costs as much time as the sha256. */
+  gitSha1?: Hash;
+  constructor(readonly size: number, withGitSha1: boolean) {
+    if (withGitSha1) this.gitSha1 = createHash('sha1').update(`blob ${size}\0`);
+  }
+  update(chunk: Uint8Array): void {
+    this.sha256.update(chunk);
+    this.gitSha1?.update(chunk);
+  }
+  fresh(): ContentHashes {
+    return new ContentHashes(this.size, this.gitSha1 !== undefined);
+  }
+}
+
 const PROGRESS_STEP = 1 << 20;
+const WRITE_BATCH = 4 << 20;
 
 /**
  * Downloads `url` into `incompletePath`, verifies it against `expect`, and renames it to `finalPath`.
@@ -49,42 +68,41 @@ export async function downloadVerified(
   opts: { signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void; wantGitSha1?: boolean } = {},
 ): Promise<DownloadResult> {
   await mkdir(dirname(incompletePath), { recursive: true });
-  const hasher = createHasher(expect.size, opts.wantGitSha1 ?? expect.gitSha1 !== undefined);
-  let fh: FileHandle | undefined;
+  let offset = 0;
+  let hashes = new ContentHashes(expect.size, opts.wantGitSha1 ?? expect.gitSha1 !== undefined);
+  let resumedFromDisk = false;
+  const existing = await stat(incompletePath).catch(() => undefined);
+  if (existing && existing.isFile() && existing.size > 0 && existing.size <= expect.size) {
+    offset = await hashPrefix(incompletePath, existing.size, hashes);
+    resumedFromDisk = true;
+  }
+  const fh = await open(incompletePath, offset > 0 ? 'r+' : 'w');
+  let downloadedBytes = 0;
+  let restartedAfterMismatch = false;
   try {
-    let offset = 0;
-    let resumedFromDisk = false;
-    const existing = await stat(incompletePath).catch(() => undefined);
-    if (existing && existing.isFile() && existing.size > 0 && existing.size <= expect.size) {
-      fh = await open(incompletePath, 'r+');
-      offset = await hashPrefix(fh, existing.size, hasher);
-      resumedFromDisk = true;
-    } else {
-      fh = await open(incompletePath, 'w');
-    }
-    let downloadedBytes = 0;
-    let restartedAfterMismatch = false;
+    if (offset === 0) await fh.truncate(0);
     for (;;) {
       if (offset < expect.size) {
-        const fetched = await fetchRemainder(cfg, url, fh, offset, hasher, expect.size, ctx, opts);
+        const fetched = await fetchRemainder(cfg, url, fh, offset, hashes, expect.size, ctx, opts);
         downloadedBytes += fetched.received;
         offset = fetched.offset;
+        hashes = fetched.hashes;
       }
-      const { sha256, gitSha1 } = await hasher.digest();
+      const sha256 = hashes.sha256.digest('hex');
+      const gitSha1 = hashes.gitSha1?.digest('hex');
       const wrong = mismatch(expect, sha256, gitSha1);
       if (!wrong) {
-        await fh.sync(); // the data is durable before its name says "verified"
+        await fh.sync();
         await fh.close();
-        fh = undefined;
         await rename(incompletePath, finalPath);
-        return { sha256, ...(gitSha1 ? { gitSha1 } : {}), downloadedBytes };
+        return { sha256, gitSha1, downloadedBytes };
       }
       // Bytes left by an earlier run may be what is wrong: start once from zero before blaming upstream.
       if (resumedFromDisk && !restartedAfterMismatch) {
         restartedAfterMismatch = true;
         await fh.truncate(0);
         offset = 0;
-        hasher.reset();
+        hashes = hashes.fresh();
         opts.onProgress?.({ type: 'retry', bytes: 0, total: expect.size, attempt: 1, reason: 'digest mismatch after resuming a partial file; downloading again from the start' });
         continue;
       }
@@ -93,12 +111,10 @@ export async function downloadVerified(
       });
     }
   } catch (err) {
-    await fh?.close().catch(() => {});
+    await fh.close().catch(() => {});
     // Keep a partial file for the next run to resume, unless its content is known to be wrong.
     if (err instanceof IntegrityError) await rm(incompletePath, { force: true });
     throw err;
-  } finally {
-    await hasher.close();
   }
 }
 
@@ -108,20 +124,13 @@ function mismatch(expect: ExpectedContent, sha256: string, gitSha1: string | und
   return undefined;
 }
 
-/** Feeds the first `size` bytes of a partial file to the hasher; returns how many there were. */
-async function hashPrefix(fh: FileHandle, size: number, hasher: Hasher): Promise<number> {
-  let at = 0;
-  while (at < size) {
-    const buffer = await hasher.take();
-    const { bytesRead } = await fh.read(new Uint8Array(buffer), 0, Math.min(buffer.byteLength, size - at), at);
-    if (bytesRead === 0) {
-      hasher.give(buffer);
-      break;
-    }
-    hasher.update(buffer, bytesRead);
-    at += bytesRead;
+async function hashPrefix(path: string, size: number, hashes: ContentHashes): Promise<number> {
+  let read = 0;
+  for await (const chunk of createReadStream(path, { start: 0, end: size - 1, highWaterMark: 1 << 20 })) {
+    hashes.update(chunk as Buffer);
+    read += (chunk as Buffer).length;
   }
-  return at;
+  return read;
 }
 
 /**
@@ -134,12 +143,12 @@ async function fetchRemainder(
   url: string,
   fh: FileHandle,
   startOffset: number,
-  hasher: Hasher,
+  startHashes: ContentHashes,
   size: number,
   ctx: HubRequestContext & { path: string },
   opts: { signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void },
-): Promise<{ offset: number; received: number }> {
-  const sink = new BatchedWriter(fh, startOffset, hasher);
+): Promise<{ offset: number; received: number; hashes: ContentHashes }> {
+  const sink = new BatchedWriter(fh, startOffset, startHashes);
   let received = 0;
   let failures = 0;
   const timeoutMs = cfg.timeoutMs ?? 30_000;
@@ -188,7 +197,7 @@ async function fetchRemainder(
         await sink.settle();
         if (sink.offset === size) {
           opts.onProgress?.({ type: 'progress', bytes: size, total: size });
-          return { offset: sink.offset, received };
+          return { offset: sink.offset, received, hashes: sink.hashes };
         }
         reason = `connection closed at byte ${sink.offset} of ${size}`;
       } else if (res.status === 416 && sink.offset > 0) {
@@ -235,57 +244,48 @@ async function fetchRemainder(
 }
 
 /**
- * Copies received chunks into buffers of a few MiB from the hasher's pool and writes one while the
- * next fills: one syscall per batch instead of hundreds, the socket kept busy during writes, and the
- * socket's many small buffers dying young (retaining them was most of the garbage collector's work).
- * A buffer goes to the hasher once written, so the digest covers exactly the bytes on disk, in order.
- * `offset` counts the bytes handed to the file; `settle()` waits until they are on it.
+ * Copies received chunks into two fixed buffers of a few MiB and writes one while the other fills:
+ * one syscall per batch instead of hundreds, the socket kept busy during writes, and the socket's
+ * many small buffers dying young (retaining them was most of the garbage collector's work).
+ * `offset` and `hashes` describe the bytes handed to the file; `settle()` waits until they are on it.
  */
 class BatchedWriter {
-  private buffer: ArrayBuffer | undefined;
-  private view: Uint8Array | undefined;
+  private buffers = [Buffer.allocUnsafeSlow(WRITE_BATCH), Buffer.allocUnsafeSlow(WRITE_BATCH)];
+  private current = 0;
   pending = 0;
   private inflight: Promise<void> = Promise.resolve();
   constructor(
     private readonly fh: FileHandle,
     public offset: number,
-    private readonly hasher: Hasher,
+    public hashes: ContentHashes,
   ) {}
 
   async add(chunk: Buffer): Promise<void> {
     let from = 0;
     while (from < chunk.length) {
-      if (!this.view) {
-        this.buffer = await this.hasher.take();
-        this.view = new Uint8Array(this.buffer);
-      }
-      const n = Math.min(chunk.length - from, this.view.length - this.pending);
-      this.view.set(chunk.subarray(from, from + n), this.pending);
+      const n = chunk.copy(this.buffers[this.current]!, this.pending, from);
       this.pending += n;
       from += n;
-      if (this.pending === this.view.length) await this.flush();
+      if (this.pending === WRITE_BATCH) await this.flush();
     }
   }
 
-  /** Hands the filled buffer to the file (after the previous batch is written), then to the hasher. */
+  /** Hands the filled buffer to the file and switches to the other one (once its write is done). */
   async flush(): Promise<void> {
-    if (this.pending === 0 || !this.buffer) return;
-    const buffer = this.buffer;
-    const length = this.pending;
+    if (this.pending === 0) return;
+    const batch = this.buffers[this.current]!.subarray(0, this.pending);
     const at = this.offset;
-    this.offset += length;
+    this.hashes.update(batch);
+    this.offset += batch.length;
     this.pending = 0;
-    this.buffer = this.view = undefined;
     const previous = this.inflight;
-    this.inflight = previous.then(async () => {
-      await writeAll(this.fh, new Uint8Array(buffer, 0, length), at);
-      this.hasher.update(buffer, length);
-    });
+    this.inflight = previous.then(() => writeAll(this.fh, batch, at));
     this.inflight.catch(() => {}); // surfaced by the next await of it, not as an unhandled rejection
-    await previous; // at most one write in flight
+    this.current ^= 1;
+    await previous; // the buffer we switch to was the one in that write
   }
 
-  /** Everything handed over is written and given to the hasher (or the write error is thrown). */
+  /** Everything handed over is written (or the write error is thrown). */
   async settle(): Promise<void> {
     await this.flush();
     await this.inflight;
@@ -293,12 +293,10 @@ class BatchedWriter {
 
   async restart(): Promise<void> {
     await this.inflight;
-    if (this.buffer) this.hasher.give(this.buffer);
-    this.buffer = this.view = undefined;
     this.pending = 0;
     await this.fh.truncate(0);
     this.offset = 0;
-    this.hasher.reset();
+    this.hashes = this.hashes.fresh();
   }
 }
 

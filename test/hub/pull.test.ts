@@ -14,7 +14,7 @@ import { generatedBytes, hubConfig, model, storiesFiles, tempDir } from '../supp
 
 const BIG = 4 * 1024 * 1024 + 123;
 const bigBytes = generatedBytes(BIG, 7);
-/** Large enough to be hashed on a worker thread (src/hub/hasher.ts). */
+/** Several write batches and progress steps long, with cut points far apart. */
 const LARGE = 33 * 1024 * 1024 + 7;
 const largeBytes = generatedBytes(LARGE, 11);
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -327,7 +327,7 @@ test('a verified blob is stamped, and an unchanged stamped blob is trusted witho
   assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
 });
 
-test('large files (hashed on a worker): cuts, a resume across runs and a flipped byte behave the same', async (t) => {
+test('a 33 MiB file: random cuts, a resume across runs and a flipped byte near the end', async (t) => {
   const dir = await tempDir(t);
   const entry = await locked(dir, 'org/large');
   withFaults(t, { kind: 'cut', path: 'large.safetensors', cutAt: 'random', times: 3 }, { kind: 'cut', path: 'large.safetensors', cutAt: 20 << 20, times: 1 });
