@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { kvValue, readGguf, readTensorBytes } from '../../src/formats/gguf/index.js';
 import { openCheckpoint, readSafetensorsHeader, readTensorF32 } from '../../src/formats/safetensors/index.js';
-import { convertHfToGguf, GGUF_TYPES } from '../../src/quant/gguf/index.js';
+import { convertHfToGguf, GGUF_TYPES, requantizeGguf } from '../../src/quant/gguf/index.js';
 import { InputError } from '../../src/util/errors.js';
 import { encodeSafetensors, STORIES_HF, writeRandomLlama } from '../support/gguf-fixtures.js';
 
@@ -199,5 +199,29 @@ describe('Qwen2 with a byte-level BPE tokenizer', () => {
     tj.pre_tokenizer.pretokenizers[0]!.pattern = { Regex: '\\w+' };
     await writeFile(join(d, 'tokenizer.json'), JSON.stringify(tj));
     await rejectsInput(convertHfToGguf(d, join(dir, 'never2.gguf'), { type: 'F32' }), /unrecognised pre-tokenizer "\\\\w\+"/);
+  });
+});
+
+describe('requantizeGguf input checks', () => {
+  test('quantized input, a non-GGUF file and an unknown type are clear errors; F16 in -> F32 out widens exactly', async () => {
+    const q8 = join(dir, 'stories-q8.gguf');
+    await convertHfToGguf(STORIES_HF, q8, { type: 'Q8_0' });
+    await rejectsInput(requantizeGguf(q8, join(dir, 'never3.gguf'), { type: 'Q4_0' }), /tensor token_embd.weight is Q8_0/);
+    await rejectsInput(requantizeGguf(join(STORIES_HF, 'config.json'), join(dir, 'never3.gguf'), { type: 'Q4_0' }), /bad magic/);
+    await rejectsInput(requantizeGguf(q8, join(dir, 'never3.gguf'), { type: 'IQ2_XXS' }), /unknown GGUF type/);
+    const f16 = join(dir, 'stories-f16.gguf');
+    await convertHfToGguf(STORIES_HF, f16, { type: 'F16' });
+    const back = join(dir, 'stories-f16-f32.gguf');
+    const r = await requantizeGguf(f16, back, { type: 'F32' });
+    assert.deepEqual(r.typeCounts, { F32: 47 });
+    const g = await readGguf(back);
+    assert.equal(kvValue(g, 'general.file_type'), 0);
+    const t = g.tensors.find((x) => x.name === 'blk.2.ffn_up.weight')!;
+    const values = new Float32Array((await readTensorBytes(g, t, 64 * 172 * 4)).buffer);
+    const st = await readSafetensorsHeader(join(STORIES_HF, 'model.safetensors'));
+    const orig = await readTensorF32(st.tensors.get('model.layers.2.mlp.up_proj.weight')!);
+    let maxRel = 0;
+    for (let i = 0; i < orig.length; i++) maxRel = Math.max(maxRel, Math.abs(values[i]! - orig[i]!) / Math.max(Math.abs(orig[i]!), 1e-3));
+    assert.ok(maxRel < 1e-3 && maxRel > 0, `F16 round trip relative error ${maxRel}`);
   });
 });

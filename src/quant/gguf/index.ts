@@ -11,7 +11,7 @@ import { QuantizePool } from './pool.js';
 import { ggmlTypeByName, tensorBytes } from './types.js';
 
 export { FILE_TYPE_NAMES, fileTypeByName, chooseTensorTypes, sortTensorsLikeLlamaCpp } from './mix.js';
-export { GGML_TYPES, ggmlTypeById, ggmlTypeByName, hasKQuantKernels, rowBytes, tensorBytes, type GgmlType } from './types.js';
+export { GGML_TYPES, ggmlTypeById, ggmlTypeByName, rowBytes, tensorBytes, type GgmlType } from './types.js';
 
 /** Accepted recipe `type` values. */
 export const GGUF_TYPES: readonly string[] = FILE_TYPE_NAMES;

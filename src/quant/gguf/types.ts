@@ -2,6 +2,7 @@
 // bytes per block) and how to convert whole rows to and from float32. The converter, the mix rules,
 // size estimates, the GGUF writer/reader and the tests all read this table; adding a type is adding a row.
 import { bf16ToFp32Row, fp16ToFp32Row, fp32ToBf16Row, fp32ToFp16Row } from './fp16.js';
+import * as kquants from './kquants.js';
 import * as legacy from './legacy.js';
 
 export type RowQuantizer = (src: Float32Array, dst: Uint8Array) => void;
@@ -17,33 +18,6 @@ export interface GgmlType {
   /** Converts whole rows (src.length % blockSize === 0) into dst (exactly the encoded size). */
   quantize: RowQuantizer;
   dequantize: RowDequantizer;
-}
-
-interface KQuantKernels {
-  quantizeRowQ4_K: RowQuantizer;
-  quantizeRowQ5_K: RowQuantizer;
-  quantizeRowQ6_K: RowQuantizer;
-  dequantizeRowQ4_K: RowDequantizer;
-  dequantizeRowQ5_K: RowDequantizer;
-  dequantizeRowQ6_K: RowDequantizer;
-}
-
-// The K-quant kernels live in kquants.ts (another module's work); loading them lazily keeps the legacy
-// types usable even when that module is missing, with a clear error only when a K type is asked for.
-const kquantsSpecifier = './kquants.js';
-let kquants: Partial<KQuantKernels> = {};
-try {
-  kquants = (await import(kquantsSpecifier)) as Partial<KQuantKernels>;
-} catch {
-  kquants = {};
-}
-
-function kernel<K extends keyof KQuantKernels>(name: K): KQuantKernels[K] {
-  const fn = kquants[name];
-  if (typeof fn === 'function') return fn as KQuantKernels[K];
-  return ((): never => {
-    throw new Error(`${name} is not available: src/quant/gguf/kquants.ts does not export it`);
-  }) as unknown as KQuantKernels[K];
 }
 
 function asU16(bytes: Uint8Array): Uint16Array {
@@ -76,9 +50,9 @@ const ROWS: GgmlType[] = [
   { id: 6, name: 'Q5_0', blockSize: 32, bytesPerBlock: 22, quantize: legacy.quantizeRowQ5_0, dequantize: legacy.dequantizeRowQ5_0 },
   { id: 7, name: 'Q5_1', blockSize: 32, bytesPerBlock: 24, quantize: legacy.quantizeRowQ5_1, dequantize: legacy.dequantizeRowQ5_1 },
   { id: 8, name: 'Q8_0', blockSize: 32, bytesPerBlock: 34, quantize: legacy.quantizeRowQ8_0, dequantize: legacy.dequantizeRowQ8_0 },
-  { id: 12, name: 'Q4_K', blockSize: 256, bytesPerBlock: 144, quantize: kernel('quantizeRowQ4_K'), dequantize: kernel('dequantizeRowQ4_K') },
-  { id: 13, name: 'Q5_K', blockSize: 256, bytesPerBlock: 176, quantize: kernel('quantizeRowQ5_K'), dequantize: kernel('dequantizeRowQ5_K') },
-  { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kernel('quantizeRowQ6_K'), dequantize: kernel('dequantizeRowQ6_K') },
+  { id: 12, name: 'Q4_K', blockSize: 256, bytesPerBlock: 144, quantize: kquants.quantizeRowQ4_K, dequantize: kquants.dequantizeRowQ4_K },
+  { id: 13, name: 'Q5_K', blockSize: 256, bytesPerBlock: 176, quantize: kquants.quantizeRowQ5_K, dequantize: kquants.dequantizeRowQ5_K },
+  { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kquants.quantizeRowQ6_K, dequantize: kquants.dequantizeRowQ6_K },
   {
     id: 30, name: 'BF16', blockSize: 1, bytesPerBlock: 2,
     quantize: (src, dst) => {
@@ -101,11 +75,6 @@ export function ggmlTypeByName(name: string): GgmlType | undefined {
 
 export function ggmlTypeById(id: number): GgmlType | undefined {
   return byId.get(id);
-}
-
-/** Whether the K-quant kernels module is present (tests of K types need it). */
-export function hasKQuantKernels(): boolean {
-  return typeof kquants.quantizeRowQ4_K === 'function';
 }
 
 /** Bytes of one row of `rowLength` values; undefined when the row does not split into whole blocks. */
