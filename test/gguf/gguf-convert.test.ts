@@ -134,6 +134,20 @@ describe('HF -> GGUF converter', () => {
     assert.deepEqual(new Float32Array((await readTensorBytes(g, v, 64 * 32 * 4)).buffer), hfV);
   });
 
+  test('MistralForCausalLM converts as the llama architecture (same names, same Q/K permutation)', async () => {
+    const d = join(dir, 'mistral');
+    await writeRandomLlama(d, { embd: 64, ff: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 512, tied: false }, 8);
+    const config = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(d, 'config.json'), JSON.stringify({ ...config, architectures: ['MistralForCausalLM'], model_type: 'mistral', sliding_window: null }));
+    const out = join(dir, 'mistral.gguf');
+    const r = await convertHfToGguf(d, out, { type: 'F16' });
+    assert.deepEqual(r.typeCounts, { F32: 5, F16: 16 });
+    const g = await readGguf(out);
+    assert.equal(kvValue(g, 'general.architecture'), 'llama');
+    assert.equal(kvValue(g, 'general.file_type'), 1);
+    assert.ok(g.tensors.some((t) => t.name === 'output.weight'));
+  });
+
   test('accepted types are listed', () => {
     for (const t of ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K', 'Q4_K_M', 'Q5_K_M']) assert.ok(GGUF_TYPES.includes(t), t);
   });
