@@ -30,6 +30,17 @@ function asF32(bytes: Uint8Array): Float32Array {
   return new Float32Array(bytes.slice().buffer);
 }
 
+/** Writes 16-bit values straight into dst when it is 2-aligned (the usual case), else via a copy. */
+function halfRow(src: Float32Array, dst: Uint8Array, convert: (s: Float32Array, d: Uint16Array) => void): void {
+  if (dst.byteOffset % 2 === 0) {
+    convert(src, new Uint16Array(dst.buffer, dst.byteOffset, src.length));
+    return;
+  }
+  const out = new Uint16Array(src.length);
+  convert(src, out);
+  dst.set(new Uint8Array(out.buffer));
+}
+
 const ROWS: GgmlType[] = [
   {
     id: 0, name: 'F32', blockSize: 1, bytesPerBlock: 4,
@@ -38,11 +49,7 @@ const ROWS: GgmlType[] = [
   },
   {
     id: 1, name: 'F16', blockSize: 1, bytesPerBlock: 2,
-    quantize: (src, dst) => {
-      const out = new Uint16Array(src.length);
-      fp32ToFp16Row(src, out);
-      dst.set(new Uint8Array(out.buffer));
-    },
+    quantize: (src, dst) => halfRow(src, dst, fp32ToFp16Row),
     dequantize: (src, dst) => fp16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
   },
   { id: 2, name: 'Q4_0', blockSize: 32, bytesPerBlock: 18, quantize: legacy.quantizeRowQ4_0, dequantize: legacy.dequantizeRowQ4_0 },
@@ -55,11 +62,7 @@ const ROWS: GgmlType[] = [
   { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kquants.quantizeRowQ6_K, dequantize: kquants.dequantizeRowQ6_K },
   {
     id: 30, name: 'BF16', blockSize: 1, bytesPerBlock: 2,
-    quantize: (src, dst) => {
-      const out = new Uint16Array(src.length);
-      fp32ToBf16Row(src, out);
-      dst.set(new Uint8Array(out.buffer));
-    },
+    quantize: (src, dst) => halfRow(src, dst, fp32ToBf16Row),
     dequantize: (src, dst) => bf16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
   },
 ];
