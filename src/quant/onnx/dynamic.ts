@@ -3,6 +3,8 @@
 //   MatMul(x, W)  -> DynamicQuantizeLinear(x) -> MatMulInteger -> Cast(float) -> Mul(x_scale * W_scale)
 //   Conv(x, W, b) -> DynamicQuantizeLinear(x) -> ConvInteger   -> Cast(float) -> Mul(scale) [-> Add(b)]
 //   Gather(E, i)  -> Gather(E_q, i) -> DequantizeLinear
+//   LSTM(x, W, R) -> com.microsoft DynamicQuantizeLSTM (int8 W and R, stored transposed)
+// Weights may be initializers or Constant nodes, in the main graph or any If/Loop/Scan body.
 import { attrInt, DataType, intAttr, makeNode, opsetVersion, type GraphProto, type ModelProto, type NodeProto } from '../../formats/onnx/index.js';
 import { RewriteContext, tensorDims, type ConstRef, type KeptFloat } from './graph-rewrite.js';
 import { quantizeWeight, type QType } from './weights.js';
@@ -41,7 +43,8 @@ export function quantizeDynamic(model: ModelProto, params: DynamicParams): { kep
     for (const node of graph.node) {
       const op = node.op_type;
       const domain = node.domain ?? '';
-      const weighted = domain === '' && (op === 'MatMul' || op === 'Conv' || op === 'Gather' || op === 'LSTM' || op in UNQUANTIZED_WEIGHT_OPS);
+      const weighted = (domain === '' && (op === 'MatMul' || op === 'Conv' || op === 'Gather' || op === 'LSTM' || op in UNQUANTIZED_WEIGHT_OPS))
+        || (domain === 'com.microsoft' && (op === 'Attention' || op === 'EmbedLayerNormalization'));
       if (!weighted) { out.push(node); continue; }
       const name = node.name ?? '';
       // Weight ops without an integer rewrite stay float and are always listed, with the reason.
