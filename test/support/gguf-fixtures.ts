@@ -218,9 +218,10 @@ export async function llamaPerplexity(bin: string, model: string, textFile: stri
     const { stdout, stderr } = await run(join(bin, 'llama-perplexity'), ['-m', model, '-f', textFile, '-c', String(ctx), '-t', '1', '--no-warmup'], { maxBuffer: 1 << 26 });
     const m = /Final estimate: PPL = ([0-9.]+)/.exec(stdout + stderr);
     if (m) return Number(m[1]);
-    // The running estimate after the last chunk ([N]value on stdout) is the same number.
-    const chunks = [...stdout.matchAll(/\[(\d+)\]([0-9.]+),/g)];
-    if (chunks.length > 0) return Number(chunks[chunks.length - 1]![2]);
+    // The running estimate after the last chunk ([N]value on stdout) is the same number, if chunk N made it.
+    const total = /perplexity over (\d+) chunks/.exec(stderr)?.[1];
+    const lastChunk = [...stdout.matchAll(/\[(\d+)\]([0-9.]+),/g)].find((c) => c[1] === total);
+    if (lastChunk) return Number(lastChunk[2]);
     last = (stdout + stderr).slice(-2000);
   }
   throw new Error(`llama-perplexity printed no estimate in three runs:\n${last}`);
