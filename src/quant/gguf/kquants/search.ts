@@ -149,7 +149,9 @@ export function makeQxQuants(n: number, nmax: number, x: Float32Array, off: numb
     // Same levels as the previous candidate: same sums, and accepting them again would change nothing.
     let changed = is === -9;
     for (let i = 0; i < n; ++i) {
-      const l0 = nearestInt(fr(iscale * x[off + i]!));
+      const v = fr(iscale * x[off + i]!);
+      const s = fr(v + MAGIC);
+      const l0 = s >= 8388608 && s < 16777216 ? s - MAGIC : nearestInt(v);
       const l = l0 < -nmax ? -nmax : l0 > nmax - 1 ? nmax - 1 : l0;
       if (lprev[i] !== l) {
         lprev[i] = l;
