@@ -36,7 +36,7 @@ function chooseCtx(requested: number | undefined, nTokens: number, trainCtx: num
   }
   let ctx = Math.min(512, trainCtx > 0 ? trainCtx : 512);
   ctx -= ctx % 2;
-  while (ctx > MIN_CTX && nTokens < 2 * ctx) ctx >>= 1;
+  while (ctx > MIN_CTX && nTokens < 2 * ctx) ctx = Math.max(MIN_CTX, (ctx >> 1) & ~1);
   if (nTokens < 2 * ctx) {
     throw new InputError(`the eval text has only ${nTokens} tokens; perplexity needs at least ${2 * MIN_CTX}`, {
       field: 'verify.eval', file, hint: 'use a longer eval text',

@@ -17,7 +17,8 @@ export const GROUP_MAX_EPS = fr(1e-15);
 
 /**
  * Asymmetric scale + min for one sub-block (Q4_K, Q5_K): levels 0..nmax, x ~ scale*L - theMin.
- * Writes L[off..off+n) and returns [scale, theMin]. `weights` and `laux` are caller scratch of length n.
+ * Writes the levels to L[off..off+n) and [scale, theMin] to `out`; `weights` (of x[off..off+n)) and
+ * `laux` are caller scratch of length n.
  */
 export function makeQkx2Quants(
   n: number, nmax: number, x: Float32Array, off: number, weights: Float32Array,
