@@ -1,9 +1,11 @@
 // Benchmark: MB/s of F32 input per GGUF type, bake's quantizer vs llama.cpp's llama-quantize on the same
 // F32 file with the same thread count, as a ratio (goal >= 1.0x), plus peak RSS of both, and a byte
 // comparison of the outputs. Usage: node --import tsx bench/gguf-quantize.ts [--threads 2] [--types Q8_0,Q4_K_M]
-//   [--layers 4] [--keep]
+//   [--layers 4] [--keep] [--tsx]
+// bake runs compiled to JavaScript (as it ships), not through tsx: tsx's loader would be billed to every
+// worker thread. --tsx runs the TypeScript sources instead.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -29,16 +31,32 @@ async function timed(cmd: string, cmdArgs: string[]): Promise<{ stdout: string; 
   return { stdout, seconds, cpuSeconds: m ? Number(m[2]) + Number(m[3]) : Number.NaN, rss: m ? Number(m[1]) * 1024 : Number.NaN };
 }
 
+/** Compiles the quantizer (and its worker) to JS under node_modules/.cache, so package imports resolve. */
+async function compileRunner(): Promise<string> {
+  const root = join(import.meta.dirname, '..');
+  const out = join(root, 'node_modules', '.cache', 'bake-gguf-bench');
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, 'package.json'), '{"type":"module"}\n');
+  await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--outDir', out, '--rootDir', root,
+    '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node',
+    join(root, 'bench', 'gguf-quantize-run.ts'), join(root, 'src', 'quant', 'gguf', 'worker.ts')], { maxBuffer: 1 << 24 });
+  return join(out, 'bench', 'gguf-quantize-run.js');
+}
+
 const dir = await mkdtemp(join(tmpdir(), 'bake-gguf-bench-'));
 try {
   const bin = await llamaToolsBin();
+  const runner = args.includes('--tsx')
+    ? ['--import', 'tsx', join(import.meta.dirname, 'gguf-quantize-run.ts')]
+    : [await compileRunner()];
   const hf = join(dir, 'hf');
   await writeRandomLlama(hf, { embd: 1024, ff: 2816, layers, heads: 16, kvHeads: 4, vocab: 8192, tied: false }, 9);
   const f32 = join(dir, 'model-F32.gguf');
   await convertHfToGguf(hf, f32, { type: 'F32' });
   const inBytes = (await stat(f32)).size;
   const mb = inBytes / 1e6;
-  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}`);
+  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}; bake ${args.includes('--tsx') ? 'via tsx' : 'compiled JS'}`);
   // Wall-clock MB/s is the figure asked for; MB per CPU-second is shown too because this machine's two cores
   // are shared and wall time swings with other load.
   console.log('type     | bake MB/s | llama.cpp MB/s | ratio | bake MB/cpu-s | llama.cpp MB/cpu-s | cpu ratio | bake RSS MB | llama.cpp RSS MB | identical');
@@ -46,7 +64,7 @@ try {
     const theirsOut = join(dir, `llama-${type}.gguf`);
     const oursOut = join(dir, `bake-${type}.gguf`);
     const theirs = await timed(join(bin, 'llama-quantize'), [f32, theirsOut, type, String(threads)]);
-    const ours = await timed(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'gguf-quantize-run.ts'), f32, oursOut, type, String(threads)]);
+    const ours = await timed(process.execPath, [...runner, f32, oursOut, type, String(threads)]);
     const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number };
     const oursSeconds = report.seconds;
     const oursCpu = mb / report.cpuSeconds;
