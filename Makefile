@@ -21,6 +21,7 @@ typecheck: deps
 # Locks (frozen: models.lock is committed), quantizes, verifies and bakes recipes/demo.yaml into an
 # OCI image layout at out/demo. The second run is all cache hits.
 demo: deps
+	node --import tsx scripts/demo-models.ts
 	$(BAKE) lock demo --check
 	$(BAKE) verify demo
 	$(BAKE) build demo --output oci:out/demo

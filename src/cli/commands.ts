@@ -1,6 +1,6 @@
 // One entry per `bake` subcommand: its arguments, options and a run function over the pipeline.
 import { mkdir, readFile, rm, utimes } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import PQueue from 'p-queue';
 import { hubConfigFromEnv } from '../hub/config.js';
 import { frozenEntries, lockfilePath, readLockfile, serializeLockfile, writeLockfile } from '../lock/lockfile.js';
@@ -143,7 +143,7 @@ export const commands: CommandDef[] = [
       const rows = [];
       for (const m of selectModels(recipe, input.opts.model)) {
         const source = await fetchModel(ctx, recipe, m, entries.get(m.id)!);
-        const { quantized } = await quantizerFor(m.quantize).quantize(ctx, m, source);
+        const { quantized } = await quantizerFor(m.quantize).quantize(ctx, m, source, dirname(recipe.file));
         const before = source.artifact.files.reduce((a, f) => a + f.size, 0);
         const after = quantized.artifact.files.reduce((a, f) => a + f.size, 0);
         rows.push({ model: m.id, format: m.quantize.format, artifact: quantized.digest, files: quantized.artifact.files.map((f) => f.path), bytesBefore: before, bytesAfter: after });

@@ -1,7 +1,7 @@
 // One model from lock entry to a packaged folder: fetch -> [convert] -> quantize -> verify -> package.
 // Each arrow is a cached step (see step.ts); the packaged folder is what lands in /app/models/<id>/.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pullModel } from '../hub/pull.js';
 import { localModelDir } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
@@ -60,7 +60,7 @@ export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: Mo
 export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: ModelSpec, entry: LockEntry): Promise<PreparedModel> {
   const source = await fetchModel(ctx, recipe, model, entry);
   const quantizer = quantizerFor(model.quantize);
-  const { quantized, reference } = await quantizer.quantize(ctx, model, source);
+  const { quantized, reference } = await quantizer.quantize(ctx, model, source, dirname(recipe.file));
 
   let report: VerifyReport | undefined;
   let reportStep: StepResult | undefined;
@@ -108,6 +108,14 @@ export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Ste
     source: { type: entry.source, repo: entry.repo, revision: entry.revision, commit: entry.commit, files: entry.files },
     files: quantized.artifact.files,
     quantization: { format: model.quantize.format, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
-    verification: report ? { passed: report.passed, metrics: report.metrics, gates: report.gates } : { skipped: true },
+    verification: report ? { passed: report.passed, metrics: reproducibleMetrics(report.metrics), gates: report.gates } : { skipped: true },
   };
+}
+
+/**
+ * Timings and memory vary from run to run; in the manifest they would change the model's layer digest
+ * on every rebuild. They stay in the verify report (`bake verify`), not in what ships.
+ */
+export function reproducibleMetrics(metrics: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(metrics).filter(([k]) => !/latency|rss|_ms$|seconds|time/.test(k)));
 }

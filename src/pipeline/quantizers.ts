@@ -1,6 +1,6 @@
 // One entry per recipe `quantize.format`: how to quantize a fetched model and how to verify the result.
 // Adding a format means adding an entry here; the chain in model.ts does not change.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec } from '../recipe/types.js';
 import { InputError } from '../util/errors.js';
@@ -10,9 +10,15 @@ import { runStep, type StepResult } from './step.js';
 
 export interface Quantizer {
   version: number;
-  quantize(ctx: PipelineContext, model: ModelSpec, source: StepResult): Promise<{ quantized: StepResult; reference?: StepResult }>;
+  /** `recipeDir` resolves files the spec names (calibration texts). */
+  quantize(ctx: PipelineContext, model: ModelSpec, source: StepResult, recipeDir: string): Promise<{ quantized: StepResult; reference?: StepResult }>;
   verifyVersion: number;
   verify?: (ctx: PipelineContext, model: ModelSpec, reference: StepResult, quantized: StepResult, scratch: string, evalText?: string) => Promise<VerifyReport>;
+}
+
+/** One eval or calibration sample per non-empty line. */
+function splitTexts(text: string): string[] {
+  return text.split(/\n+/).map((s) => s.trim()).filter(Boolean);
 }
 
 async function materialize(ctx: PipelineContext, r: StepResult, dir: string): Promise<string> {
@@ -22,14 +28,16 @@ async function materialize(ctx: PipelineContext, r: StepResult, dir: string): Pr
 
 const onnx: Quantizer = {
   version: 1,
-  async quantize(ctx, model, source) {
+  async quantize(ctx, model, source, recipeDir) {
     const spec = model.quantize as OnnxQuantSpec;
-    const quantized = await runStep(ctx.store, { step: 'quantize', version: this.version, inputs: [source.digest], params: { spec, task: model.task }, model: model.id }, ctx.onEvent, async (scratch) => {
+    // Calibration texts are part of the key by content, not by file name.
+    const calibrationTexts = spec.calibration?.texts ? splitTexts(await readFile(join(recipeDir, spec.calibration.texts), 'utf8')) : undefined;
+    const quantized = await runStep(ctx.store, { step: 'quantize', version: this.version, inputs: [source.digest], params: { spec, task: model.task, calibrationTexts }, model: model.id }, ctx.onEvent, async (scratch) => {
       const { quantizeOnnxModel } = await import('../quant/onnx/index.js');
       const src = await materialize(ctx, source, join(scratch, 'src'));
       const out = join(scratch, 'out');
       await mkdir(out, { recursive: true });
-      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'quantize', model: model.id, message: e.message }) });
+      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, calibrationTexts, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'quantize', model: model.id, message: e.message }) });
       return ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat });
     }, { force: ctx.force });
     return { quantized };
@@ -39,8 +47,7 @@ const onnx: Quantizer = {
     const { verifyOnnxModel } = await import('../verify/onnx/index.js');
     const a = await materialize(ctx, reference, join(scratch, 'reference'));
     const b = await materialize(ctx, quantized, join(scratch, 'quantized'));
-    const texts = evalText?.split(/\n+/).map((s) => s.trim()).filter(Boolean);
-    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: texts });
+    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined });
   },
 };
 

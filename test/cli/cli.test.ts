@@ -42,8 +42,3 @@ test('a missing recipe and an unknown target are clear errors', async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /declares no such target/);
 });
-
-test('models.lock is current for every committed recipe (lock --check)', async () => {
-  const r = await bake(['lock', 'demo', '--check']);
-  assert.equal(r.code, 0, r.stderr);
-});
