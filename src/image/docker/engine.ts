@@ -2,7 +2,7 @@
 // build with BuildKit from a context stream with live progress, inspect and tag images.
 import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
-import { EngineError, InputError } from '../../util/errors.js';
+import { BakeError, EngineError, InputError } from '../../util/errors.js';
 import { decodeStreamLine, type BuildEvent } from './progress.js';
 import { openSession } from './session.js';
 
@@ -109,6 +109,8 @@ export async function buildImage(docker: Docker, opts: EngineBuildOptions): Prom
     });
   } catch (err) {
     session.close();
+    // A context that could not be packed (missing path...) is the caller's error, not the engine's.
+    if (err instanceof BakeError) throw err;
     throw new EngineError(`the engine refused the build: ${(err as Error).message}`, { cause: err });
   }
   const onEvent = opts.onEvent ?? (() => {});
