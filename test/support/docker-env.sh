@@ -115,6 +115,15 @@ make_base_images() {
     log "making local/node:20-bookworm-slim from the host's node $(node -v)"
     build_from_dir local/node:20-bookworm-slim "$ctx"; rm -rf "$ctx"
   fi
+  if ! has_image local/vllm-openai:stand-in; then
+    # No GPU and no vLLM here: a stand-in with vLLM's entrypoint shape, built and inspected, never run.
+    ctx=$(mktemp -d)
+    printf '%s\n' '#!/bin/sh' 'echo "vllm stand-in: no GPU on this machine; this image is built and inspected, not run" >&2' 'exit 1' >"$ctx/vllm"
+    printf '%s\n' 'FROM local/debian:bookworm-slim' 'COPY --chmod=755 vllm /usr/local/bin/vllm' \
+      'ENV NVIDIA_VISIBLE_DEVICES=all' 'ENTRYPOINT ["vllm", "serve"]' >"$ctx/Dockerfile"
+    log "making local/vllm-openai:stand-in"
+    build_from_dir local/vllm-openai:stand-in "$ctx"; rm -rf "$ctx"
+  fi
   if ! has_image local/llama-server:bookworm; then
     local bin; bin=$("$here/scripts/llama-tools.sh")
     ctx=$(mktemp -d); cp "$bin/llama-server" "$ctx/llama-server"
@@ -129,15 +138,6 @@ make_base_images() {
       'RUN ldconfig && /app/llama-server --version' 'ENTRYPOINT ["/app/llama-server"]' >"$ctx/Dockerfile"
     log "making local/llama-server:bookworm from $bin/llama-server"
     build_from_dir local/llama-server:bookworm "$ctx"; rm -rf "$ctx"
-  fi
-  if ! has_image local/vllm-openai:stand-in; then
-    # No GPU and no vLLM here: a stand-in with vLLM's entrypoint shape, built and inspected, never run.
-    ctx=$(mktemp -d)
-    printf '%s\n' '#!/bin/sh' 'echo "vllm stand-in: no GPU on this machine; this image is built and inspected, not run" >&2' 'exit 1' >"$ctx/vllm"
-    printf '%s\n' 'FROM local/debian:bookworm-slim' 'COPY --chmod=755 vllm /usr/local/bin/vllm' \
-      'ENV NVIDIA_VISIBLE_DEVICES=all' 'ENTRYPOINT ["vllm", "serve"]' >"$ctx/Dockerfile"
-    log "making local/vllm-openai:stand-in"
-    build_from_dir local/vllm-openai:stand-in "$ctx"; rm -rf "$ctx"
   fi
 }
 
