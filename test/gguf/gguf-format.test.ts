@@ -62,6 +62,22 @@ describe('GGUF writer and reader', () => {
     assert.deepEqual([...new Float32Array(a.buffer)], [1, 2, 3]);
   });
 
+  test('a non-default alignment is written as general.alignment and honoured by the reader', async () => {
+    const path = join(dir, 'align64.gguf');
+    const w = GgufWriter.create(path, { alignment: 64 });
+    assert.throws(() => w.addKv({ key: 'general.alignment', type: 'u32', value: 32 }), /duplicate key|must be the u32 64/);
+    w.addTensorInfo('a', [3], 0, 12);
+    w.addTensorInfo('b', [5], 0, 20);
+    await w.writeTensorData('a', new Uint8Array(12));
+    await w.writeTensorData('b', new Uint8Array(20).fill(1));
+    await w.finish();
+    const g = await readGguf(path, { tensorBytes: sizer });
+    assert.equal(g.alignment, 64);
+    assert.equal(g.dataOffset % 64, 0);
+    assert.deepEqual(g.tensors.map((t) => t.offset), [0, 64]);
+    assert.deepEqual([...(await readTensorBytes(g, g.tensors[1]!, 20))], new Array(20).fill(1));
+  });
+
   test('phases: key-values after tensor infos, data out of order, missing data and wrong sizes are refused', async () => {
     const w = GgufWriter.create(join(dir, 'phases.gguf'));
     w.addKv({ key: 'k', type: 'u32', value: 1 });

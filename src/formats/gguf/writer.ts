@@ -130,6 +130,8 @@ export class GgufWriter {
       throw new RangeError(`GGUF alignment must be a positive multiple of 8, got ${this.alignment}`);
     }
     this.tmp = tempPathFor(path);
+    // Readers assume 32 unless the file says otherwise, so any other alignment must be written down.
+    if (this.alignment !== GGUF_DEFAULT_ALIGNMENT) this.addKv({ key: 'general.alignment', type: 'u32', value: this.alignment });
   }
 
   static create(path: string, opts: GgufWriterOptions = {}): GgufWriter {
@@ -146,6 +148,9 @@ export class GgufWriter {
   addKv(kv: GgufKv): this {
     this.expect(['kv'], `addKv(${kv.key})`);
     if (this.keys.has(kv.key)) throw new Error(`GgufWriter: duplicate key ${kv.key}`);
+    if (kv.key === 'general.alignment' && (kv.type !== 'u32' || kv.value !== this.alignment)) {
+      throw new Error(`GgufWriter: general.alignment must be the u32 ${this.alignment} this writer pads to (set it with GgufWriter.create(path, { alignment }))`);
+    }
     validateValue(kv.key, kv.type, kv.value);
     this.keys.add(kv.key);
     this.kvs.push(kv);
