@@ -3,7 +3,6 @@
 // (or a tiny tensor) the work runs inline: a worker round-trip costs more than it saves.
 import { Worker } from 'node:worker_threads';
 import { ggmlTypeByName, rowBytes } from './types.js';
-import type { QuantizeJob } from './worker.js';
 
 /** Rows are grouped so a chunk holds at least this many values (llama-quantize uses 32 * 512). */
 const MIN_CHUNK_VALUES = 32 * 512;
@@ -11,7 +10,7 @@ const MIN_CHUNK_VALUES = 32 * 512;
 const INLINE_VALUES = 64 * 1024;
 
 interface Pending {
-  resolve: () => void;
+  resolve: (out: Uint8Array) => void;
   reject: (err: Error) => void;
 }
 
@@ -44,13 +43,13 @@ export class QuantizePool {
     this.started = true;
     for (let i = 0; i < this.threads; i++) {
       const w = spawnWorker();
-      w.on('message', (msg: { id: number; error?: string }) => {
+      w.on('message', (msg: { id: number; out?: Uint8Array; error?: string }) => {
         const p = this.pending.get(msg.id);
         this.pending.delete(msg.id);
         this.release(w);
         if (!p) return;
         if (msg.error !== undefined) p.reject(new Error(msg.error));
-        else p.resolve();
+        else p.resolve(msg.out!);
       });
       w.on('error', (err) => {
         for (const p of this.pending.values()) p.reject(err);
@@ -71,12 +70,12 @@ export class QuantizePool {
     return this.idle.pop()!;
   }
 
-  private async run(job: Omit<QuantizeJob, 'id'>): Promise<void> {
+  private async run(typeName: string, src: Float32Array, outBytes: number): Promise<Uint8Array> {
     const w = await this.acquire();
     const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<Uint8Array>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ ...job, id });
+      w.postMessage({ id, typeName, src, outBytes }, [src.buffer as ArrayBuffer]);
     });
   }
 
@@ -87,24 +86,23 @@ export class QuantizePool {
     const perRow = rowBytes(type, rowLength);
     if (perRow === undefined) throw new Error(`rows of ${rowLength} values do not split into ${typeName} blocks of ${type.blockSize}`);
     const rows = data.length / rowLength;
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(rows * perRow).buffer, 0, rows * perRow); // every byte is written below
     if (this.threads < 2 || data.length <= INLINE_VALUES) {
-      const out = new Uint8Array(Buffer.allocUnsafeSlow(rows * perRow).buffer, 0, rows * perRow); // every byte is written
       type.quantize(data, out);
       return out;
     }
     this.start();
-    // One copy of the input into shared memory; workers read their rows and write their blocks in place.
-    const input = new SharedArrayBuffer(data.byteLength);
-    new Float32Array(input).set(data);
-    const output = new SharedArrayBuffer(rows * perRow);
     const rowsPerChunk = Math.max(1, Math.ceil(MIN_CHUNK_VALUES / rowLength), Math.ceil(rows / (this.threads * 8)));
     const jobs: Promise<void>[] = [];
     for (let r = 0; r < rows; r += rowsPerChunk) {
       const n = Math.min(rowsPerChunk, rows - r);
-      jobs.push(this.run({ typeName, input, inStart: r * rowLength, inCount: n * rowLength, output, outStart: r * perRow, outBytes: n * perRow }));
+      // Copy the chunk so it can be transferred (the source buffer stays usable).
+      const chunk = data.slice(r * rowLength, (r + n) * rowLength);
+      const at = r * perRow;
+      jobs.push(this.run(typeName, chunk, n * perRow).then((bytes) => out.set(bytes, at)));
     }
     await Promise.all(jobs);
-    return new Uint8Array(output);
+    return out;
   }
 
   async close(): Promise<void> {
