@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { loadRecipe } from '../src/recipe/load.js';
 import { writeBuildFiles } from '../src/image/dockerfile/index.js';
-import { buildTarget } from '../src/image/docker/index.js';
+import { buildTarget, connectEngine, ensureBakeImage } from '../src/image/docker/index.js';
 import { docker, DOCKER_CLI } from '../test/support/docker-env.js';
 import { BASES, benchProject, median, NODE_IMAGE } from './docker-common.js';
 
@@ -39,11 +39,12 @@ function timeToLine(args: string[], until: RegExp): Promise<number> {
 
 const p = await benchProject(sizes);
 try {
+  await ensureBakeImage({ docker: connectEngine(), nodeImage: NODE_IMAGE });
   const rows: string[][] = [['model', 'bare start ms', 'baked: start to loaded ms', 'BUNDLE_MODELS=false ms', 'baked/bare', 'unbundled/baked']];
   for (const mb of sizes) {
     const recipe = await loadRecipe(p.recipes[mb]!, p.dir);
     const files = await writeBuildFiles({ root: p.dir, recipe });
-    const common = { recipe, target: 'cpu' as const, contextDir: p.dir, dockerfile: files.dockerfile, network: 'host' as const, nodeImage: NODE_IMAGE };
+    const common = { recipe, target: 'cpu' as const, contextDir: p.dir, dockerfile: files.dockerfile, network: 'host' as const, nodeImage: NODE_IMAGE, ensureBuilder: false };
     const baked = (await buildTarget({ ...common, tag: `bake.bench/m${mb}:baked`, buildArgs: { ...BASES, HF_ENDPOINT: p.hub.url } })).imageId;
     const unbundled = (await buildTarget({ ...common, tag: `bake.bench/m${mb}:unbundled`, buildArgs: { ...BASES, HF_ENDPOINT: p.hub.url, BUNDLE_MODELS: 'false' } })).imageId;
     const loaded = new RegExp(`pre-quantized m${mb} loaded in`);
