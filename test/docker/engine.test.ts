@@ -15,7 +15,7 @@ import { EngineError, InputError } from '../../src/util/errors.js';
 import { writeBuildFiles } from '../../src/image/dockerfile/index.js';
 import { sha256Bytes } from '../../src/util/digest.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
-import { bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../support/docker-env.js';
+import { bakeCli, bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../support/docker-env.js';
 
 const BASES = {
   BASE_IMAGE_CPU: 'local/node:20-bookworm-slim',
@@ -135,6 +135,26 @@ test('bake build of the two-model recipe: every target built through the engine,
   assert.match(cpuLogs, /stories -> \/out\/app\/models\/stories/);
   // The second and third targets reuse the models stages the first one ran.
   assert.ok(events.llamacpp!.some((e) => e.type === 'step' && e.step.cached && /model-stories/.test(e.step.name)));
+});
+
+test('`bake build two --target cpu` on the command line: Dockerfile written, image built, tagged and runnable', { timeout: 10 * 60_000 }, async () => {
+  const engineEnv = { ...BASES, BAKE_NODE_IMAGE: NODE_IMAGE, DOCKER_HOST: env.env.DOCKER_HOST! };
+  const r = await bakeCli(['-C', project.dir, 'build', 'two', '--target', 'cpu'], project.dir, engineEnv);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /wrote .*docker\/two\/Dockerfile/);
+  const m = /cpu: (sha256:[0-9a-f]{64}) bake\.test\/two:1\.0\.0-cpu, bake\.test\/two:1\.0\.0, bake\.test\/two:models-([0-9a-f]{12})-cpu/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  const run = await runUntil(['--network', 'none', `bake.test/two:models-${m![2]}-cpu`], /serving 1 ONNX model/, 60_000);
+  containers.push(run.id);
+  assert.match(run.logs, /pre-quantized vad loaded in \d+ ms/);
+  // Bad input on the command line: exit codes 2 (usage) and 6 (engine), with the fix in the message.
+  const bad = await bakeCli(['-C', project.dir, 'build', 'two', '--target', 'tpu'], project.dir, engineEnv);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /tpu/);
+  const down = await bakeCli(['-C', project.dir, 'build', 'two', '--target', 'cpu'], project.dir, { ...engineEnv, DOCKER_HOST: 'unix:///tmp/bake-no-engine-here.sock' });
+  assert.equal(down.code, 6, down.stderr);
+  assert.match(down.stderr, /no Docker engine answers at unix:\/\/\/tmp\/bake-no-engine-here\.sock/);
+  assert.match(down.stderr, /systemctl start docker/);
 });
 
 test('the cpu image runs with --network none: models checked against their manifests, ONNX opened', { timeout: 5 * 60_000 }, async () => {

@@ -27,7 +27,7 @@ export interface BuildTargetOptions {
   tags?: string[];
   /** RUN steps' network: none (default) or host (to reach a Hub on this machine's loopback). */
   network?: 'none' | 'host';
-  /** Base image for the bake builder image when it has to be made (default node:20-bookworm-slim). */
+  /** Base image for the bake builder image when it has to be made (default $BAKE_NODE_IMAGE, else node:20-bookworm-slim). */
   nodeImage?: string;
   noCache?: boolean;
   /** Hub token for the models stages, passed only as the BuildKit secret `hf_token`. */
@@ -71,7 +71,7 @@ export async function ensureBakeImage(opts: { docker: Docker; root?: string; tag
   const source = await bakeSourceDigest(root);
   const have = await inspectImage(opts.docker, tag);
   if (!opts.rebuild && have && (have.labels['dev.bake.source'] === source || !have.labels['dev.bake.source'])) return { built: false };
-  const nodeImage = opts.nodeImage ?? 'node:20-bookworm-slim';
+  const nodeImage = opts.nodeImage ?? process.env.BAKE_NODE_IMAGE ?? 'node:20-bookworm-slim';
   await ensureBaseImage(opts.docker, nodeImage, 'NODE_IMAGE', 'the bake builder image');
   const context = packContext({ root, include: [...BAKE_CONTEXT, 'docker/bake.Dockerfile'], ignoreFile: 'docker/bake.Dockerfile.dockerignore' });
   try {
@@ -172,7 +172,10 @@ export interface BuildRecipeOptions {
   root: string;
   recipe: Recipe;
   targets: TargetName[];
-  /** Applied to every target (BUNDLE_MODELS, HF_ENDPOINT, BAKE_IMAGE, BASE_IMAGE_<TARGET>...). */
+  /**
+   * Applied to every target (BUNDLE_MODELS, HF_ENDPOINT, BAKE_IMAGE, BASE_IMAGE_<TARGET>...).
+   * BAKE_IMAGE and BASE_IMAGE_<TARGET> default to the environment variables of those names.
+   */
   buildArgs?: Record<string, string>;
   /** Base image for every target built (sets BASE_IMAGE_<TARGET>). */
   base?: string;
@@ -204,9 +207,12 @@ export async function buildRecipe(opts: BuildRecipeOptions): Promise<{ dockerfil
   await pingEngine(docker);
   const files = await writeBuildFiles({ root: opts.root, recipe: opts.recipe, bakeImage: opts.buildArgs?.BAKE_IMAGE });
   const images: BuiltTarget[] = [];
+  // Like `docker build --build-arg NAME` without a value: these come from the environment when set.
+  const fromEnv: Record<string, string> = {};
+  for (const name of ['BAKE_IMAGE', ...opts.targets.map(baseArgName)]) if (process.env[name]) fromEnv[name] = process.env[name]!;
   for (const target of opts.targets) {
     const tags = imageTags({ recipe: opts.recipe, dockerfile: files.dockerfileRel, modelsDigest: opts.modelsDigest }, target);
-    const buildArgs = { ...opts.buildArgs, ...(opts.base ? { [baseArgName(target)]: opts.base } : {}) };
+    const buildArgs = { ...fromEnv, ...opts.buildArgs, ...(opts.base ? { [baseArgName(target)]: opts.base } : {}) };
     const { imageId } = await buildTarget({
       recipe: opts.recipe,
       target,
