@@ -4,11 +4,12 @@ import { execFile } from 'node:child_process';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { projectRoot, sharedModels } from './cli.js';
 
 const run = promisify(execFile);
 
-export const STORIES_HF = '/work/shared/models/stories260K/hf';
-export const STORIES_EVAL = '/work/shared/models/stories260K/eval.txt';
+export const STORIES_HF = join(sharedModels(), 'stories260K', 'hf');
+export const STORIES_EVAL = join(sharedModels(), 'stories260K', 'eval.txt');
 
 export interface StTensor {
   name: string;
@@ -201,7 +202,7 @@ export async function writeBpeTokenizer(dir: string, pre: 'llama-bpe' | 'qwen2',
 
 /** llama.cpp's bin dir (builds once; blocks while another build holds the lock). */
 export async function llamaToolsBin(): Promise<string> {
-  const { stdout } = await run('bash', ['/work/main/scripts/llama-tools.sh'], { maxBuffer: 1 << 24, timeout: 30 * 60_000 });
+  const { stdout } = await run('bash', [join(projectRoot, 'scripts', 'llama-tools.sh')], { maxBuffer: 1 << 24, timeout: 30 * 60_000 });
   return stdout.trim().split('\n').pop()!;
 }
 

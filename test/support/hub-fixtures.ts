@@ -7,8 +7,9 @@ import type { HubConfig } from '../../src/hub/config.js';
 import { hubConfigFromEnv } from '../../src/hub/config.js';
 import type { ModelSpec } from '../../src/recipe/types.js';
 import { filesFromDir, type FileSource } from './hub-server.js';
+import { sharedModels } from './cli.js';
 
-export const STORIES_HF = '/work/shared/models/stories260K/hf';
+export const STORIES_HF = join(sharedModels(), 'stories260K', 'hf');
 /** From /work/shared/models/README.md. */
 export const STORIES_SAFETENSORS_SHA256 = '54e3eb9fe3f0874894e5502fb799b0c38f92ae5a2dd336b541fd16184d02f47b';
 export const TOKEN = 'hf_testReaderToken0001';

@@ -7,10 +7,11 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { sharedModels } from './cli.js';
 
 const run = promisify(execFile);
 
-export const STORIES_DIR = '/work/shared/models/stories260K';
+export const STORIES_DIR = join(sharedModels(), 'stories260K');
 export const EVAL_TEXT = join(STORIES_DIR, 'eval.txt');
 
 export const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14 } as const;

@@ -5,10 +5,11 @@ import { cp, mkdtemp, utimes, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { sharedModels } from './cli.js';
 
 const exec = promisify(execFile);
 
-export const MODELS = '/work/shared/models';
+export const MODELS = sharedModels();
 
 export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `bake-${prefix}-`));
