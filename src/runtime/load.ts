@@ -8,7 +8,9 @@ import type { LockEntry } from '../lock/types.js';
 import { sha256File } from '../util/digest.js';
 import { InputError, IntegrityError } from '../util/errors.js';
 import { safeJoin } from '../util/fs.js';
-import { MANIFEST_FILE, readManifest, type ModelManifest } from './manifest.js';
+import { fetchArgName, MANIFEST_FILE, readManifest, type ModelManifest } from './manifest.js';
+
+export { fetchArgName, parseFetchRef } from './manifest.js';
 
 export const DEFAULT_MODELS_ROOT = '/app/models';
 
@@ -138,14 +140,3 @@ export function unbundledManifest(manifest: ModelManifest, fetch?: { repo: strin
   return { ...manifest, bundled: false, ...(f ? { fetch: f } : {}) };
 }
 
-/** The build ARG naming where an unbundled model is fetched from: BAKE_FETCH_<ID> = org/name@commit. */
-export function fetchArgName(id: string): string {
-  return `BAKE_FETCH_${id.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
-}
-
-/** Parses `org/name@<40-hex commit>` (the BAKE_FETCH_<ID> value). */
-export function parseFetchRef(value: string, field: string): { repo: string; commit: string } {
-  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)@([0-9a-f]{40})$/.exec(value.trim());
-  if (!m) throw new InputError(`${field} is ${JSON.stringify(value)}, not org/name@<40-hex commit sha>`, { field, expected: 'org/name@<40-hex commit sha>' });
-  return { repo: m[1]!, commit: m[2]! };
-}

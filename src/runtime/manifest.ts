@@ -110,3 +110,15 @@ export async function readManifest(file: string): Promise<ModelManifest> {
   if (size > MAX_MANIFEST_BYTES) throw new InputError(`${file} is ${size} bytes; a manifest is at most ${MAX_MANIFEST_BYTES}`, { file });
   return parseManifest(await readFile(file, 'utf8'), file);
 }
+
+/** The build ARG naming where an unbundled model is fetched from: BAKE_FETCH_<ID> = org/name@commit. */
+export function fetchArgName(id: string): string {
+  return `BAKE_FETCH_${id.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/** Parses `org/name@<40-hex commit>` (the BAKE_FETCH_<ID> value). */
+export function parseFetchRef(value: string, field: string): { repo: string; commit: string } {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)@([0-9a-f]{40})$/.exec(value.trim());
+  if (!m) throw new InputError(`${field} is ${JSON.stringify(value)}, not org/name@<40-hex commit sha>`, { field, expected: 'org/name@<40-hex commit sha>' });
+  return { repo: m[1]!, commit: m[2]! };
+}

@@ -176,3 +176,14 @@ test('BuildKit status messages decode into steps, progress and RUN output; error
   assert.equal(decodeStreamLine({ errorDetail: { message: 'boom' }, error: 'boom' }).error, 'boom');
   assert.deepEqual(decodeStreamLine({ id: 'moby.image.id', aux: { ID: 'sha256:cc' } }).events, [{ type: 'image', imageId: 'sha256:cc' }]);
 });
+
+test('a scratch base gives a models-only target: no runtime app, no entrypoint', async () => {
+  const recipe = await parseRecipe(TWO_RECIPE.replace('  cpu:\n    port: 8080\n', '  cpu:\n    base: scratch\n'), '/proj/recipes/two.yaml');
+  const text = renderDockerfile({ recipe, recipePath: 'recipes/two.yaml' });
+  const cpuRt = text.slice(text.indexOf('AS cpu-runtime'), text.indexOf('AS cpu-models-true'));
+  assert.match(text, /^ARG BASE_IMAGE_CPU=scratch$/m);
+  assert.doesNotMatch(cpuRt, /COPY|ENTRYPOINT/);
+  assert.match(cpuRt, /BAKE_MODELS="vad,stories"/);
+  const llamaRt = text.slice(text.indexOf('AS llamacpp-runtime'), text.indexOf('AS llamacpp-models-true'));
+  assert.match(llamaRt, /ENTRYPOINT/);
+});

@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import type { ModelSpec, Recipe, TargetName, TargetSpec } from '../../recipe/types.js';
 import { TARGET_NAMES } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
-import { fetchArgName } from '../../runtime/load.js';
+import { fetchArgName } from '../../runtime/manifest.js';
 
 /** The image holding node + bake that runs the models stages (docker/bake.Dockerfile builds it). */
 export const DEFAULT_BAKE_IMAGE = 'bake-builder:local';
@@ -79,6 +79,32 @@ const RUNTIME_NOTES: Record<TargetName, string> = {
   cuda: 'the runtime app (with its own node) verifies models, then runs vLLM\'s OpenAI server on the model folder',
 };
 
+/** The stage a target's images start from: its base plus the runtime app (none on scratch). */
+function runtimeStage(t: TargetSpec, modelIds: string[]): string[] {
+  const env: Record<string, string> = { BAKE_MODELS_DIR: MODELS_DIR, BAKE_TARGET: t.name, BAKE_MODELS: modelIds.join(',') };
+  if (t.port) env.BAKE_PORT = String(t.port);
+  for (const [k, v] of Object.entries(t.env ?? {})) env[k] = v;
+  const envLine = `ENV ${Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' \\\n    ')}`;
+  const from = `FROM \${${baseArgName(t.name)}} AS ${t.name}-runtime`;
+  if (t.base === 'scratch') {
+    // A models-only image (the recipe asked for no base): nothing in it could run the runtime app.
+    return [`# ---- target ${t.name}: models only (base scratch: no runtime app; other images copy /app/models from it)`, from, envLine, ''];
+  }
+  const L = [`# ---- target ${t.name}: ${RUNTIME_NOTES[t.name]}`, from, `COPY --from=bake ${RUNTIME_DIR}/app/ ${RUNTIME_DIR}/app/`];
+  let node = 'node';
+  if (t.name === 'cpu') {
+    L.push(`COPY --from=bake ${RUNTIME_DIR}/onnxruntime/node_modules/ ${RUNTIME_DIR}/app/node_modules/`);
+  } else {
+    // The llama.cpp and vLLM images have no node; the runtime app brings its own.
+    L.push(`COPY --from=bake /usr/local/bin/node ${RUNTIME_DIR}/bin/node`);
+    node = `${RUNTIME_DIR}/bin/node`;
+  }
+  L.push(envLine);
+  if (t.port) L.push(`EXPOSE ${t.port}`);
+  L.push(`ENTRYPOINT ${execForm([node, `${RUNTIME_DIR}/app/bake-runtime.mjs`, 'serve', '--'])}`, `CMD ${execForm(t.cmd ?? [])}`, '');
+  return L;
+}
+
 export function renderDockerfile(inputs: DockerfileInputs): string {
   const { recipe } = inputs;
   const recipePath = inputs.recipePath;
@@ -139,22 +165,7 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
   for (const t of recipe.targets) {
     const models = modelsOf(recipe, t.name);
     const rt = `${t.name}-runtime`;
-    L.push(`# ---- target ${t.name}: ${RUNTIME_NOTES[t.name]}`, `FROM \${${baseArgName(t.name)}} AS ${rt}`);
-    L.push(`COPY --from=bake ${RUNTIME_DIR}/app/ ${RUNTIME_DIR}/app/`);
-    let node = 'node';
-    if (t.name === 'cpu') {
-      L.push(`COPY --from=bake ${RUNTIME_DIR}/onnxruntime/node_modules/ ${RUNTIME_DIR}/app/node_modules/`);
-    } else {
-      // The llama.cpp and vLLM images have no node; the runtime app brings its own.
-      L.push(`COPY --from=bake /usr/local/bin/node ${RUNTIME_DIR}/bin/node`);
-      node = `${RUNTIME_DIR}/bin/node`;
-    }
-    const env: Record<string, string> = { BAKE_MODELS_DIR: MODELS_DIR, BAKE_TARGET: t.name, BAKE_MODELS: models.map((m) => m.id).join(',') };
-    if (t.port) env.BAKE_PORT = String(t.port);
-    for (const [k, v] of Object.entries(t.env ?? {})) env[k] = v;
-    L.push(`ENV ${Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' \\\n    ')}`);
-    if (t.port) L.push(`EXPOSE ${t.port}`);
-    L.push(`ENTRYPOINT ${execForm([node, `${RUNTIME_DIR}/app/bake-runtime.mjs`, 'serve', '--'])}`, `CMD ${execForm(t.cmd ?? [])}`, '');
+    L.push(...runtimeStage(t, models.map((m) => m.id)));
 
     L.push(`FROM ${rt} AS ${t.name}-models-true`);
     for (const m of models) L.push(`COPY --from=${stageOf(m.id)} /out/ /`);
