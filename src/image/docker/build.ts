@@ -87,7 +87,7 @@ export async function ensureBakeImage(opts: { docker: Docker; root?: string; tag
  * unreachable registry for minutes before failing, a pull through the API fails in seconds.
  */
 export async function ensureBaseImage(docker: Docker, ref: string, arg: string, what: string): Promise<void> {
-  if (await hasImage(docker, ref)) return;
+  if (ref === 'scratch' || (await hasImage(docker, ref))) return;
   const missing = (why: string, cause?: unknown): EngineError =>
     new EngineError(`base image ${ref} for ${what} is not in the engine's image store and could not be pulled: ${why}`, {
       field: arg,
