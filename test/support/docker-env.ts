@@ -5,6 +5,7 @@ import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sharedModels } from './cli.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPT = join(REPO_ROOT, 'test', 'support', 'docker-env.sh');
@@ -78,8 +79,8 @@ export async function runUntil(args: string[], until: RegExp, timeoutMs = 60_000
   }
 }
 
-export const STORIES_HF = '/work/shared/models/stories260K/hf';
-export const VAD_ONNX = '/work/shared/models/silero-vad/silero_vad_16k_op15.onnx';
+export const STORIES_HF = join(sharedModels(), 'stories260K', 'hf');
+export const VAD_ONNX = join(sharedModels(), 'silero-vad', 'silero_vad_16k_op15.onnx');
 
 /** The two-model recipe the docker tests build: an ONNX model (cpu, cuda) and a GGUF one (all targets). */
 export const TWO_RECIPE = `# docker tests: two models, three targets
