@@ -41,8 +41,11 @@ test: deps tools
 test-unit: deps
 	node --import tsx --test --test-concurrency=1 test/recipe/*.test.ts test/lock/*.test.ts test/store/*.test.ts test/cli/*.test.ts
 
+# Benchmarks: each prints a table with a ratio against a reference tool run in the same invocation.
+BENCHES := hub-download image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify
 bench: deps tools
-	for b in bench/*.ts; do node --import tsx "$$b" || exit 1; done
+	for b in $(BENCHES); do node --import tsx bench/$$b.ts || exit 1; done
+	bash test/support/docker-env.sh run -- sh -c 'node --import tsx bench/docker-rebuild.ts && node --import tsx bench/docker-start.ts'
 
 clean:
 	rm -rf dist out
