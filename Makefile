@@ -7,8 +7,10 @@ export SOURCE_DATE_EPOCH ?= 1700000000
 
 .PHONY: deps build demo test test-unit tools bench typecheck clean
 
-node_modules/.package-lock.json: package-lock.json
-	npm ci --no-audit --no-fund
+# `npm install` honours package-lock.json; `npm ci` would refuse it because the registry mirror has no
+# other-platform builds of node-llama-cpp (win/mac/riscv), which npm wants listed in the lock file.
+node_modules/.package-lock.json: package-lock.json package.json
+	npm install --no-audit --no-fund
 
 deps: node_modules/.package-lock.json
 
