@@ -2,7 +2,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
 import { copyFile, link, stat } from 'node:fs/promises';
+import { once, type EventEmitter } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
+import type tar from 'tar-stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../../util/errors.js';
 import { withTempFile } from '../../util/fs.js';
@@ -65,3 +67,31 @@ export async function writeBlobFile(blob: BlobSource, target: string, onBytes?: 
 
 /** Largest manifest/config/index we parse: far above real ones (a few KB), small enough to hold in memory. */
 export const MAX_JSON_BLOB = 8 * 1024 * 1024;
+
+export type TarEntryHeader = Parameters<tar.Pack['entry']>[0];
+
+/**
+ * One streamed tar entry with backpressure: `write` waits for the pack to drain, `end` resolves once
+ * tar-stream has taken the whole entry. A consumer that stops reading destroys the pack and with it
+ * the entry: that settles the promises instead of crashing the process.
+ */
+export async function openTarEntry(pack: tar.Pack, header: TarEntryHeader): Promise<{ write(chunk: Buffer): Promise<void>; end(): Promise<void> }> {
+  let finished!: Promise<void>;
+  const sink = await new Promise<NodeJS.WritableStream>((resolveSink) => {
+    finished = new Promise<void>((resolve, reject) => {
+      const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      entry.on('error', reject);
+      resolveSink(entry as unknown as NodeJS.WritableStream);
+    });
+  });
+  finished.catch(() => {});
+  return {
+    async write(chunk) {
+      if (!sink.write(chunk)) await Promise.race([once(sink as unknown as EventEmitter, 'drain'), finished]);
+    },
+    async end() {
+      sink.end();
+      await finished;
+    },
+  };
+}

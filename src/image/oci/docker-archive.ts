@@ -2,18 +2,17 @@
 // (Config/RepoTags/Layers); Docker >= 25 also reads an OCI layout. We write both in one tar, the
 // way Docker 25's `docker save` does, so old and new engines and skopeo all accept it.
 import { createHash } from 'node:crypto';
-import { once, type EventEmitter } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { InputError } from '../../util/errors.js';
 import { withTempFile } from '../../util/fs.js';
 import { canonicalJson } from '../../util/json.js';
-import { checkBlob, type BlobSource } from './blobs.js';
+import { checkBlob, openTarEntry, type BlobSource, type TarEntryHeader } from './blobs.js';
 import { serializeImage } from './image.js';
 import { Annotation, MediaType, type ImageValue } from './types.js';
 
-type EntryHeader = Parameters<tar.Pack['entry']>[0];
+type EntryHeader = TarEntryHeader;
 
 export async function writeDockerArchive(
   img: ImageValue,
@@ -77,15 +76,7 @@ function addBuffer(pack: tar.Pack, header: EntryHeader, data?: string | Uint8Arr
 
 /** Streams a blob into the archive, hashing it: a blob that is not what its digest says aborts the archive. */
 async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource, onBytes?: (n: number) => void): Promise<void> {
-  let finished!: Promise<void>;
-  const sink = await new Promise<NodeJS.WritableStream>((resolveSink) => {
-    finished = new Promise<void>((resolve, reject) => {
-      const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-      entry.on('error', reject);
-      resolveSink(entry as unknown as NodeJS.WritableStream);
-    });
-  });
-  finished.catch(() => {});
+  const entry = await openTarEntry(pack, header);
   const hash = createHash('sha256');
   let bytes = 0;
   const source = blob.verifiedFile ? createReadStream(blob.verifiedFile, { highWaterMark: 1 << 20 }) : await blob.open();
@@ -94,11 +85,10 @@ async function addBlob(pack: tar.Pack, header: EntryHeader, blob: BlobSource, on
     bytes += chunk.length;
     onBytes?.(chunk.length);
     if (bytes > blob.size) break;
-    if (!sink.write(chunk)) await Promise.race([once(sink as unknown as EventEmitter, 'drain'), finished]);
+    await entry.write(chunk);
   }
   checkBlob(`blob ${blob.digest}`, blob, { digest: `sha256:${hash.digest('hex')}`, bytes });
-  sink.end();
-  await finished;
+  await entry.end();
 }
 
 function checkRepoTag(t: string): void {

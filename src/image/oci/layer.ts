@@ -3,7 +3,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { once, type EventEmitter } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, constants as zlibConstants } from 'node:zlib';
@@ -12,7 +11,7 @@ import { digestOf } from '../../util/digest.js';
 import { InputError } from '../../util/errors.js';
 import { tempPathFor, writeFileAtomic } from '../../util/fs.js';
 import { canonicalJson } from '../../util/json.js';
-import { HashCounter } from './blobs.js';
+import { HashCounter, openTarEntry } from './blobs.js';
 import { MediaType, type Compression, type Layer } from './types.js';
 
 /**
@@ -204,25 +203,15 @@ function addEntry(pack: tar.Pack, header: EntryHeader): Promise<void> {
 
 /** Streams one file into the tar with backpressure; never holds more than a chunk or two. */
 async function addFile(pack: tar.Pack, header: EntryHeader, path: string): Promise<void> {
-  let finished!: Promise<void>;
-  const sink = await new Promise<NodeJS.WritableStream>((resolveSink) => {
-    finished = new Promise<void>((resolve, reject) => {
-      const entry = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-      // A consumer that stops reading destroys the pack and with it this entry: settle, don't crash.
-      entry.on('error', reject);
-      resolveSink(entry as unknown as NodeJS.WritableStream);
-    });
-  });
-  finished.catch(() => {});
+  const entry = await openTarEntry(pack, header);
   let written = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
     written += chunk.length;
     if (written > (header.size ?? 0)) throw new InputError(`${path} grew while the layer was being built`, { file: path, hint: 'do not modify the model folder during a build' });
-    if (!sink.write(chunk)) await Promise.race([once(sink as unknown as EventEmitter, 'drain'), finished]);
+    await entry.write(chunk);
   }
   if (written !== header.size) throw new InputError(`${path} shrank while the layer was being built`, { file: path, hint: 'do not modify the model folder during a build' });
-  sink.end();
-  await finished;
+  await entry.end();
 }
 
 function normalizePrefix(destPrefix: string): string {
