@@ -37,6 +37,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { prng } from '../../src/util/prng.js';
 
 /** File content: bytes, UTF-8 text, or a file on disk (streamed, never loaded whole). */
 export type FileSource = Uint8Array | string | { file: string };
@@ -200,18 +201,6 @@ async function storeFile(path: string, src: FileSource, isLfs: (p: string, s: nu
     f.pointerSize = pointer.length;
   }
   return f;
-}
-
-/** Small deterministic PRNG (mulberry32) for cut points. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export async function startHubServer(options: HubServerOptions): Promise<HubServer> {

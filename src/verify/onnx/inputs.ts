@@ -3,6 +3,7 @@
 import * as ort from 'onnxruntime-node';
 import { DataType, toNumber, type ModelProto } from '../../formats/onnx/index.js';
 import { InputError } from '../../util/errors.js';
+import { prng } from '../../util/prng.js';
 
 export interface InputSpec {
   name: string;
@@ -26,17 +27,7 @@ export function modelInputs(model: ModelProto): InputSpec[] {
 
 export type Feeds = Record<string, ort.Tensor>;
 
-/** A small seeded PRNG (mulberry32): the same inputs on every run and machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 export interface GenerateOptions {
   /**
