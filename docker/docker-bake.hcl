@@ -51,7 +51,7 @@ target "demo-cpu" {
   dockerfile = "docker/demo/Dockerfile"
   target     = "cpu"
   tags       = ["${REGISTRY}bake.local/demo:0.1.0-cpu", "${REGISTRY}bake.local/demo:0.1.0"]
-  labels     = { "dev.bake.models" = "ocr-det,text-encoder" }
+  labels     = { "dev.bake.models" = "ocr-det,text-encoder,tiny-llama" }
   # Base image: override with --set demo-cpu.args.BASE_IMAGE_CPU=<image>
   cache-from = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:demo-cpu"]
   cache-to   = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:demo-cpu,mode=max"]

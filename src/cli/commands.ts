@@ -223,6 +223,7 @@ export const commands: CommandDef[] = [
       { flags: '--base <ref>', description: 'override the target base image (scratch, oci:<dir>[:tag], or a registry ref)' },
       { flags: '--push <repo>', description: 'also push to this registry repository (host/name)' },
       { flags: '--bundle-models <bool>', description: 'false: no model bytes in the image; the runtime fetches the locked files at start (engine builds)', default: 'true', choices: ['true', 'false'] },
+      { flags: '--dockerfile-only', description: 'write docker/<recipe>/Dockerfile and docker/docker-bake.hcl, build nothing' },
       { flags: '--network <mode>', description: 'network of RUN steps in engine builds: none, or host to reach a Hub or mirror', default: 'none', choices: ['none', 'host'] },
       forceOption,
     ],

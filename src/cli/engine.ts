@@ -2,6 +2,7 @@
 // each target through the Docker engine (BuildKit), streaming its steps as bake events.
 import { resolve } from 'node:path';
 import { buildRecipe } from '../image/docker/index.js';
+import { writeBuildFiles } from '../image/dockerfile/write.js';
 import { frozenEntries, lockfilePath, modelsDigest, readLockfile } from '../lock/lockfile.js';
 import { modelsForTarget } from '../recipe/load.js';
 import type { Recipe, TargetName } from '../recipe/types.js';
@@ -11,6 +12,11 @@ import type { RunInput } from './commands.js';
 
 export async function buildWithEngine(input: RunInput, recipe: Recipe, targets: TargetName[]): Promise<{ value: unknown; text: string }> {
   const root = resolve(input.globals.project);
+  if (input.opts.dockerfileOnly) {
+    // For plain `docker build` / `docker buildx bake` users and for keeping docker/ current in the repo.
+    const files = await writeBuildFiles({ root, recipe });
+    return { value: { recipe: recipe.name, dockerfile: files.dockerfile, bakeHcl: files.bakeHcl }, text: `wrote ${files.dockerfile}\nwrote ${files.bakeHcl}` };
+  }
   const lock = await readLockfile(lockfilePath(root));
   const entries = frozenEntries(recipe, lock, lockfilePath(root));
   const digests: Partial<Record<TargetName, string>> = {};

@@ -52,7 +52,7 @@ test('demo: lock is current, two builds in fresh stores give one digest, layers 
 
   // The manifest lists one layer per model; each holds /app/models/<id>/ with its manifest.json.
   const manifest = JSON.parse(await readFile(join(tmp, 'a', 'blobs', 'sha256', ra.images[0].manifestDigest.slice(7)), 'utf8'));
-  assert.equal(manifest.layers.length, 2);
+  assert.equal(manifest.layers.length, 3);
   assert.equal(manifest.annotations['org.opencontainers.image.created'], '2023-11-14T22:13:20Z');
   const ids = [];
   for (const layer of manifest.layers) {
@@ -64,10 +64,16 @@ test('demo: lock is current, two builds in fresh stores give one digest, layers 
     assert.ok(m.source.files.length >= 1);
     for (const f of m.files) assert.ok(files.has(`app/models/${m.id}/${f.path}`), `${f.path} in the layer`);
   }
-  assert.deepEqual(ids.sort(), ['ocr-det', 'text-encoder']);
+  assert.deepEqual(ids.sort(), ['ocr-det', 'text-encoder', 'tiny-llama']);
   const te = await tarFiles(join(tmp, 'a', 'blobs', 'sha256', manifest.layers[1].digest.slice(7)));
   assert.ok(te.has('app/models/text-encoder/onnx/model_quantized.onnx'), 'transformers.js q8 name');
   assert.ok(!te.has('app/models/text-encoder/onnx/model.onnx'), 'the fp32 original does not ship');
+  const llama = await tarFiles(join(tmp, 'a', 'blobs', 'sha256', manifest.layers[2].digest.slice(7)));
+  const gguf = llama.get('app/models/tiny-llama/tiny-llama-Q4_K_M.gguf');
+  assert.ok(gguf && gguf.subarray(0, 4).toString('latin1') === 'GGUF', 'a GGUF file ships');
+  const lm = JSON.parse(llama.get('app/models/tiny-llama/manifest.json')!.toString('utf8'));
+  assert.equal(lm.quantization.format, 'gguf');
+  assert.ok(lm.verification.metrics.kld_mean < 0.05);
 
   // A second build in the same store runs nothing: every step is a cache hit.
   const again = await bake(['build', 'demo', '--output', `oci:${join(tmp, 'c')}`], { env: { ...env, BAKE_STORE: join(tmp, 'store-a') } });

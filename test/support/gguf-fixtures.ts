@@ -103,7 +103,7 @@ function halfOf(v: number): number {
 }
 
 /** Writes a random LlamaForCausalLM checkpoint with stories260K's tokenizer (vocab 512). */
-export async function writeRandomLlama(dir: string, s: RandomLlamaShape, seed = 1, opts: { shards?: number } = {}): Promise<void> {
+export async function writeRandomLlama(dir: string, s: RandomLlamaShape, seed = 1, opts: { shards?: number; tokenizer?: 'stories' | 'none' } = {}): Promise<void> {
   await mkdir(dir, { recursive: true });
   const dtype = s.dtype ?? 'F32';
   const kvDim = (s.embd / s.heads) * s.kvHeads;
@@ -154,6 +154,7 @@ export async function writeRandomLlama(dir: string, s: RandomLlamaShape, seed = 
     max_position_embeddings: 256, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: s.tied, bos_token_id: 1, eos_token_id: 2,
   };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  if (opts.tokenizer === 'none') return; // the caller writes one (writeBpeTokenizer)
   for (const f of ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) await copyFile(join(STORIES_HF, f), join(dir, f));
 }
 
