@@ -42,3 +42,23 @@ test('a missing recipe and an unknown target are clear errors', async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /declares no such target/);
 });
+
+test('inspect shows a lock entry and a recipe; doctor reports each dependency and how to fix it', async () => {
+  const entry = await bake(['--json', 'inspect', 'demo/ocr-det']);
+  assert.equal(entry.code, 0, entry.stderr);
+  const e = JSON.parse(entry.stdout);
+  assert.equal(e.files[0].sha256, '30a86f5731181461d08021402766601e4302a9b9b9666be8aff402696339cdff');
+  const missing = await bake(['inspect', 'demo/nope']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /no entry demo\/nope/);
+  const recipe = await bake(['--json', 'inspect', 'demo']);
+  assert.deepEqual(JSON.parse(recipe.stdout).models.map((m: { id: string }) => m.id), ['ocr-det', 'text-encoder', 'tiny-llama']);
+
+  const doctor = await bake(['--json', 'doctor'], { env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock', HF_TOKEN: '' } });
+  const checks = JSON.parse(doctor.stdout).checks as { name: string; status: string; fix?: string }[];
+  const engine = checks.find((c) => c.name === 'docker engine')!;
+  assert.equal(engine.status, 'warn');
+  assert.match(engine.fix!, /dockerd|DOCKER_HOST/);
+  assert.equal(checks.find((c) => c.name === 'hub token')!.status, 'warn');
+  assert.ok(checks.some((c) => c.name === 'disk'));
+});
