@@ -365,15 +365,22 @@ export async function llamaPerplexityKld(bin: string, base: string, quant: strin
     const { stdout, stderr } = await run(join(bin, 'llama-perplexity'), ['-m', quant, ...common, '--kl-divergence'], { maxBuffer: 1 << 26 });
     log = stdout + stderr;
   }
-  const num = (re: RegExp): number => {
+  const num = (re: RegExp): number | undefined => {
     const m = re.exec(log);
-    if (!m) throw new Error(`llama-perplexity output has no ${re}:\n${log.slice(-2000)}`);
-    return Number(m[1]);
+    return m ? Number(m[1]) : undefined;
   };
-  return {
+  const summary = {
     pplQ: num(/Mean PPL\(Q\)\s*:\s*([\d.]+)/),
     pplBase: num(/Mean PPL\(base\)\s*:\s*([\d.]+)/),
     kldMean: num(/Mean\s+KLD:\s*(-?[\d.]+)/),
     sameTopPct: num(/Same top p:\s*([\d.]+)/),
   };
+  if (Object.values(summary).every((v) => v !== undefined)) return summary as LlamaPerplexityFigures;
+  // Summary lost even after retries: the table's row for the last chunk holds the same running means
+  // (PPL(Q), ln(PPL(Q)/PPL(base)), KLD, delta-p RMS, same top), to 4-5 decimals.
+  const chunks = num(/computing over (\d+) chunks/);
+  const row = new RegExp(String.raw`^\s*${(chunks ?? 0) - 1}\s+([\d.]+) ±\s+[\d.]+\s+(-?[\d.]+) ±\s+[\d.]+\s+(-?[\d.]+) ±\s+[\d.]+\s+[\d.]+ ±\s+[\d.]+ %\s+([\d.]+) ±`, 'm').exec(log);
+  if (!chunks || !row) throw new Error(`llama-perplexity output has neither its summary nor the last chunk's row:\n${log.slice(-2000)}`);
+  const pplQ = Number(row[1]);
+  return { pplQ, pplBase: pplQ / Math.exp(Number(row[2])), kldMean: Number(row[3]), sameTopPct: Number(row[4]) };
 }
