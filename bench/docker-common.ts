@@ -95,7 +95,4 @@ export async function benchProject(sizesMb: number[]): Promise<BenchProject> {
   };
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
+export { median } from './args.js';

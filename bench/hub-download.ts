@@ -16,14 +16,10 @@ import { pullModel } from '../src/hub/pull.js';
 import { resolveHubModel } from '../src/lock/resolve.js';
 import { resolveUrl } from '../src/hub/files.js';
 import type { LockEntry } from '../src/lock/types.js';
+import { median, numberOption } from './args.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const sizeMb = flag('--size-mb', 1024);
-const runs = flag('--runs', 3);
+const sizeMb = numberOption('size-mb', 1024);
+const runs = numberOption('runs', 3);
 const SIZE = sizeMb * 1024 * 1024;
 const CURL = '/usr/bin/curl';
 
@@ -58,7 +54,6 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   return { ms: Number(process.hrtime.bigint() - t0) / 1e6, value };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'bake-bench-hub-'));

@@ -13,15 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { appendLayers, dirLayer, scratchImage, writeOciLayout } from '../src/image/oci/index.js';
+import { flagOption, median, numberOption } from './args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const sizeMb = opt('--size-mb', 1024);
-const reps = opt('--reps', 3);
-const withGzip = args.includes('--gzip');
+const sizeMb = numberOption('size-mb', 1024);
+const reps = numberOption('reps', 3);
+const withGzip = flagOption('gzip');
 
 async function makeWeights(file: string, mb: number): Promise<void> {
   // Random bytes: like quantized weights, they do not compress.
@@ -38,10 +34,6 @@ function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 const root = await mkdtemp(join(tmpdir(), 'bake-bench-'));
 try {

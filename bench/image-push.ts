@@ -12,15 +12,11 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { appendLayers, dirLayer, pushImage, scratchImage, writeOciLayout } from '../src/image/oci/index.js';
 import { startRegistry } from '../test/support/registry.js';
+import { numberOption } from './args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: number) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const sizeMb = opt('--size-mb', 1024);
-const reps = opt('--reps', 3);
-const chunkMb = opt("--chunk-mb", 512);
+const sizeMb = numberOption('size-mb', 1024);
+const reps = numberOption('reps', 3);
+const chunkMb = numberOption('chunk-mb', 512);
 
 const root = await mkdtemp(join(tmpdir(), 'bake-bench-push-'));
 try {
