@@ -2,7 +2,7 @@
 // fp16 bit trick of ggml-impl.h), and round-trip error bounds for every type in the table.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { fp16ToFp32, fp32BitsToBf16, fp32ToFp16, fp32ToFp16Row } from '../../src/quant/gguf/fp16.js';
+import { fp16ToFp32, fp32BitsToBf16, fp32ToFp16, fp32ToFp16Row } from '../../src/formats/fp16.js';
 import { GGML_TYPES, tensorBytes } from '../../src/quant/gguf/types.js';
 import { rng, weights } from '../support/gguf-fixtures.js';
 

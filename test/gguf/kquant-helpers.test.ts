@@ -2,7 +2,7 @@
 // rely on it for every scale), ggml's nearest_int, and input checks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FP16_TO_FP32, fp32ToFp16 } from '../../src/quant/gguf/fp16.js';
+import { FP16_TO_FP32, fp32ToFp16 } from '../../src/formats/fp16.js';
 
 const fp16BitsToFp32 = (h: number): number => FP16_TO_FP32[h]!;
 const fp32ToFp16Bits = fp32ToFp16;

@@ -1,6 +1,7 @@
 // Tensor values in and out of TensorProto: raw_data and the typed fields, float16 conversion.
 import { InputError } from '../../util/errors.js';
 import { DataType, toNumber, type TensorProto } from './proto.js';
+import { bf16ToFp32Row, fp16ToFp32Row, fp32ToFp16 as floatToHalf } from '../fp16.js';
 
 export type TensorData = Float32Array | Uint8Array | Int8Array | Int32Array | BigInt64Array | Uint16Array | Float64Array;
 
@@ -25,42 +26,9 @@ export function tensorByteLength(t: TensorProto): number {
   return n * (BYTES_PER_ELEMENT[t.data_type ?? 0] ?? 0);
 }
 
-// float16 <-> float32, round to nearest even (the IEEE default that numpy and onnx use).
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-export function floatToHalf(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
-  return sign | half;
-}
-
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
+// float16 <-> float32, round to nearest even (the IEEE default that numpy, onnx and ggml use): one
+// implementation for every format.
+export { fp32ToFp16 as floatToHalf, fp16ToFp32 as halfToFloat } from '../fp16.js';
 
 function rawView(t: TensorProto): Uint8Array | undefined {
   return t.raw_data && t.raw_data.length ? t.raw_data : undefined;
@@ -97,8 +65,8 @@ export function tensorToFloat32(t: TensorProto, where = t.name ?? '<tensor>'): F
       bits = Uint16Array.from(t.int32_data ?? []);
     }
     const out = new Float32Array(n);
-    if (type === DataType.FLOAT16) for (let i = 0; i < n; i++) out[i] = halfToFloat(bits[i]!);
-    else for (let i = 0; i < n; i++) { u32[0] = bits[i]! << 16; out[i] = f32[0]!; }
+    if (type === DataType.FLOAT16) fp16ToFp32Row(bits, out);
+    else bf16ToFp32Row(bits, out);
     return out;
   }
   if (type === DataType.DOUBLE) {

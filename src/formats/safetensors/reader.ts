@@ -5,7 +5,7 @@ import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../../util/errors.js';
 import { safeJoin } from '../../util/fs.js';
-import { FP16_TO_FP32 } from '../../quant/gguf/fp16.js';
+import { FP16_TO_FP32 } from '../fp16.js';
 
 /** A header larger than this is refused (the reference implementation uses 100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;

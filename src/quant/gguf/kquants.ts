@@ -2,7 +2,7 @@
 // without an importance matrix (ggml's quantize_row_qN_K_ref), plus the matching dequantizers.
 // The float32 arithmetic and rounding live in kquants/; this file holds the block layouts.
 import { InputError } from '../../util/errors.js';
-import { FP16_TO_FP32, fp32ToFp16 } from './fp16.js';
+import { FP16_TO_FP32, fp32ToFp16 } from '../../formats/fp16.js';
 import { nearestInt } from './kquants/round.js';
 import { GROUP_MAX_EPS, makeQkx2Quants, makeQxQuants } from './kquants/search.js';
 

@@ -1,7 +1,7 @@
 // ggml's 32-element block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): the reference quantizers of ggml-quants.c
 // (quantize_row_*_ref), which llama-quantize uses when no importance matrix is given. Every float op is
 // rounded to float32 (Math.fround) in ggml's order, so the bytes match the C code exactly.
-import { fp32ToFp16, FP16_TO_FP32 } from './fp16.js';
+import { fp32ToFp16, FP16_TO_FP32 } from '../../formats/fp16.js';
 
 const fr = Math.fround;
 const QK = 32;

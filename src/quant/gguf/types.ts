@@ -1,7 +1,7 @@
 // The one table of GGUF tensor types. Each row says how a type is laid out (ggml type id, block size,
 // bytes per block) and how to convert whole rows to and from float32. The converter, the mix rules,
 // size estimates, the GGUF writer/reader and the tests all read this table; adding a type is adding a row.
-import { bf16ToFp32Row, fp16ToFp32Row, fp32ToBf16Row, fp32ToFp16Row } from './fp16.js';
+import { bf16ToFp32Row, fp16ToFp32Row, fp32ToBf16Row, fp32ToFp16Row } from '../../formats/fp16.js';
 import * as kquants from './kquants.js';
 import * as legacy from './legacy.js';
 
