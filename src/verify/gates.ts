@@ -51,6 +51,12 @@ export function evaluateGates(spec: VerifySpec, metrics: Record<string, number>)
   return results;
 }
 
+/** A runner's report: the recipe's gates over its metrics, plus gates of its own (a smoke check). */
+export function buildReport(model: string, format: string, spec: VerifySpec, metrics: Record<string, number>, details: Record<string, unknown>, extraGates: GateResult[] = []): VerifyReport {
+  const gates = [...evaluateGates(spec, metrics), ...extraGates];
+  return { model, format, metrics, gates, passed: gates.every((g) => g.passed), details };
+}
+
 /** Throws a GateError for the first failed gate (names metric, value and threshold). */
 export function enforceGates(model: string, report: VerifyReport): void {
   const failed = report.gates.find((g) => !g.passed);

@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import type { VerifySpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
-import { evaluateGates, type GateResult, type VerifyReport } from '../gates.js';
+import { buildReport, type GateResult, type VerifyReport } from '../gates.js';
 import { DEFAULT_EVAL_TEXT } from './default-eval.js';
 import { compressBase, KlAccumulator, tokenNll, type BaseLogProbs } from './metrics.js';
 import { chunkLogits, evalTokens, generateGreedy, withModel } from './runner.js';
@@ -105,32 +105,24 @@ export async function verifyGguf(
     size_ratio: quantSize! / srcSize!,
     generation_tokens: quant.generation.tokens.length,
   };
-  const gates: GateResult[] = evaluateGates(spec, metrics);
   // Smoke check: the quantized model must generate. A model that stops at once or emits NaN logits fails here.
   const smokeMin = Math.min(1, nGenerate);
-  gates.push({
+  const smoke: GateResult = {
     gate: 'generation_smoke', metric: 'generation_tokens', comparison: '>=', threshold: smokeMin,
     value: metrics.generation_tokens, passed: metrics.generation_tokens! >= smokeMin,
-  });
-  return {
-    model: modelId,
-    format: 'gguf',
-    metrics,
-    gates,
-    passed: gates.every((g) => g.passed),
-    details: {
-      runner: 'llama.cpp (node-llama-cpp, CPU)',
-      method: `llama-perplexity --kl-divergence scheme: ${Math.floor(base.tokens.length / base.ctx)} chunks of ${base.ctx} tokens, second half of each scored`,
-      source: { file: sourceFile, bytes: srcSize },
-      quantized: { file: quantFile, bytes: quantSize },
-      eval_tokens: base.tokens.length,
-      ctx: base.ctx,
-      generation: {
-        prompt_tokens: base.prompt,
-        source: base.generation,
-        quantized: quant.generation,
-        common_prefix_tokens: commonPrefix(base.generation.tokens, quant.generation.tokens),
-      },
-    },
   };
+  return buildReport(modelId, 'gguf', spec, metrics, {
+    runner: 'llama.cpp (node-llama-cpp, CPU)',
+    method: `llama-perplexity --kl-divergence scheme: ${Math.floor(base.tokens.length / base.ctx)} chunks of ${base.ctx} tokens, second half of each scored`,
+    source: { file: sourceFile, bytes: srcSize },
+    quantized: { file: quantFile, bytes: quantSize },
+    eval_tokens: base.tokens.length,
+    ctx: base.ctx,
+    generation: {
+      prompt_tokens: base.prompt,
+      source: base.generation,
+      quantized: quant.generation,
+      common_prefix_tokens: commonPrefix(base.generation.tokens, quant.generation.tokens),
+    },
+  }, [smoke]);
 }

@@ -10,7 +10,7 @@ import type { VerifySpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { prettyJson } from '../../util/json.js';
 import { writeFileAtomic } from '../../util/fs.js';
-import { evaluateGates, type VerifyReport } from '../gates.js';
+import { buildReport, type VerifyReport } from '../gates.js';
 import { DEFAULT_EVAL_TEXTS } from './eval-texts.js';
 import { generateInputs, modelInputs, type Feeds, type GenerateOptions } from './inputs.js';
 import { argmax, cosine, maxAbsError, percentile, spearman } from './metrics.js';
@@ -189,15 +189,7 @@ export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir:
   if (latencyRatio !== undefined) metrics.latency_ratio = latencyRatio;
   if (rss !== undefined) metrics.peak_rss_bytes = rss;
   if (rssRef !== undefined) metrics.peak_rss_bytes_reference = rssRef;
-  const gates = evaluateGates(spec, metrics);
-  return {
-    model: modelId,
-    format: 'onnx',
-    metrics,
-    gates,
-    passed: gates.every((g) => g.passed),
-    details: { files: perFile, inputs: inputKind, runs, source_bytes: srcBytes, quantized_bytes: quantBytes },
-  };
+  return buildReport(modelId, 'onnx', spec, metrics, { files: perFile, inputs: inputKind, runs, source_bytes: srcBytes, quantized_bytes: quantBytes });
 }
 
 /** The recipe's snake_case input block as generator options. */
