@@ -96,3 +96,15 @@ export function fp32Bits(value: number): number {
   scratchF32[0] = value;
   return scratchU32[0]!;
 }
+
+/** Writes `value` as little-endian fp16 bits at `at` (the block scales of GGUF types). */
+export function writeF16(dst: Uint8Array, at: number, value: number): void {
+  const h = fp32ToFp16(value);
+  dst[at] = h & 0xff;
+  dst[at + 1] = h >>> 8;
+}
+
+/** Reads little-endian fp16 bits at `at` as a float32 value. */
+export function readF16(src: Uint8Array, at: number): number {
+  return FP16_TO_FP32[src[at]! | (src[at + 1]! << 8)]!;
+}

@@ -2,7 +2,7 @@
 // without an importance matrix (ggml's quantize_row_qN_K_ref), plus the matching dequantizers.
 // The float32 arithmetic and rounding live in kquants/; this file holds the block layouts.
 import { InputError } from '../../util/errors.js';
-import { FP16_TO_FP32, fp32ToFp16 } from '../../formats/fp16.js';
+import { readF16, writeF16 } from '../../formats/fp16.js';
 import { nearestInt } from './kquants/round.js';
 import { GROUP_MAX_EPS, makeQkx2Quants, makeQxQuants } from './kquants/search.js';
 
@@ -30,15 +30,7 @@ function checkSizes(kind: string, values: number, bytes: number, blockBytes: num
   return nb;
 }
 
-function writeF16(dst: Uint8Array, at: number, value: number): void {
-  const h = fp32ToFp16(value);
-  dst[at] = h & 0xff;
-  dst[at + 1] = h >>> 8;
-}
 
-function readF16(src: Uint8Array, at: number): number {
-  return FP16_TO_FP32[src[at]! | (src[at + 1]! << 8)]!;
-}
 
 /** ggml's get_scale_min_k4: 6-bit scale and min of sub-block j from the 12 packed bytes at `at`. */
 function scaleMinK4(q: Uint8Array, at: number, j: number, out: Uint8Array): void {

@@ -1,7 +1,7 @@
 // ggml's 32-element block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): the reference quantizers of ggml-quants.c
 // (quantize_row_*_ref), which llama-quantize uses when no importance matrix is given. Every float op is
 // rounded to float32 (Math.fround) in ggml's order, so the bytes match the C code exactly.
-import { fp32ToFp16, FP16_TO_FP32 } from '../../formats/fp16.js';
+import { readF16, writeF16 } from '../../formats/fp16.js';
 
 const fr = Math.fround;
 const QK = 32;
@@ -14,15 +14,7 @@ function checkRows(kind: string, src: Float32Array, dst: Uint8Array, bytesPerBlo
   return nb;
 }
 
-function putF16(dst: Uint8Array, at: number, value: number): void {
-  const h = fp32ToFp16(value);
-  dst[at] = h & 0xff;
-  dst[at + 1] = h >>> 8;
-}
 
-function getF16(src: Uint8Array, at: number): number {
-  return FP16_TO_FP32[src[at]! | (src[at + 1]! << 8)]!;
-}
 
 /** Q8_0: d = amax/127, q = roundf(x/d) (half away from zero). 34 bytes per 32 values. */
 export function quantizeRowQ8_0(src: Float32Array, dst: Uint8Array): void {
@@ -37,7 +29,7 @@ export function quantizeRowQ8_0(src: Float32Array, dst: Uint8Array): void {
     const d = fr(amax / 127);
     const id = d ? fr(1 / d) : 0;
     const o = i * 34;
-    putF16(dst, o, d);
+    writeF16(dst, o, d);
     for (let j = 0; j < QK; j++) {
       const x = fr(src[base + j]! * id);
       // roundf: half away from zero; |x| + 0.5 is exact in double for float32 x.
@@ -51,7 +43,7 @@ export function dequantizeRowQ8_0(src: Uint8Array, dst: Float32Array): void {
   const nb = dst.length / QK;
   for (let i = 0; i < nb; i++) {
     const o = i * 34;
-    const d = getF16(src, o);
+    const d = readF16(src, o);
     for (let j = 0; j < QK; j++) dst[i * QK + j] = fr(((src[o + 2 + j]! << 24) >> 24) * d);
   }
 }
@@ -79,7 +71,7 @@ export function quantizeRowQ4_0(src: Float32Array, dst: Uint8Array): void {
     const d = fr(signedAbsMax(src, base) / -8);
     const id = d ? fr(1 / d) : 0;
     const o = i * 18;
-    putF16(dst, o, d);
+    writeF16(dst, o, d);
     for (let j = 0; j < 16; j++) {
       const x0 = fr(fr(src[base + j]! * id) + 8.5);
       const x1 = fr(fr(src[base + 16 + j]! * id) + 8.5);
@@ -94,7 +86,7 @@ export function dequantizeRowQ4_0(src: Uint8Array, dst: Float32Array): void {
   const nb = dst.length / QK;
   for (let i = 0; i < nb; i++) {
     const o = i * 18;
-    const d = getF16(src, o);
+    const d = readF16(src, o);
     for (let j = 0; j < 16; j++) {
       const b = src[o + 2 + j]!;
       dst[i * QK + j] = fr(((b & 0x0f) - 8) * d);
@@ -123,8 +115,8 @@ export function quantizeRowQ4_1(src: Float32Array, dst: Uint8Array): void {
     const d = fr(fr(max - min) / 15);
     const id = d ? fr(1 / d) : 0;
     const o = i * 20;
-    putF16(dst, o, d);
-    putF16(dst, o + 2, min);
+    writeF16(dst, o, d);
+    writeF16(dst, o + 2, min);
     for (let j = 0; j < 16; j++) {
       const x0 = fr(fr(fr(src[base + j]! - min) * id) + 0.5);
       const x1 = fr(fr(fr(src[base + 16 + j]! - min) * id) + 0.5);
@@ -139,8 +131,8 @@ export function dequantizeRowQ4_1(src: Uint8Array, dst: Float32Array): void {
   const nb = dst.length / QK;
   for (let i = 0; i < nb; i++) {
     const o = i * 20;
-    const d = getF16(src, o);
-    const m = getF16(src, o + 2);
+    const d = readF16(src, o);
+    const m = readF16(src, o + 2);
     for (let j = 0; j < 16; j++) {
       const b = src[o + 4 + j]!;
       dst[i * QK + j] = fr(fr((b & 0x0f) * d) + m);
@@ -168,7 +160,7 @@ export function quantizeRowQ5_0(src: Float32Array, dst: Uint8Array): void {
     const d = fr(signedAbsMax(src, base) / -16);
     const id = d ? fr(1 / d) : 0;
     const o = i * 22;
-    putF16(dst, o, d);
+    writeF16(dst, o, d);
     let qh = 0;
     for (let j = 0; j < 16; j++) {
       const q0 = Math.min(31, Math.trunc(fr(fr(src[base + j]! * id) + 16.5)));
@@ -185,7 +177,7 @@ export function dequantizeRowQ5_0(src: Uint8Array, dst: Float32Array): void {
   const nb = dst.length / QK;
   for (let i = 0; i < nb; i++) {
     const o = i * 22;
-    const d = getF16(src, o);
+    const d = readF16(src, o);
     const qh = getU32(src, o + 2);
     for (let j = 0; j < 16; j++) {
       const b = src[o + 6 + j]!;
@@ -206,8 +198,8 @@ export function quantizeRowQ5_1(src: Float32Array, dst: Uint8Array): void {
     const d = fr(fr(max - min) / 31);
     const id = d ? fr(1 / d) : 0;
     const o = i * 24;
-    putF16(dst, o, d);
-    putF16(dst, o + 2, min);
+    writeF16(dst, o, d);
+    writeF16(dst, o + 2, min);
     let qh = 0;
     for (let j = 0; j < 16; j++) {
       // (uint8_t) of a float: truncation, then the low 8 bits.
@@ -225,8 +217,8 @@ export function dequantizeRowQ5_1(src: Uint8Array, dst: Float32Array): void {
   const nb = dst.length / QK;
   for (let i = 0; i < nb; i++) {
     const o = i * 24;
-    const d = getF16(src, o);
-    const m = getF16(src, o + 2);
+    const d = readF16(src, o);
+    const m = readF16(src, o + 2);
     const qh = getU32(src, o + 4);
     for (let j = 0; j < 16; j++) {
       const b = src[o + 8 + j]!;
