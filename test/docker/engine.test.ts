@@ -35,6 +35,9 @@ before(async () => {
   project = await makeTwoModelProject();
   recipe = await loadRecipe('two', project.dir);
   await writeBuildFiles({ root: project.dir, recipe });
+  // The engine's BuildKit cache outlives runs (docker-env.sh keeps its data). Start this file's builds
+  // cold, so what they assert about a first build (RUN output, then reuse) holds whatever ran before.
+  await dockerOk(['builder', 'prune', '--all', '--force']);
   // The builder image is made once per run from the current sources; builds below use it as it is,
   // so a source change by someone else mid-run does not change the images between two tests.
   await ensureBakeImage({ docker: connectEngine(), nodeImage: NODE_IMAGE });
