@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BAKE := node bin/bake.js
 export SOURCE_DATE_EPOCH ?= 1700000000
 
-.PHONY: deps build demo test test-unit tools bench typecheck clean
+.PHONY: deps build wasm demo test test-unit tools bench typecheck clean
 
 # `npm install` honours package-lock.json; `npm ci` would refuse it because the registry mirror has no
 # other-platform builds of node-llama-cpp (win/mac/riscv), which npm wants listed in the lock file.
@@ -15,7 +15,12 @@ node_modules/.package-lock.json: package-lock.json package.json
 deps: node_modules/.package-lock.json
 
 build: deps
-	npx tsc -p tsconfig.json
+	npm run build
+
+# The K-quant kernels' WebAssembly (committed, so a clone runs without a compiler); a test checks that
+# the committed file is what its AssemblyScript source compiles to.
+wasm: deps
+	npm run build:wasm
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

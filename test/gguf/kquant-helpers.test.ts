@@ -1,14 +1,23 @@
 // The float helpers under the K-quant kernels: the shared fp16 conversion (exhaustively, as the kernels
-// rely on it for every scale), ggml's nearest_int, and input checks.
+// rely on it for every scale), the WebAssembly kernels' own copy of it and of ggml's nearest_int, and
+// input checks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FP16_TO_FP32, fp32ToFp16 } from '../../src/formats/fp16.js';
 
 const fp16BitsToFp32 = (h: number): number => FP16_TO_FP32[h]!;
 const fp32ToFp16Bits = fp32ToFp16;
-import { nearestInt } from '../../src/quant/gguf/kquants/round.js';
+import { kernelFloatHelpers } from '../../src/quant/gguf/kquants/wasm.js';
 import { dequantizeRowQ4_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../src/quant/gguf/kquants.js';
 import { InputError } from '../../src/util/errors.js';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { projectRoot } from '../support/cli.js';
+
+const run = promisify(execFile);
 
 test('fp16: every half round-trips and every midpoint rounds to even', () => {
   for (let h = 0; h < 0x10000; h++) {
@@ -42,6 +51,41 @@ test('fp16: every half round-trips and every midpoint rounds to even', () => {
   assert.equal(fp32ToFp16Bits(-1e-10), 0x8000);
   assert.equal(fp32ToFp16Bits(2 ** -25), 0x0000); // exact half of the smallest subnormal: ties to even (0)
   assert.equal(fp32ToFp16Bits(Math.fround(2 ** -25 * 1.0000001)), 0x0001);
+});
+
+const { nearestInt } = kernelFloatHelpers;
+
+test('the committed kquants.wasm is what its AssemblyScript source compiles to (npm run build:wasm)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bake-wasm-'));
+  try {
+    const script = JSON.parse(await readFile(join(projectRoot, 'package.json'), 'utf8')).scripts['build:wasm'] as string;
+    const args = script.split(' ').slice(1);
+    const out = args.indexOf('--outFile');
+    const committed = join(projectRoot, args[out + 1]!);
+    args[out + 1] = join(dir, 'kquants.wasm');
+    await run(process.execPath, [join(projectRoot, 'node_modules', 'assemblyscript', 'bin', 'asc.js'), ...args], { cwd: projectRoot });
+    assert.ok((await readFile(committed)).equals(await readFile(join(dir, 'kquants.wasm'))), `${committed} is stale: run npm run build:wasm`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the kernels\' fp16 conversion (WebAssembly) is src/formats/fp16.ts bit for bit', () => {
+  const bits = new Uint32Array(1);
+  const f = new Float32Array(bits.buffer);
+  for (let h = 0; h < 0x10000; h++) {
+    const v = kernelFloatHelpers.fp16ToFp32(h);
+    f[0] = v;
+    const ours = bits[0]!;
+    f[0] = fp16BitsToFp32(h);
+    assert.equal(ours, bits[0]!, `half 0x${h.toString(16)}`);
+    // Both directions, on every half and on the float32 values around each one.
+    for (const d of [-1, 0, 1, 0xfff, 0x1000, 0x1001]) {
+      bits[0] = ((ours + d) >>> 0);
+      const x = f[0]!;
+      assert.equal(kernelFloatHelpers.fp32ToFp16(x), fp32ToFp16Bits(x), `float32 bits 0x${bits[0]!.toString(16)}`);
+    }
+  }
 });
 
 test('nearestInt: half to even, and ggml mantissa behaviour outside +-2^22', () => {
