@@ -5,7 +5,7 @@
 // bake runs compiled to JavaScript (as it ships), not through tsx: tsx's loader would be billed to every
 // worker thread. --tsx runs the TypeScript sources instead.
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,6 +41,8 @@ async function compileRunner(): Promise<string> {
   await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--outDir', out, '--rootDir', root,
     '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node',
     join(root, 'bench', 'gguf-quantize-run.ts'), join(root, 'src', 'quant', 'gguf', 'worker.ts')], { maxBuffer: 1 << 24 });
+  // tsc leaves non-TypeScript files behind; the K-quant kernels load their WebAssembly beside them.
+  await copyFile(join(root, 'src', 'quant', 'gguf', 'kquants', 'kquants.wasm'), join(out, 'src', 'quant', 'gguf', 'kquants', 'kquants.wasm'));
   return join(out, 'bench', 'gguf-quantize-run.js');
 }
 
