@@ -41,8 +41,9 @@ async function compileRunner(): Promise<string> {
   await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--outDir', out, '--rootDir', root,
     '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node',
     join(root, 'bench', 'gguf-quantize-run.ts'), join(root, 'src', 'quant', 'gguf', 'worker.ts')], { maxBuffer: 1 << 24 });
-  // tsc leaves non-TypeScript files behind; the K-quant kernels load their WebAssembly beside them.
-  await copyFile(join(root, 'src', 'quant', 'gguf', 'kquants', 'kquants.wasm'), join(out, 'src', 'quant', 'gguf', 'kquants', 'kquants.wasm'));
+  // tsc leaves non-TypeScript files behind; the kernels load their WebAssembly beside them.
+  const kernels = join('src', 'quant', 'gguf', 'kernels', 'kernels.wasm');
+  await copyFile(join(root, kernels), join(out, kernels));
   return join(out, 'bench', 'gguf-quantize-run.js');
 }
 

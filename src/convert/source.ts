@@ -8,10 +8,13 @@ export interface SourceTensor {
   ne: number[];
   /** Stored type name from the type table (F32, F16 or BF16 for inputs we accept). */
   typeName: string;
-  /** The stored bytes (copied through when the target type equals the stored type). */
-  readRaw(): Promise<Uint8Array>;
-  /** The values widened to float32. */
-  readF32(): Promise<Float32Array>;
+  /**
+   * The stored bytes (copied through when the target type equals the stored type). `into`, when given,
+   * is a buffer of exactly that size the reader may fill and return instead of allocating one.
+   */
+  readRaw(into?: Uint8Array): Promise<Uint8Array>;
+  /** The values widened to float32; `into` as for readRaw (one float per value). */
+  readF32(into?: Float32Array): Promise<Float32Array>;
 }
 
 export interface ModelSource {

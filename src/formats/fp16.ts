@@ -53,35 +53,6 @@ export function fp16ToFp32(h: number): number {
   return FP16_TO_FP32[h & 0xffff]!;
 }
 
-/** Converts float32 values to fp16 bits, element-wise. */
-export function fp32ToFp16Row(src: Float32Array, dst: Uint16Array): void {
-  const n = src.length;
-  const u = new Uint32Array(src.buffer, src.byteOffset, n);
-  for (let i = 0; i < n; i++) {
-    const w = u[i]!;
-    const sign = (w >>> 16) & 0x8000;
-    const abs = w & 0x7fffffff;
-    if (abs >= 0x38800000 && abs < 0x477ff000) {
-      const h = (abs - 0x38000000) >>> 13;
-      const rest = abs & 0x1fff;
-      dst[i] = sign | (h + (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1) ? 1 : 0));
-    } else {
-      dst[i] = fp32ToFp16(src[i]!);
-    }
-  }
-}
-
-/** float32 bits -> bf16 bits (ggml_compute_fp32_to_bf16). */
-export function fp32BitsToBf16(w: number): number {
-  if ((w & 0x7fffffff) > 0x7f800000) return ((w >>> 16) | 64) & 0xffff;
-  return ((w + (0x7fff + ((w >>> 16) & 1))) >>> 16) & 0xffff;
-}
-
-export function fp32ToBf16Row(src: Float32Array, dst: Uint16Array): void {
-  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < u.length; i++) dst[i] = fp32BitsToBf16(u[i]!);
-}
-
 export function bf16ToFp32Row(src: Uint16Array, dst: Float32Array): void {
   const u = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;

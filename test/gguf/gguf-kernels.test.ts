@@ -2,8 +2,8 @@
 // fp16 bit trick of ggml-impl.h), and round-trip error bounds for every type in the table.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { fp16ToFp32, fp32BitsToBf16, fp32ToFp16, fp32ToFp16Row } from '../../src/formats/fp16.js';
-import { GGML_TYPES, tensorBytes } from '../../src/quant/gguf/types.js';
+import { fp16ToFp32, fp32ToFp16 } from '../../src/formats/fp16.js';
+import { GGML_TYPES, ggmlTypeByName, tensorBytes } from '../../src/quant/gguf/types.js';
 import { rng, weights } from '../support/gguf-fixtures.js';
 
 const f = new Float32Array(1);
@@ -40,10 +40,12 @@ describe('float conversions', () => {
       check((e << 23) | m);
       check(((e << 23) | m | 0x80000000) >>> 0);
     }
-    const row = Float32Array.from({ length: 4096 }, () => fromBits(Math.floor(r.uniform() * 2 ** 32)));
-    const out = new Uint16Array(row.length);
-    fp32ToFp16Row(row, out);
-    row.forEach((x, i) => assert.equal(out[i], ggmlFp16(x)));
+    // The F16 tensor kernel (WebAssembly, 8 lanes at a time, with a scalar tail: 4099 values).
+    const row = Float32Array.from({ length: 4099 }, () => fromBits(Math.floor(r.uniform() * 2 ** 32)));
+    const out = new Uint8Array(row.length * 2);
+    ggmlTypeByName('F16')!.quantize(row, out);
+    const halves = new Uint16Array(out.buffer);
+    row.forEach((x, i) => assert.equal(halves[i], ggmlFp16(x), `value ${i}: bits 0x${toBits(x).toString(16)}`));
   });
 
   test('fp16 -> fp32 is exact for every half value', () => {
@@ -55,6 +57,13 @@ describe('float conversions', () => {
   });
 
   test('fp32 -> bf16 rounds to nearest even and keeps NaN quiet', () => {
+    // Through the BF16 tensor kernel: 4 lanes at a time, then a scalar tail; w goes through both.
+    const fp32BitsToBf16 = (w: number): number => {
+      const out = new Uint16Array(5);
+      ggmlTypeByName('BF16')!.quantize(new Float32Array(new Uint32Array([w, 0, 0, 0, w]).buffer), new Uint8Array(out.buffer));
+      assert.equal(out[0], out[4], 'lane and tail agree');
+      return out[0]!;
+    };
     assert.equal(fp32BitsToBf16(0x3f808000), 0x3f80); // tie, even stays
     assert.equal(fp32BitsToBf16(0x3f818000), 0x3f82); // tie, odd rounds up
     assert.equal(fp32BitsToBf16(0x3f808001), 0x3f81);

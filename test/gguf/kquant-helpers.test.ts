@@ -7,7 +7,7 @@ import { FP16_TO_FP32, fp32ToFp16 } from '../../src/formats/fp16.js';
 
 const fp16BitsToFp32 = (h: number): number => FP16_TO_FP32[h]!;
 const fp32ToFp16Bits = fp32ToFp16;
-import { kernelFloatHelpers } from '../../src/quant/gguf/kquants/wasm.js';
+import { kernelFloatHelpers } from '../../src/quant/gguf/kernels/wasm.js';
 import { dequantizeRowQ4_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../src/quant/gguf/kquants.js';
 import { InputError } from '../../src/util/errors.js';
 import { execFile } from 'node:child_process';
@@ -55,16 +55,16 @@ test('fp16: every half round-trips and every midpoint rounds to even', () => {
 
 const { nearestInt } = kernelFloatHelpers;
 
-test('the committed kquants.wasm is what its AssemblyScript source compiles to (npm run build:wasm)', async () => {
+test('the committed kernels.wasm is what its AssemblyScript source compiles to (npm run build:wasm)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'bake-wasm-'));
   try {
     const script = JSON.parse(await readFile(join(projectRoot, 'package.json'), 'utf8')).scripts['build:wasm'] as string;
     const args = script.split(' ').slice(1);
     const out = args.indexOf('--outFile');
     const committed = join(projectRoot, args[out + 1]!);
-    args[out + 1] = join(dir, 'kquants.wasm');
+    args[out + 1] = join(dir, 'kernels.wasm');
     await run(process.execPath, [join(projectRoot, 'node_modules', 'assemblyscript', 'bin', 'asc.js'), ...args], { cwd: projectRoot });
-    assert.ok((await readFile(committed)).equals(await readFile(join(dir, 'kquants.wasm'))), `${committed} is stale: run npm run build:wasm`);
+    assert.ok((await readFile(committed)).equals(await readFile(join(dir, 'kernels.wasm'))), `${committed} is stale: run npm run build:wasm`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -11,6 +11,9 @@ import {
 /** Strings longer than this are refused (a real key or token is far shorter). */
 const MAX_STRING_BYTES = 64 * 1024 * 1024;
 const MAX_DIMS = 4;
+/** Tensor data is read in pieces of this size, this many at once. */
+const READ_PIECE = 4 << 20;
+const READ_LANES = 4;
 
 export interface GgufFile {
   path: string;
@@ -212,7 +215,8 @@ export async function readGguf(path: string, opts: ReadGgufOptions = {}): Promis
 }
 
 /** Reads `length` bytes of a tensor's data (the caller sizes it with the type table). */
-export async function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo, length: number, fh?: FileHandle): Promise<Uint8Array> {
+/** Reads a tensor's stored bytes into `into` (exactly `length` bytes) or a new buffer. */
+export async function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo, length: number, fh?: FileHandle, into?: Uint8Array): Promise<Uint8Array> {
   const start = file.dataOffset + tensor.offset;
   if (start + length > file.fileSize) {
     throw new InputError(`${file.path}: tensor ${tensor.name} runs past the end of the file`, { file: file.path, field: tensor.name });
@@ -222,13 +226,23 @@ export async function readTensorBytes(file: GgufFile, tensor: GgufTensorInfo, le
   try {
     // Every byte is overwritten by the read: skip zero-filling. Large allocations get their own
     // ArrayBuffer at offset 0, so callers can view them as Float32Array.
-    const buf = bigBuffer(length);
-    let got = 0;
-    while (got < length) {
-      const { bytesRead } = await handle.read(buf, got, length - got, start + got);
-      if (bytesRead === 0) throw new InputError(`${file.path}: unexpected end of file in tensor ${tensor.name}`, { file: file.path });
-      got += bytesRead;
+    if (into && into.length !== length) throw new RangeError(`readTensorBytes: ${tensor.name} needs ${length} bytes, got a buffer of ${into.length}`);
+    const buf = into ?? bigBuffer(length);
+    // Pieces read in parallel: a read from the page cache is a copy, and one copy uses one core.
+    const pieces: Promise<void>[] = [];
+    for (let lane = 0; lane < READ_LANES; lane++) {
+      pieces.push((async () => {
+        for (let at = lane * READ_PIECE; at < length; at += READ_LANES * READ_PIECE) {
+          const end = Math.min(length, at + READ_PIECE);
+          for (let got = at; got < end;) {
+            const { bytesRead } = await handle.read(buf, got, end - got, start + got);
+            if (bytesRead === 0) throw new InputError(`${file.path}: unexpected end of file in tensor ${tensor.name}`, { file: file.path });
+            got += bytesRead;
+          }
+        }
+      })());
     }
+    await Promise.all(pieces);
     return buf;
   } finally {
     if (own) await handle.close();

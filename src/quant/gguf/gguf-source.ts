@@ -34,10 +34,10 @@ export async function ggufModelSource(path: string): Promise<ModelSource> {
       });
     }
     const length = tensorBytes(type, info.dims)!;
-    const readRaw = async (): Promise<Uint8Array> => {
+    const readRaw = async (into?: Uint8Array): Promise<Uint8Array> => {
       const fh = await open(path, 'r');
       try {
-        return await readTensorBytes(file, info, length, fh);
+        return await readTensorBytes(file, info, length, fh, into);
       } finally {
         await fh.close();
       }
@@ -47,11 +47,14 @@ export async function ggufModelSource(path: string): Promise<ModelSource> {
       ne: info.dims,
       typeName: type.name,
       readRaw,
-      readF32: async () => {
+      readF32: async (into?: Float32Array) => {
+        // F32 data is read straight into place (the host is little-endian and buffers are 4-aligned).
+        if (type.name === 'F32') {
+          const raw = await readRaw(into && new Uint8Array(into.buffer, into.byteOffset, into.byteLength));
+          return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+        }
         const raw = await readRaw();
-        // A fresh read is 4-aligned and the host little-endian: F32 data needs no copy.
-        if (type.name === 'F32') return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-        const out = new Float32Array(length / type.bytesPerBlock);
+        const out = into ?? new Float32Array(length / type.bytesPerBlock);
         type.dequantize(raw, out);
         return out;
       },

@@ -7,7 +7,7 @@ import { GgufWriter, type GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
 import { ggufModelSource } from './gguf-source.js';
 import { chooseTensorTypes, FILE_TYPE_NAMES, fileTypeByName, sortTensorsLikeLlamaCpp } from './mix.js';
-import { QuantizePool } from './pool.js';
+import { QuantizePool, SharedBufferRing } from './pool.js';
 import { ggmlTypeByName, tensorBytes } from './types.js';
 
 export { FILE_TYPE_NAMES, fileTypeByName, chooseTensorTypes, sortTensorsLikeLlamaCpp } from './mix.js';
@@ -85,14 +85,23 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
   });
 
   const pool = new QuantizePool(threads);
-  // Reading tensor i+1 overlaps quantizing tensor i: at most two tensors are in memory at once.
+  if (tensors.some((t, i) => targets[i] !== t.typeName && pool.usesWorkers(t.ne.reduce((a, b) => a * b, 1)))) pool.start();
+  // A pipeline of three: reading tensor i+1 and writing tensor i-1 overlap quantizing tensor i. Inputs
+  // pass through three buffers (the one read, the one quantized, and a copied-through one being
+  // written), outputs through two (the one filled, the one written).
+  const inputs = new SharedBufferRing(3);
+  const outputs = new SharedBufferRing(2);
   const read = (i: number): Promise<Uint8Array | Float32Array> | undefined => {
     const t = tensors[i];
     if (!t) return undefined;
-    const p = targets[i] === t.typeName ? t.readRaw() : t.readF32();
+    const values = t.ne.reduce((a, b) => a * b, 1);
+    const raw = targets[i] === t.typeName;
+    const into = inputs.next(raw ? tensorBytes(ggmlTypeByName(t.typeName)!, t.ne)! : values * 4);
+    const p = raw ? t.readRaw(into) : t.readF32(new Float32Array(into.buffer, 0, values));
     p.catch(() => undefined); // surfaced when awaited; avoids an unhandled rejection meanwhile
     return p;
   };
+  let writing: Promise<void> = Promise.resolve();
   try {
     let next = read(0);
     for (let i = 0; i < tensors.length; i++) {
@@ -100,14 +109,21 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
       const target = targets[i]!;
       const data = await next!;
       next = read(i + 1);
-      const bytes = data instanceof Float32Array ? await pool.quantize(target, data, t.ne[0]!) : data;
-      await writer.writeTensorData(t.name, bytes);
-      opts.onEvent?.({ type: 'tensor', message: `[${i + 1}/${tensors.length}] ${t.name} [${t.ne.join(', ')}] ${t.typeName} -> ${target}` });
+      const bytes = data instanceof Float32Array
+        ? await pool.quantize(target, data, t.ne[0]!, outputs.next(tensorBytes(ggmlTypeByName(target)!, t.ne)!))
+        : data;
+      await writing;
+      writing = writer.writeTensorData(t.name, bytes).then(() => {
+        opts.onEvent?.({ type: 'tensor', message: `[${i + 1}/${tensors.length}] ${t.name} [${t.ne.join(', ')}] ${t.typeName} -> ${target}` });
+      });
+      writing.catch(() => undefined); // surfaced when awaited
     }
+    await writing;
     const { bytes } = await writer.finish();
     opts.onEvent?.({ type: 'done', message: `${outFile}: ${bytes} bytes` });
     return { outFile, tensors: tensors.length, bytes, typeCounts };
   } catch (err) {
+    await writing.catch(() => undefined); // let a write in flight settle before the file is removed
     await writer.abort();
     throw err;
   } finally {

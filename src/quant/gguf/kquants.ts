@@ -1,9 +1,9 @@
-// K-quant kernels (Q4_K, Q5_K, Q6_K): super-blocks of 256 values, byte-identical to llama-quantize
+// K-quant types (Q4_K, Q5_K, Q6_K): super-blocks of 256 values, byte-identical to llama-quantize
 // without an importance matrix (ggml's quantize_row_qN_K_ref), plus the matching dequantizers.
-// The quantizers live in kquants/ (WebAssembly); the dequantizers read the block layouts here.
+// The quantizers run in WebAssembly (kernels/assembly/kquants.ts); the dequantizers read the layouts here.
 import { InputError } from '../../util/errors.js';
 import { readF16 } from '../../formats/fp16.js';
-import { runKquant } from './kquants/wasm.js';
+import { rowQuantizer } from './kernels/wasm.js';
 
 const fr = Math.fround;
 
@@ -45,22 +45,11 @@ function scaleMinK4(q: Uint8Array, at: number, j: number, out: Uint8Array): void
 // Scratch for the dequantizers (single-threaded per instance).
 const sm = new Uint8Array(2);
 
-// The quantizers run in WebAssembly (kquants/assembly/kquants.ts): native float32 arithmetic is what
-// makes ggml's bytes cheap to reproduce.
-export function quantizeRowQ4_K(src: Float32Array, dst: Uint8Array): void {
-  checkSizes('Q4_K', src.length, dst.length, Q4_K_BLOCK_BYTES);
-  runKquant('quantizeQ4K', src, dst, Q4_K_BLOCK_BYTES);
-}
-
-export function quantizeRowQ5_K(src: Float32Array, dst: Uint8Array): void {
-  checkSizes('Q5_K', src.length, dst.length, Q5_K_BLOCK_BYTES);
-  runKquant('quantizeQ5K', src, dst, Q5_K_BLOCK_BYTES);
-}
-
-export function quantizeRowQ6_K(src: Float32Array, dst: Uint8Array): void {
-  checkSizes('Q6_K', src.length, dst.length, Q6_K_BLOCK_BYTES);
-  runKquant('quantizeQ6K', src, dst, Q6_K_BLOCK_BYTES);
-}
+// Rows that are not whole super-blocks never reach these: llama-quantize's fallbacks pick another type.
+const K_HINT = 'K-quants need rows of whole super-blocks; use a 32-block type (Q5_0, Q5_1, Q8_0) for this tensor, as llama-quantize falls back';
+export const quantizeRowQ4_K = rowQuantizer('Q4_K', 'quantizeQ4K', QK_K, Q4_K_BLOCK_BYTES, K_HINT);
+export const quantizeRowQ5_K = rowQuantizer('Q5_K', 'quantizeQ5K', QK_K, Q5_K_BLOCK_BYTES, K_HINT);
+export const quantizeRowQ6_K = rowQuantizer('Q6_K', 'quantizeQ6K', QK_K, Q6_K_BLOCK_BYTES, K_HINT);
 
 function checkDequant(kind: string, bytes: number, values: number, blockBytes: number): number {
   return checkSizes(kind, values, bytes, blockBytes);

@@ -1,6 +1,7 @@
-// Spreads row quantization over worker_threads: a tensor is cut into chunks of whole rows, each chunk is
-// quantized by whichever worker is free, and the results are stitched back in row order. With one thread
-// (or a tiny tensor) the work runs inline: a worker round-trip costs more than it saves.
+// Spreads row quantization over worker_threads: a tensor is cut into chunks of whole rows and each chunk
+// is quantized by whichever worker is free. Tensor and result live in shared memory, so a worker reads
+// its rows and writes its blocks in place: nothing is copied or transferred. With one thread (or a tiny
+// tensor) the work runs inline: a worker round-trip costs more than it saves.
 import { Worker } from 'node:worker_threads';
 import { ggmlTypeByName, rowBytes } from './types.js';
 
@@ -10,8 +11,20 @@ const MIN_CHUNK_VALUES = 32 * 512;
 const INLINE_VALUES = 64 * 1024;
 
 interface Pending {
-  resolve: (out: Uint8Array) => void;
+  resolve: () => void;
   reject: (err: Error) => void;
+}
+
+/** One chunk: `values` float32 values at byte `srcOffset` of src, blocks to byte `dstOffset` of dst. */
+export interface QuantizeJob {
+  id: number;
+  typeName: string;
+  src: SharedArrayBuffer;
+  srcOffset: number;
+  values: number;
+  dst: SharedArrayBuffer;
+  dstOffset: number;
+  bytes: number;
 }
 
 /**
@@ -37,19 +50,27 @@ export class QuantizePool {
 
   constructor(readonly threads: number) {}
 
-  /** Workers start on the first tensor big enough to need them: small models never pay their start-up. */
-  private start(): void {
+  /** Whether a tensor of `values` values goes to the workers (else it is quantized inline). */
+  usesWorkers(values: number): boolean {
+    return this.threads >= 2 && values > INLINE_VALUES;
+  }
+
+  /**
+   * Starts the workers. The caller does this as soon as it knows a tensor will need them, so their
+   * start-up overlaps the first reads; small models never pay it.
+   */
+  start(): void {
     if (this.started) return;
     this.started = true;
     for (let i = 0; i < this.threads; i++) {
       const w = spawnWorker();
-      w.on('message', (msg: { id: number; out?: Uint8Array; error?: string }) => {
+      w.on('message', (msg: { id: number; error?: string }) => {
         const p = this.pending.get(msg.id);
         this.pending.delete(msg.id);
         this.release(w);
         if (!p) return;
         if (msg.error !== undefined) p.reject(new Error(msg.error));
-        else p.resolve(msg.out!);
+        else p.resolve();
       });
       w.on('error', (err) => {
         for (const p of this.pending.values()) p.reject(err);
@@ -70,44 +91,83 @@ export class QuantizePool {
     return this.idle.pop()!;
   }
 
-  private async run(typeName: string, src: Float32Array, outBytes: number): Promise<Uint8Array> {
+  private async run(job: Omit<QuantizeJob, 'id'>): Promise<void> {
     const w = await this.acquire();
     const id = this.nextId++;
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ id, typeName, src, outBytes }, [src.buffer as ArrayBuffer]);
+      w.postMessage({ id, ...job });
     });
   }
 
-  /** Quantizes a row-major tensor of rows of `rowLength` values into `typeName`. */
-  async quantize(typeName: string, data: Float32Array, rowLength: number): Promise<Uint8Array> {
+  /**
+   * Quantizes a row-major tensor of rows of `rowLength` values into `typeName`: into `into` when given
+   * (exactly the encoded size, in shared memory when workers are used), else a new buffer.
+   */
+  async quantize(typeName: string, data: Float32Array, rowLength: number, into?: Uint8Array): Promise<Uint8Array> {
     const type = ggmlTypeByName(typeName);
     if (!type) throw new Error(`unknown ggml type ${typeName}`);
     const perRow = rowBytes(type, rowLength);
     if (perRow === undefined) throw new Error(`rows of ${rowLength} values do not split into ${typeName} blocks of ${type.blockSize}`);
     const rows = data.length / rowLength;
-    const out = new Uint8Array(Buffer.allocUnsafeSlow(rows * perRow).buffer, 0, rows * perRow); // every byte is written below
-    if (this.threads < 2 || data.length <= INLINE_VALUES) {
+    if (into && into.length !== rows * perRow) throw new RangeError(`quantize: ${typeName} output needs ${rows * perRow} bytes, got ${into.length}`);
+    if (!this.usesWorkers(data.length)) {
+      const out = into ?? new Uint8Array(Buffer.allocUnsafeSlow(rows * perRow).buffer, 0, rows * perRow); // every byte is written
       type.quantize(data, out);
       return out;
     }
     this.start();
+    // Sources read by bake's own readers are already shared; anything else is copied in once.
+    let src = data;
+    if (!(data.buffer instanceof SharedArrayBuffer)) {
+      src = new Float32Array(new SharedArrayBuffer(data.byteLength));
+      src.set(data);
+    }
+    const out = into?.buffer instanceof SharedArrayBuffer ? into : new Uint8Array(new SharedArrayBuffer(rows * perRow));
     const rowsPerChunk = Math.max(1, Math.ceil(MIN_CHUNK_VALUES / rowLength), Math.ceil(rows / (this.threads * 8)));
     const jobs: Promise<void>[] = [];
     for (let r = 0; r < rows; r += rowsPerChunk) {
       const n = Math.min(rowsPerChunk, rows - r);
-      // Copy the chunk so it can be transferred (the source buffer stays usable).
-      const chunk = data.slice(r * rowLength, (r + n) * rowLength);
-      const at = r * perRow;
-      jobs.push(this.run(typeName, chunk, n * perRow).then((bytes) => out.set(bytes, at)));
+      jobs.push(this.run({
+        typeName,
+        src: src.buffer as SharedArrayBuffer,
+        srcOffset: src.byteOffset + r * rowLength * 4,
+        values: n * rowLength,
+        dst: out.buffer as SharedArrayBuffer,
+        dstOffset: out.byteOffset + r * perRow,
+        bytes: n * perRow,
+      }));
     }
     await Promise.all(jobs);
-    return out;
+    if (into && into !== out) into.set(out);
+    return into ?? out;
   }
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
     this.idle.length = 0;
+  }
+}
+
+/**
+ * Shared buffers reused round-robin. Fresh memory costs a page fault per 4 KiB, more than filling it,
+ * so the tensors of a file pass through the same few buffers; one grows when a bigger tensor comes.
+ */
+export class SharedBufferRing {
+  private readonly buffers: (SharedArrayBuffer | undefined)[];
+  private turn = 0;
+
+  constructor(size: number) {
+    this.buffers = new Array<SharedArrayBuffer | undefined>(size).fill(undefined);
+  }
+
+  /** The next buffer in turn, as a view of exactly `bytes` bytes (4-aligned for float32 views). */
+  next(bytes: number): Uint8Array {
+    const i = this.turn;
+    this.turn = (this.turn + 1) % this.buffers.length;
+    let b = this.buffers[i];
+    if (!b || b.byteLength < bytes) this.buffers[i] = b = new SharedArrayBuffer(Math.max(bytes, 4));
+    return new Uint8Array(b, 0, bytes);
   }
 }

@@ -1,11 +1,12 @@
 // The one table of GGUF tensor types. Each row says how a type is laid out (ggml type id, block size,
 // bytes per block) and how to convert whole rows to and from float32. The converter, the mix rules,
 // size estimates, the GGUF writer/reader and the tests all read this table; adding a type is adding a row.
-import { bf16ToFp32Row, fp16ToFp32Row, fp32ToBf16Row, fp32ToFp16Row } from '../../formats/fp16.js';
+import { bf16ToFp32Row, fp16ToFp32Row } from '../../formats/fp16.js';
+import { rowQuantizer, type RowQuantizer } from './kernels/wasm.js';
 import * as kquants from './kquants.js';
 import * as legacy from './legacy.js';
 
-export type RowQuantizer = (src: Float32Array, dst: Uint8Array) => void;
+export type { RowQuantizer };
 export type RowDequantizer = (src: Uint8Array, dst: Float32Array) => void;
 
 export interface GgmlType {
@@ -30,17 +31,6 @@ function asF32(bytes: Uint8Array): Float32Array {
   return new Float32Array(bytes.slice().buffer);
 }
 
-/** Writes 16-bit values straight into dst when it is 2-aligned (the usual case), else via a copy. */
-function halfRow(src: Float32Array, dst: Uint8Array, convert: (s: Float32Array, d: Uint16Array) => void): void {
-  if (dst.byteOffset % 2 === 0) {
-    convert(src, new Uint16Array(dst.buffer, dst.byteOffset, src.length));
-    return;
-  }
-  const out = new Uint16Array(src.length);
-  convert(src, out);
-  dst.set(new Uint8Array(out.buffer));
-}
-
 const ROWS: GgmlType[] = [
   {
     id: 0, name: 'F32', blockSize: 1, bytesPerBlock: 4,
@@ -49,7 +39,7 @@ const ROWS: GgmlType[] = [
   },
   {
     id: 1, name: 'F16', blockSize: 1, bytesPerBlock: 2,
-    quantize: (src, dst) => halfRow(src, dst, fp32ToFp16Row),
+    quantize: rowQuantizer('F16', 'fp32ToFp16Row', 1, 2),
     dequantize: (src, dst) => fp16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
   },
   { id: 2, name: 'Q4_0', blockSize: 32, bytesPerBlock: 18, quantize: legacy.quantizeRowQ4_0, dequantize: legacy.dequantizeRowQ4_0 },
@@ -62,7 +52,7 @@ const ROWS: GgmlType[] = [
   { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kquants.quantizeRowQ6_K, dequantize: kquants.dequantizeRowQ6_K },
   {
     id: 30, name: 'BF16', blockSize: 1, bytesPerBlock: 2,
-    quantize: (src, dst) => halfRow(src, dst, fp32ToBf16Row),
+    quantize: rowQuantizer('BF16', 'fp32ToBf16Row', 1, 2),
     dequantize: (src, dst) => bf16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
   },
 ];

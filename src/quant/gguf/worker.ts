@@ -1,20 +1,13 @@
-// worker_threads entry: quantizes batches of whole rows with the type table's kernels.
+// worker_threads entry: quantizes chunks of whole rows in shared memory with the type table's kernels.
 import { parentPort } from 'node:worker_threads';
+import type { QuantizeJob } from './pool.js';
 import { ggmlTypeByName } from './types.js';
-
-export interface QuantizeJob {
-  id: number;
-  typeName: string;
-  src: Float32Array;
-  outBytes: number;
-}
 
 parentPort!.on('message', (job: QuantizeJob) => {
   try {
     const type = ggmlTypeByName(job.typeName)!;
-    const out = new Uint8Array(job.outBytes);
-    type.quantize(job.src, out);
-    parentPort!.postMessage({ id: job.id, out }, [out.buffer]);
+    type.quantize(new Float32Array(job.src, job.srcOffset, job.values), new Uint8Array(job.dst, job.dstOffset, job.bytes));
+    parentPort!.postMessage({ id: job.id });
   } catch (err) {
     parentPort!.postMessage({ id: job.id, error: (err as Error).message });
   }

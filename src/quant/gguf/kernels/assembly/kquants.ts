@@ -1,8 +1,9 @@
-// AssemblyScript (compiled to ../kquants.wasm by `npm run build:wasm`): ggml's K-quant row quantizers
-// quantize_row_q4_K_ref / q5_K / q6_K and their scale searches make_qkx2_quants / make_qx_quants.
+// ggml's K-quant row quantizers quantize_row_q4_K_ref / q5_K / q6_K and their scale searches make_qkx2_quants / make_qx_quants.
 // WebAssembly has native float32 arithmetic and never fuses a multiply-add, so written in C's order every
 // operation rounds exactly as in llama-quantize's baseline x86-64 build: the bytes are ggml's.
 // The searches also skip work ggml does twice; each shortcut says why it gives the same bytes.
+
+import { clampI, getB, getF, hsum, nearestInt, setB, setF, storeF16 } from './float';
 
 const QK_K: i32 = 256;
 const Q4_K_BLOCK: i32 = 144; // d, dmin, scales[12], qs[128]
@@ -27,37 +28,24 @@ const LV: usize = memory.data(QK_K * 4, 16); // levels of the candidate being tr
 const SCALES: usize = memory.data((QK_K / 16) * 4, 16);
 const MINS: usize = memory.data((QK_K / 32) * 4, 16);
 
-@inline function getF(p: usize, i: i32): f32 {
-  return load<f32>(p + (<usize>i << 2));
-}
-@inline function setF(p: usize, i: i32, v: f32): void {
-  store<f32>(p + (<usize>i << 2), v);
-}
-@inline function getB(p: usize, i: i32): i32 {
-  return <i32>load<u8>(p + <usize>i);
-}
-@inline function setB(p: usize, i: i32, v: i32): void {
-  store<u8>(p + <usize>i, <u8>v);
-}
-
-/** ggml's nearest_int: add 1.5 * 2^23 and read the integer out of the mantissa (garbage past 2^22, as C). */
-@inline function nearestInt(fval: f32): i32 {
-  const val: f32 = fval + 12582912.0;
-  return (reinterpret<i32>(val) & 0x007fffff) - 0x00400000;
-}
-
-@inline function clampI(v: i32, lo: i32, hi: i32): i32 {
-  return v < lo ? lo : v > hi ? hi : v;
-}
-
 /**
  * Levels of 4 values at once: nearest_int(iscale * x) clamped to [lo, hi], lane by lane the same float32
  * operations as the scalar nearestInt (WebAssembly SIMD is IEEE per lane and has no fused multiply-add).
  */
 @inline function levels4(viscale: v128, x: v128, vlo: v128, vhi: v128): v128 {
-  const v = f32x4.add(f32x4.mul(viscale, x), f32x4.splat(12582912.0));
-  const l = i32x4.sub(v128.and(v, i32x4.splat(0x007fffff)), i32x4.splat(0x00400000));
+  return nearestInt4(f32x4.mul(viscale, x), vlo, vhi);
+}
+
+/** nearest_int of 4 values, clamped to [lo, hi]. */
+@inline function nearestInt4(v: v128, vlo: v128, vhi: v128): v128 {
+  const t = f32x4.add(v, f32x4.splat(12582912.0));
+  const l = i32x4.sub(v128.and(t, i32x4.splat(0x007fffff)), i32x4.splat(0x00400000));
   return i32x4.min_s(i32x4.max_s(l, vlo), vhi);
+}
+
+/** 16 levels in 0..255 from four i32x4 vectors, as bytes. */
+@inline function bytes16(a: v128, b: v128, c: v128, d: v128): v128 {
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(a, b), i16x8.narrow_i32x4_s(c, d));
 }
 
 /**
@@ -79,51 +67,9 @@ const MINS: usize = memory.data((QK_K / 32) * 4, 16);
   return changed == 0 ? n : <i32>ctz(changed);
 }
 
-/** fp32 -> fp16 bits, round to nearest even, NaN -> 0x7E00 (ggml_compute_fp32_to_fp16). */
-function fp32ToFp16(value: f32): u32 {
-  const w = reinterpret<u32>(value);
-  const sign = (w >> 16) & 0x8000;
-  const abs = w & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | 0x7e00;
-  if (abs >= 0x477ff000) return sign | 0x7c00;
-  if (abs >= 0x38800000) {
-    const h = (abs - 0x38000000) >> 13;
-    const rest = abs & 0x1fff;
-    return sign | (h + (rest > 0x1000 || (rest == 0x1000 && (h & 1) == 1) ? 1 : 0));
-  }
-  if (abs < 0x33000000) return sign;
-  const exp = abs >> 23;
-  const mant = (abs & 0x7fffff) | 0x800000;
-  const shift = 126 - exp;
-  const h = mant >> shift;
-  const rest = mant & ((<u32>1 << shift) - 1);
-  const half = <u32>1 << (shift - 1);
-  return sign | (h + (rest > half || (rest == half && (h & 1) == 1) ? 1 : 0));
-}
-
-/** fp16 bits -> fp32, exact. */
-function fp16ToFp32(h: u32): f32 {
-  const sign = (h & 0x8000) << 16;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp == 0) return reinterpret<f32>(sign | reinterpret<u32>(<f32>mant * 5.9604644775390625e-8));
-  if (exp == 31) return reinterpret<f32>(sign | 0x7f800000 | (mant << 13));
-  return reinterpret<f32>(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-@inline function storeF16(p: usize, v: f32): f32 {
-  const h = fp32ToFp16(v);
-  store<u16>(p, <u16>h);
-  return fp16ToFp32(h);
-}
-
 /** x - min for the values in XS, rounded to float like C's `x[i] - min`. */
 function shiftBy(n: i32, min: f32): void {
   for (let i = 0; i < n; ++i) setF(XM, i, getF(XS, i) - min);
-}
-
-@inline function hsum(v: v128): f32 {
-  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
 /** sum of w * (scale * l + min - x)^2 over the n values in XS/WS/LV, each term as C computes it, summed by lane. */
@@ -235,91 +181,131 @@ function makeQkx2Quants(n: i32, nmax: i32, off: i32, rmin: f32, nstep: i32): voi
   qkMin = -min;
 }
 
+/** Bit mask of the lanes (4 per vector, 16 in all) whose levels differ. */
+@inline function changedMask(a0: v128, a1: v128, a2: v128, a3: v128, b0: v128, b1: v128, b2: v128, b3: v128): u32 {
+  return <u32>i32x4.bitmask(i32x4.ne(a0, b0)) | (<u32>i32x4.bitmask(i32x4.ne(a1, b1)) << 4)
+    | (<u32>i32x4.bitmask(i32x4.ne(a2, b2)) << 8) | (<u32>i32x4.bitmask(i32x4.ne(a3, b3)) << 12);
+}
+
+/** 16 levels in -32..31, stored as level + 32 bytes at L+off. */
+@inline function storeLevels16(off: i32, l0: v128, l1: v128, l2: v128, l3: v128): void {
+  const bias = i32x4.splat(32);
+  v128.store(L + <usize>off, i8x16.narrow_i16x8_s(
+    i16x8.narrow_i32x4_s(i32x4.add(l0, bias), i32x4.add(l1, bias)),
+    i16x8.narrow_i32x4_s(i32x4.add(l2, bias), i32x4.add(l3, bias))));
+}
+
 /**
- * Symmetric scale for 16 values at XS+off (Q6_K: make_qx_quants, rmse_type 1, no importance weights):
- * levels -nmax..nmax-1 stored as L + nmax, weights x^2, 18 nearby scales tried. Returns the scale.
+ * Symmetric scale for the 16 values at XS+off (Q6_K: make_qx_quants with nmax 32, rmse_type 1, no
+ * importance weights): levels -32..31 stored as L + 32, weights x^2, 18 nearby scales tried. Returns the
+ * scale. The 16 values, their weights and the levels live in registers (four vectors each); memory is
+ * touched only for the sums in order, which 1 candidate in 9 needs.
  */
-function makeQxQuants(n: i32, nmax: i32, off: i32): f32 {
+function makeQxQuants16(off: i32): f32 {
   const x = XS + (<usize>off << 2);
-  let max: f32 = 0;
-  let amax: f32 = 0;
-  for (let i = 0; i < n; ++i) {
-    const xi = getF(x, i);
-    const ax = abs<f32>(xi);
-    if (ax > amax) {
-      amax = ax;
-      max = xi;
-    }
-  }
+  const x0 = v128.load(x);
+  const x1 = v128.load(x, 16);
+  const x2 = v128.load(x, 32);
+  const x3 = v128.load(x, 48);
+  // The value of largest magnitude with its sign, the first on ties (C's strict `>`).
+  const am = f32x4.pmax(f32x4.pmax(f32x4.abs(x0), f32x4.abs(x1)), f32x4.pmax(f32x4.abs(x2), f32x4.abs(x3)));
+  const amax = max<f32>(max<f32>(f32x4.extract_lane(am, 0), f32x4.extract_lane(am, 1)), max<f32>(f32x4.extract_lane(am, 2), f32x4.extract_lane(am, 3)));
   if (amax < GROUP_MAX_EPS) {
-    for (let i = 0; i < n; ++i) setB(L, off + i, 0);
+    v128.store(L + <usize>off, i8x16.splat(0));
     return 0;
   }
-  const lo = -nmax;
-  const hi = nmax - 1;
-  let iscale: f32 = <f32>(-nmax) / max;
+  const va = f32x4.splat(amax);
+  const hit = i32x4.bitmask(f32x4.eq(f32x4.abs(x0), va)) | (i32x4.bitmask(f32x4.eq(f32x4.abs(x1), va)) << 4)
+    | (i32x4.bitmask(f32x4.eq(f32x4.abs(x2), va)) << 8) | (i32x4.bitmask(f32x4.eq(f32x4.abs(x3), va)) << 12);
+  const max = getF(x, <i32>ctz(hit));
+  const nmax: f32 = 32;
+  const vlo = i32x4.splat(-32);
+  const vhi = i32x4.splat(31);
+  // Weights x^2 and x^3, each rounded as C rounds w and w*x.
+  const w0 = f32x4.mul(x0, x0);
+  const w1 = f32x4.mul(x1, x1);
+  const w2 = f32x4.mul(x2, x2);
+  const w3 = f32x4.mul(x3, x3);
+  const wx0 = f32x4.mul(w0, x0);
+  const wx1 = f32x4.mul(w1, x1);
+  const wx2 = f32x4.mul(w2, x2);
+  const wx3 = f32x4.mul(w3, x3);
+  v128.store(WQ, w0); v128.store(WQ, w1, 16); v128.store(WQ, w2, 32); v128.store(WQ, w3, 48);
+  v128.store(WXQ, wx0); v128.store(WXQ, wx1, 16); v128.store(WXQ, wx2, 32); v128.store(WXQ, wx3, 48);
+  let viscale = f32x4.splat(-nmax / max);
+  let c0 = levels4(viscale, x0, vlo, vhi);
+  let c1 = levels4(viscale, x1, vlo, vhi);
+  let c2 = levels4(viscale, x2, vlo, vhi);
+  let c3 = levels4(viscale, x3, vlo, vhi);
+  // The first guess's sums, in order, with their prefixes (entry i sums terms 0..i-1).
+  v128.store(LV, c0); v128.store(LV, c1, 16); v128.store(LV, c2, 32); v128.store(LV, c3, 48);
   let sumlx: f32 = 0;
   let suml2: f32 = 0;
-  for (let i = 0; i < n; ++i) {
-    const xi = getF(x, i);
-    const w = xi * xi;
-    setF(WQ, i, w);
-    setF(WXQ, i, w * xi);
-    const l = clampI(nearestInt(iscale * xi), lo, hi);
-    store<i32>(LV + (<usize>i << 2), l);
-    setB(L, off + i, l + nmax);
-    const lf = <f32>l;
-    sumlx += w * xi * lf;
-    suml2 += w * lf * lf;
+  for (let i = 0; i < 16; ++i) {
+    const lf = <f32>load<i32>(LV + (<usize>i << 2));
+    sumlx += getF(WXQ, i) * lf;
+    suml2 += getF(WQ, i) * lf * lf;
     setF(PRE1, i + 1, sumlx);
     setF(PRE2, i + 1, suml2);
   }
   let scale: f32 = suml2 != 0 ? sumlx / suml2 : 0;
   let best = scale * sumlx;
+  let b0 = c0;
+  let b1 = c1;
+  let b2 = c2;
+  let b3 = c3;
   // PRE1/PRE2 hold the sums in order of the levels last summed in order; `dirty` is the first level
   // changed since then.
-  let dirty = n;
+  let dirty = 16;
   for (let is = -9; is <= 9; ++is) {
     if (is == 0) continue;
-    iscale = -(<f32>nmax + RDELTA * <f32>is) / max;
-    // As in makeQkx2Quants: unchanged levels give the previous candidate's sums and outcome (the first
-    // candidate's "previous" is the first guess, already `best`).
-    const first = updateLevels(n, iscale, x, lo, hi);
-    if (first == n) continue;
+    viscale = f32x4.splat(-(nmax + RDELTA * <f32>is) / max);
+    const l0 = levels4(viscale, x0, vlo, vhi);
+    const l1 = levels4(viscale, x1, vlo, vhi);
+    const l2 = levels4(viscale, x2, vlo, vhi);
+    const l3 = levels4(viscale, x3, vlo, vhi);
+    // Unchanged levels give the previous candidate's sums and outcome (the first candidate's "previous"
+    // is the first guess, already `best`): half the candidates end here.
+    const changed = changedMask(l0, l1, l2, l3, c0, c1, c2, c3);
+    if (changed == 0) continue;
+    c0 = l0; c1 = l1; c2 = l2; c3 = l3;
+    const first = <i32>ctz(changed);
     if (first < dirty) dirty = first;
     // Every term of sumlx (x^3 * l) has one sign, as does every term of suml2, so their sums by lane are
     // within 21 ulp of C's sums in order (15 for C's order, 6 by lane); the two sides of the test below
-    // then differ from C's by under 70 ulp (4.2e-6 relative), so a candidate that loses by more than 1e-5 by lane
-    // loses in C too. Accepting one needs the sums in order.
-    let lx = f32x4.splat(0);
-    let l2 = f32x4.splat(0);
-    for (let i = 0; i < n; i += 4) {
-      const at = <usize>i << 2;
-      const lf = f32x4.convert_i32x4_s(v128.load(LV + at));
-      lx = f32x4.add(lx, f32x4.mul(v128.load(WXQ + at), lf));
-      l2 = f32x4.add(l2, f32x4.mul(f32x4.mul(v128.load(WQ + at), lf), lf));
-    }
+    // then differ from C's by under 70 ulp (4.2e-6 relative), so a candidate that loses by more than
+    // 1e-5 by lane loses in C too. Accepting one needs the sums in order.
+    const f0 = f32x4.convert_i32x4_s(l0);
+    const f1 = f32x4.convert_i32x4_s(l1);
+    const f2 = f32x4.convert_i32x4_s(l2);
+    const f3 = f32x4.convert_i32x4_s(l3);
+    const lx = f32x4.add(f32x4.add(f32x4.mul(wx0, f0), f32x4.mul(wx1, f1)), f32x4.add(f32x4.mul(wx2, f2), f32x4.mul(wx3, f3)));
+    const ll = f32x4.add(
+      f32x4.add(f32x4.mul(f32x4.mul(w0, f0), f0), f32x4.mul(f32x4.mul(w1, f1), f1)),
+      f32x4.add(f32x4.mul(f32x4.mul(w2, f2), f2), f32x4.mul(f32x4.mul(w3, f3), f3)));
     const lxSum = hsum(lx);
-    const l2Sum = hsum(l2);
+    const l2Sum = hsum(ll);
     if (!(l2Sum > 0)) continue; // terms >= 0: zero by lane exactly when zero in order
     const rhs = best * l2Sum;
     if (rhs > 1e-30 && lxSum * lxSum < rhs * (1 - 1e-5)) continue;
+    v128.store(LV, l0); v128.store(LV, l1, 16); v128.store(LV, l2, 32); v128.store(LV, l3, 48);
     sumlx = getF(PRE1, dirty);
     suml2 = getF(PRE2, dirty);
-    for (let i = dirty; i < n; ++i) {
+    for (let i = dirty; i < 16; ++i) {
       const lf = <f32>load<i32>(LV + (<usize>i << 2));
       sumlx += getF(WXQ, i) * lf;
       suml2 += getF(WQ, i) * lf * lf;
       setF(PRE1, i + 1, sumlx);
       setF(PRE2, i + 1, suml2);
     }
-    dirty = n;
+    dirty = 16;
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (let k = 0; k < n; ++k) setB(L, off + k, load<i32>(LV + (<usize>k << 2)) + nmax);
+      b0 = l0; b1 = l1; b2 = l2; b3 = l3;
       scale = sumlx / suml2;
       best = scale * sumlx;
     }
   }
+  storeLevels16(off, b0, b1, b2, b3);
   return scale;
 }
 
@@ -380,9 +366,18 @@ function quantizeScaleMinBlock(x: usize, dst: usize, nmax: i32, rmin: f32, nstep
     const d = d0 * <f32>(smk & 0xff);
     if (d == 0) continue;
     const dm = dmin0 * <f32>(smk >> 8);
-    for (let ii = 0; ii < 32; ++ii) {
-      const l = nearestInt((getF(x, 32 * j + ii) + dm) / d);
-      setB(L, 32 * j + ii, clampI(l, 0, nmax));
+    // nearest_int((x + dm) / d) clamped to 0..nmax, 16 values at a time (division is exact per lane).
+    const vdm = f32x4.splat(dm);
+    const vd = f32x4.splat(d);
+    const vlo = i32x4.splat(0);
+    const vhi = i32x4.splat(nmax);
+    for (let k = 0; k < 32; k += 16) {
+      const p = x + (<usize>(32 * j + k) << 2);
+      v128.store(L + <usize>(32 * j + k), bytes16(
+        nearestInt4(f32x4.div(f32x4.add(v128.load(p), vdm), vd), vlo, vhi),
+        nearestInt4(f32x4.div(f32x4.add(v128.load(p, 16), vdm), vd), vlo, vhi),
+        nearestInt4(f32x4.div(f32x4.add(v128.load(p, 32), vdm), vd), vlo, vhi),
+        nearestInt4(f32x4.div(f32x4.add(v128.load(p, 48), vdm), vd), vlo, vhi)));
     }
   }
 }
@@ -394,10 +389,10 @@ export function quantizeQ4K(src: usize, dst: usize, nb: i32): void {
     const x = src + (<usize>(i * QK_K) << 2);
     quantizeScaleMinBlock(x, at, 15, -1, 20);
     // 64 values per 32 bytes: the first 32 in the low nibbles, the next 32 in the high ones.
-    let q = at + 16;
-    for (let j = 0; j < QK_K; j += 64) {
-      for (let l = 0; l < 32; ++l) setB(q, l, getB(L, j + l) | (getB(L, j + l + 32) << 4));
-      q += 32;
+    for (let j = 0; j < QK_K; j += 32) {
+      const lo = L + <usize>(j << 1);
+      v128.store(at + 16 + <usize>j, v128.or(v128.load(lo), i8x16.shl(v128.load(lo, 32), 4)));
+      v128.store(at + 32 + <usize>j, v128.or(v128.load(lo, 16), i8x16.shl(v128.load(lo, 48), 4)));
     }
   }
 }
@@ -409,30 +404,17 @@ export function quantizeQ5K(src: usize, dst: usize, nb: i32): void {
     const x = src + (<usize>(i * QK_K) << 2);
     quantizeScaleMinBlock(x, at, 31, -0.5, 15);
     // Low 4 bits as in Q4_K; the fifth bit of value n+j (n = 64k) is bit 2k of qh[j], of n+j+32 bit 2k+1.
-    const qh = at + 16;
-    memory.fill(qh, 0, 32);
-    let m1 = 1;
-    let m2 = 2;
-    let q = at + 48;
-    for (let n = 0; n < QK_K; n += 64) {
-      for (let j = 0; j < 32; ++j) {
-        let l1 = getB(L, n + j);
-        let h = getB(qh, j);
-        if (l1 > 15) {
-          l1 -= 16;
-          h |= m1;
-        }
-        let l2 = getB(L, n + j + 32);
-        if (l2 > 15) {
-          l2 -= 16;
-          h |= m2;
-        }
-        setB(qh, j, h);
-        setB(q, j, l1 | (l2 << 4));
+    const nib = i8x16.splat(0x0f);
+    for (let half = 0; half < 32; half += 16) {
+      let h = i8x16.splat(0);
+      for (let n = 0, k = 0; n < QK_K; n += 64, k += 2) {
+        const l1 = v128.load(L + <usize>(n + half));
+        const l2 = v128.load(L + <usize>(n + half + 32));
+        v128.store(at + 48 + <usize>((n >> 1) + half), v128.or(v128.and(l1, nib), i8x16.shl(l2, 4)));
+        // Levels are 0..31: bit 4 shifted down to bit 0, then up to its place.
+        h = v128.or(h, v128.or(i8x16.shl(i8x16.shr_u(l1, 4), k), i8x16.shl(i8x16.shr_u(l2, 4), k + 1)));
       }
-      m1 <<= 2;
-      m2 <<= 2;
-      q += 32;
+      v128.store(at + 16 + <usize>half, h);
     }
   }
 }
@@ -446,7 +428,7 @@ export function quantizeQ6K(src: usize, dst: usize, nb: i32): void {
     let maxScale: f32 = 0;
     let maxAbsScale: f32 = 0;
     for (let ib = 0; ib < QK_K / 16; ++ib) {
-      const scale = makeQxQuants(16, 32, 16 * ib);
+      const scale = makeQxQuants16(16 * ib);
       setF(SCALES, ib, scale);
       const a = abs<f32>(scale);
       if (a > maxAbsScale) {
@@ -466,49 +448,33 @@ export function quantizeQ6K(src: usize, dst: usize, nb: i32): void {
     for (let ib = 0; ib < QK_K / 16; ++ib) {
       setB(sc, ib, min<i32>(127, nearestInt(iscale * getF(SCALES, ib)))); // int8_t store
     }
+    const vlo = i32x4.splat(-32);
+    const vhi = i32x4.splat(31);
     for (let j = 0; j < QK_K / 16; ++j) {
       const d = d0 * <f32>load<i8>(sc + <usize>j);
-      if (d == 0) continue;
-      for (let ii = 0; ii < 16; ++ii) {
-        const l = nearestInt(getF(x, 16 * j + ii) / d);
-        setB(L, 16 * j + ii, clampI(l, -32, 31) + 32);
-      }
+      if (d == 0) continue; // C keeps the search's levels for this group
+      const vd = f32x4.splat(d);
+      const p = x + (<usize>(16 * j) << 2);
+      storeLevels16(16 * j,
+        nearestInt4(f32x4.div(v128.load(p), vd), vlo, vhi), nearestInt4(f32x4.div(v128.load(p, 16), vd), vlo, vhi),
+        nearestInt4(f32x4.div(v128.load(p, 32), vd), vlo, vhi), nearestInt4(f32x4.div(v128.load(p, 48), vd), vlo, vhi));
     }
     // Per 128 values: low nibbles of 0-31|64-95 and 32-63|96-127 in ql, the 2 high bits of all four in qh.
-    for (let j = 0, lq = ql, hq = qh; j < QK_K; j += 128, lq += 64, hq += 32) {
-      for (let l = 0; l < 32; ++l) {
-        const a = getB(L, j + l);
-        const b = getB(L, j + l + 32);
-        const c = getB(L, j + l + 64);
-        const e = getB(L, j + l + 96);
-        setB(lq, l, (a & 0xf) | ((c & 0xf) << 4));
-        setB(lq, l + 32, (b & 0xf) | ((e & 0xf) << 4));
-        setB(hq, l, (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6));
+    const nib = i8x16.splat(0x0f);
+    for (let j = 0; j < QK_K; j += 128) {
+      const lq = ql + <usize>(j >> 1);
+      const hq = qh + <usize>(j >> 2);
+      for (let l = 0; l < 32; l += 16) {
+        const a = v128.load(L + <usize>(j + l));
+        const b = v128.load(L + <usize>(j + l + 32));
+        const c = v128.load(L + <usize>(j + l + 64));
+        const e = v128.load(L + <usize>(j + l + 96));
+        v128.store(lq + <usize>l, v128.or(v128.and(a, nib), i8x16.shl(c, 4)));
+        v128.store(lq + <usize>(l + 32), v128.or(v128.and(b, nib), i8x16.shl(e, 4)));
+        v128.store(hq + <usize>l, v128.or(
+          v128.or(i8x16.shr_u(a, 4), i8x16.shl(i8x16.shr_u(b, 4), 2)),
+          v128.or(i8x16.shl(i8x16.shr_u(c, 4), 4), i8x16.shl(i8x16.shr_u(e, 4), 6))));
       }
     }
   }
-}
-
-// For tests: the float helpers, checked against ggml's edge cases and src/formats/fp16.ts.
-export function nearestIntF32(v: f32): i32 {
-  return nearestInt(v);
-}
-export function fp16Bits(v: f32): u32 {
-  return fp32ToFp16(v);
-}
-export function fp16Value(h: u32): f32 {
-  return fp16ToFp32(h);
-}
-
-/** Start of the caller's buffer (after the static scratch), 16-byte aligned. */
-export function ioBase(): usize {
-  return (__heap_base + 15) & ~(<usize>15);
-}
-
-/** Grows memory so `bytes` fit from ioBase(); returns false when the engine refuses. */
-export function reserve(bytes: usize): bool {
-  const end = ioBase() + bytes;
-  const have = <usize>memory.size() << 16;
-  if (end <= have) return true;
-  return memory.grow(<i32>((end - have + 0xffff) >> 16)) >= 0;
 }

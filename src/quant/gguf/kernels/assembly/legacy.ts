@@ -1,0 +1,228 @@
+// ggml's 32-value block quantizers quantize_row_{q4_0,q4_1,q5_0,q5_1,q8_0}_ref, 4 lanes at a time.
+// Every lane does C's float32 operations in C's order (WebAssembly SIMD rounds per lane, never fuses a
+// multiply-add), and the block's max, min or absolute max does not depend on the order it is taken in,
+// except for the sign of a zero: blocks whose min or max is zero are scanned in C's order.
+
+import { storeF16 } from './float';
+
+const FLT_MAX: f32 = 3.4028234663852886e38;
+
+@inline function vec(x: usize, k: i32): v128 {
+  return v128.load(x + (<usize>k << 4));
+}
+
+@inline function lanesMax(v: v128): f32 {
+  return max<f32>(max<f32>(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max<f32>(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+}
+
+@inline function lanesMin(v: v128): f32 {
+  return min<f32>(min<f32>(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), min<f32>(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
+}
+
+/**
+ * max |x| over the block. pmax keeps the running value when compared with NaN, as C's `amax < fabsf(v)`
+ * does, so NaN never wins.
+ */
+@inline function absMax(x: usize): f32 {
+  let m = f32x4.splat(0);
+  for (let k = 0; k < 8; ++k) m = f32x4.pmax(m, f32x4.abs(vec(x, k)));
+  return lanesMax(m);
+}
+
+/** The value of largest magnitude with its sign, the first one on ties (C's strict `<`); 0 when all are 0. */
+@inline function signedAbsMax(x: usize): f32 {
+  const amax = absMax(x);
+  if (amax == 0) return 0;
+  const va = f32x4.splat(amax);
+  for (let k = 0; k < 8; ++k) {
+    const hit = i32x4.bitmask(f32x4.eq(f32x4.abs(vec(x, k)), va));
+    if (hit != 0) return load<f32>(x + (<usize>k << 4) + (<usize>ctz(hit) << 2));
+  }
+  return 0;
+}
+
+// min and max of a block (Q4_1, Q5_1).
+let blockMin: f32 = 0;
+let blockMax: f32 = 0;
+
+@inline function minMax(x: usize): void {
+  let lo = f32x4.splat(FLT_MAX);
+  let hi = f32x4.splat(-FLT_MAX);
+  for (let k = 0; k < 8; ++k) {
+    const v = vec(x, k);
+    lo = f32x4.pmin(lo, v);
+    hi = f32x4.pmax(hi, v);
+  }
+  blockMin = lanesMin(lo);
+  blockMax = lanesMax(hi);
+  if (blockMin == 0 || blockMax == 0) {
+    // -0 and +0 compare equal and C keeps the first it meets; their sign reaches the stored fp16 bytes.
+    blockMin = FLT_MAX;
+    blockMax = -FLT_MAX;
+    for (let j = 0; j < 32; ++j) {
+      const v = load<f32>(x + (<usize>j << 2));
+      if (v < blockMin) blockMin = v;
+      if (v > blockMax) blockMax = v;
+    }
+  }
+}
+
+/**
+ * C's (int8_t) / (uint8_t) of a float as llama-quantize's x86-64 build computes it: cvttss2si to int32,
+ * which gives INT32_MIN for NaN and anything out of range, then the low byte. It matters: a block of
+ * subnormal values has a subnormal d, so id = 1/d is infinite and every x * id is +-inf (or NaN).
+ */
+@inline function x86Int8(v: v128): v128 {
+  const inRange = f32x4.lt(f32x4.abs(v), f32x4.splat(2147483648.0));
+  const t = v128.bitselect(i32x4.trunc_sat_f32x4_s(v), i32x4.splat(0x80000000), inRange);
+  return i32x4.shr_s(i32x4.shl(t, 24), 24);
+}
+
+/** 16 levels from four i32x4 vectors: the low byte of each. */
+@inline function bytes16(a: v128, b: v128, c: v128, d: v128): v128 {
+  const m = i32x4.splat(0xff);
+  return i8x16.narrow_i16x8_u(
+    i16x8.narrow_i32x4_s(v128.and(a, m), v128.and(b, m)),
+    i16x8.narrow_i32x4_s(v128.and(c, m), v128.and(d, m)));
+}
+
+// Levels of the block's first half (values 0-15) and second half (16-31), as bytes.
+let lowHalf: v128 = v128.splat<i32>(0);
+let highHalf: v128 = v128.splat<i32>(0);
+
+/** MIN(top, (int8_t)(x * id + add)) for 4 values (Q4_0, Q5_0). */
+@inline function symmetric4(x: v128, vid: v128, vadd: v128, vtop: v128): v128 {
+  return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(x, vid), vadd)), vtop);
+}
+
+/** MIN(top, (int8_t)((x - min) * id + 0.5)) for 4 values (Q4_1; Q5_1 has no MIN, top = 255 is none). */
+@inline function fromMin4(x: v128, vmin: v128, vid: v128, vtop: v128): v128 {
+  return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(f32x4.sub(x, vmin), vid), f32x4.splat(0.5))), vtop);
+}
+
+@inline function levelsSymmetric(x: usize, id: f32, add: f32, top: i32): void {
+  const vid = f32x4.splat(id);
+  const vadd = f32x4.splat(add);
+  const vtop = i32x4.splat(top);
+  lowHalf = bytes16(
+    symmetric4(vec(x, 0), vid, vadd, vtop), symmetric4(vec(x, 1), vid, vadd, vtop),
+    symmetric4(vec(x, 2), vid, vadd, vtop), symmetric4(vec(x, 3), vid, vadd, vtop));
+  highHalf = bytes16(
+    symmetric4(vec(x, 4), vid, vadd, vtop), symmetric4(vec(x, 5), vid, vadd, vtop),
+    symmetric4(vec(x, 6), vid, vadd, vtop), symmetric4(vec(x, 7), vid, vadd, vtop));
+}
+
+@inline function levelsFromMin(x: usize, mn: f32, id: f32, top: i32): void {
+  const vmin = f32x4.splat(mn);
+  const vid = f32x4.splat(id);
+  const vtop = i32x4.splat(top);
+  lowHalf = bytes16(
+    fromMin4(vec(x, 0), vmin, vid, vtop), fromMin4(vec(x, 1), vmin, vid, vtop),
+    fromMin4(vec(x, 2), vmin, vid, vtop), fromMin4(vec(x, 3), vmin, vid, vtop));
+  highHalf = bytes16(
+    fromMin4(vec(x, 4), vmin, vid, vtop), fromMin4(vec(x, 5), vmin, vid, vtop),
+    fromMin4(vec(x, 6), vmin, vid, vtop), fromMin4(vec(x, 7), vmin, vid, vtop));
+}
+
+/** Q4_0 / Q4_1: byte j = level j | level j+16 << 4, unmasked as in C (a wrapped level spills over). */
+@inline function storeNibbles(at: usize): void {
+  v128.store(at, v128.or(lowHalf, i8x16.shl(highHalf, 4)));
+}
+
+/** Q5_0 / Q5_1: byte j = (level j & 15) | (level j+16 & 15) << 4. */
+@inline function storeMaskedNibbles(at: usize): void {
+  v128.store(at, v128.or(v128.and(lowHalf, i8x16.splat(0x0f)), i8x16.shl(highHalf, 4)));
+}
+
+/** Bit 4 of level j goes to bit j of qh (j < 32). */
+@inline function fifthBits(): u32 {
+  return <u32>i8x16.bitmask(i8x16.shl(lowHalf, 3)) | (<u32>i8x16.bitmask(i8x16.shl(highHalf, 3)) << 16);
+}
+
+/** Q4_0: d = max / -8, level = min(15, (int8_t)(x/d + 8.5)). 18 bytes per block. */
+export function quantizeQ4_0(src: usize, dst: usize, nb: i32): void {
+  for (let i = 0; i < nb; ++i) {
+    const x = src + (<usize>i << 7);
+    const y = dst + <usize>(i * 18);
+    const d: f32 = signedAbsMax(x) / -8;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    storeF16(y, d);
+    levelsSymmetric(x, id, 8.5, 15);
+    storeNibbles(y + 2);
+  }
+}
+
+/** Q4_1: d = (max - min) / 15, m = min, level = min(15, (int8_t)((x - min)/d + 0.5)). 20 bytes. */
+export function quantizeQ4_1(src: usize, dst: usize, nb: i32): void {
+  for (let i = 0; i < nb; ++i) {
+    const x = src + (<usize>i << 7);
+    const y = dst + <usize>(i * 20);
+    minMax(x);
+    const d: f32 = (blockMax - blockMin) / 15;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    storeF16(y, d);
+    storeF16(y + 2, blockMin);
+    levelsFromMin(x, blockMin, id, 15);
+    storeNibbles(y + 4);
+  }
+}
+
+/** Q5_0: d = max / -16, level = min(31, (int8_t)(x/d + 16.5)); fifth bits in qh. 22 bytes. */
+export function quantizeQ5_0(src: usize, dst: usize, nb: i32): void {
+  for (let i = 0; i < nb; ++i) {
+    const x = src + (<usize>i << 7);
+    const y = dst + <usize>(i * 22);
+    const d: f32 = signedAbsMax(x) / -16;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    storeF16(y, d);
+    levelsSymmetric(x, id, 16.5, 31);
+    store<u32>(y + 2, fifthBits());
+    storeMaskedNibbles(y + 6);
+  }
+}
+
+/** Q5_1: d = (max - min) / 31, m = min, level = (uint8_t)((x - min)/d + 0.5) (no clamp in C). 24 bytes. */
+export function quantizeQ5_1(src: usize, dst: usize, nb: i32): void {
+  for (let i = 0; i < nb; ++i) {
+    const x = src + (<usize>i << 7);
+    const y = dst + <usize>(i * 24);
+    minMax(x);
+    const d: f32 = (blockMax - blockMin) / 31;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    storeF16(y, d);
+    storeF16(y + 2, blockMin);
+    levelsFromMin(x, blockMin, id, 255);
+    store<u32>(y + 4, fifthBits());
+    storeMaskedNibbles(y + 8);
+  }
+}
+
+/** roundf for 4 lanes: half away from zero (x - trunc(x) is exact in float32). */
+@inline function roundAway(v: v128): v128 {
+  const t = f32x4.trunc(v);
+  const half = f32x4.ge(f32x4.abs(f32x4.sub(v, t)), f32x4.splat(0.5));
+  const one = v128.or(v128.and(v, i32x4.splat(0x80000000)), f32x4.splat(1));
+  return f32x4.add(t, v128.and(half, one));
+}
+
+@inline function roundedLevels(x: v128, vid: v128): v128 {
+  return v128.and(x86Int8(roundAway(f32x4.mul(x, vid))), i32x4.splat(0xff));
+}
+
+/** Q8_0: d = amax / 127, level = roundf(x/d). 34 bytes per block. */
+export function quantizeQ8_0(src: usize, dst: usize, nb: i32): void {
+  for (let i = 0; i < nb; ++i) {
+    const x = src + (<usize>i << 7);
+    const y = dst + <usize>(i * 34);
+    const d: f32 = absMax(x) / 127;
+    const id: f32 = d != 0 ? 1 / d : 0;
+    storeF16(y, d);
+    const vid = f32x4.splat(id);
+    for (let h = 0; h < 2; ++h) {
+      const k = h * 4;
+      const a = i16x8.narrow_i32x4_s(roundedLevels(vec(x, k), vid), roundedLevels(vec(x, k + 1), vid));
+      const b = i16x8.narrow_i32x4_s(roundedLevels(vec(x, k + 2), vid), roundedLevels(vec(x, k + 3), vid));
+      v128.store(y + 2 + (<usize>h << 4), i8x16.narrow_i16x8_u(a, b));
+    }
+  }
+}
