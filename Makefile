@@ -17,7 +17,7 @@ deps: node_modules/.package-lock.json
 build: deps
 	npm run build
 
-# The K-quant kernels' WebAssembly (committed, so a clone runs without a compiler); a test checks that
+# The GGUF row quantizers' WebAssembly (committed, so a clone runs without a compiler); a test checks that
 # the committed file is what its AssemblyScript source compiles to.
 wasm: deps
 	npm run build:wasm

@@ -33,18 +33,15 @@ export function fp32ToFp16(value: number): number {
 /** All 65536 fp16 values as float32: the conversion is exact, a table is the fastest way. */
 export const FP16_TO_FP32: Float32Array = (() => {
   const table = new Float32Array(65536);
+  const bits = new Uint32Array(table.buffer);
+  // Built from bit patterns (every process and worker builds it at start-up: integer ops are cheap).
   for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
+    const sign = (h & 0x8000) << 16;
     const exp = (h >>> 10) & 0x1f;
     const mant = h & 0x3ff;
-    if (exp === 0) table[h] = sign * mant * 2 ** -24;
-    else if (exp === 0x1f) table[h] = mant === 0 ? sign * Infinity : Number.NaN;
-    else table[h] = sign * (1024 + mant) * 2 ** (exp - 25);
-  }
-  // Keep the NaN payloads ggml produces (quiet bit + payload) instead of JS's canonical NaN.
-  const bits = new Uint32Array(table.buffer);
-  for (let h = 0; h < 65536; h++) {
-    if (((h >>> 10) & 0x1f) === 0x1f && (h & 0x3ff) !== 0) bits[h] = ((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13);
+    if (exp === 0) table[h] = (sign ? -mant : mant) * 2 ** -24; // zero and subnormals
+    else if (exp === 0x1f) bits[h] = (sign | 0x7f800000 | (mant << 13)) >>> 0; // inf, NaN with ggml's payload
+    else bits[h] = (sign | ((exp + 112) << 23) | (mant << 13)) >>> 0;
   }
   return table;
 })();

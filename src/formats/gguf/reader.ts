@@ -44,7 +44,7 @@ class Cursor {
     });
   }
 
-  private async need(n: number): Promise<void> {
+  async need(n: number): Promise<void> {
     if (n < 0 || this.pos + n > this.fileSize) throw this.bad(`needs ${n} more bytes but the file ends at ${this.fileSize}`);
     if (this.pos >= this.bufStart && this.pos + n <= this.bufStart + this.buf.length) return;
     const size = Math.min(Math.max(n, 1 << 20), this.fileSize - this.pos);
@@ -62,16 +62,58 @@ class Cursor {
 
   private at(): number { return this.pos - this.bufStart; }
 
-  async u8(): Promise<number> { await this.need(1); const v = this.buf.readUInt8(this.at()); this.pos += 1; return v; }
-  async i8(): Promise<number> { await this.need(1); const v = this.buf.readInt8(this.at()); this.pos += 1; return v; }
-  async u16(): Promise<number> { await this.need(2); const v = this.buf.readUInt16LE(this.at()); this.pos += 2; return v; }
-  async i16(): Promise<number> { await this.need(2); const v = this.buf.readInt16LE(this.at()); this.pos += 2; return v; }
-  async u32(): Promise<number> { await this.need(4); const v = this.buf.readUInt32LE(this.at()); this.pos += 4; return v; }
-  async i32(): Promise<number> { await this.need(4); const v = this.buf.readInt32LE(this.at()); this.pos += 4; return v; }
-  async f32(): Promise<number> { await this.need(4); const v = this.buf.readFloatLE(this.at()); this.pos += 4; return v; }
-  async f64(): Promise<number> { await this.need(8); const v = this.buf.readDoubleLE(this.at()); this.pos += 8; return v; }
+  private buffered(n: number): boolean {
+    return this.pos >= this.bufStart && this.pos + n <= this.bufStart + this.buf.length;
+  }
+
+  /** A fixed-size value decoded from the buffer; the caller has made `SCALAR_BYTES[type]` available. */
+  scalarNow(type: Exclude<GgufScalarType, 'string'>, what: string): GgufScalar {
+    const at = this.at();
+    const b = this.buf;
+    this.pos += SCALAR_BYTES[type];
+    switch (type) {
+      case 'u8': return b.readUInt8(at);
+      case 'i8': return b.readInt8(at);
+      case 'u16': return b.readUInt16LE(at);
+      case 'i16': return b.readInt16LE(at);
+      case 'u32': return b.readUInt32LE(at);
+      case 'i32': return b.readInt32LE(at);
+      case 'f32': return b.readFloatLE(at);
+      case 'f64': return b.readDoubleLE(at);
+      case 'bool': {
+        const v = b.readUInt8(at);
+        if (v > 1) { this.pos -= 1; throw this.bad(`${what}: bool byte ${v} is neither 0 nor 1`); }
+        return v === 1;
+      }
+      case 'u64': { const v = b.readBigUInt64LE(at); return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v; }
+      case 'i64': {
+        const v = b.readBigInt64LE(at);
+        return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v;
+      }
+    }
+  }
+
+  async scalar(type: Exclude<GgufScalarType, 'string'>, what: string): Promise<GgufScalar> {
+    await this.need(SCALAR_BYTES[type]);
+    return this.scalarNow(type, what);
+  }
+
+  async u32(): Promise<number> { return (await this.scalar('u32', 'u32')) as number; }
   async u64big(): Promise<bigint> { await this.need(8); const v = this.buf.readBigUInt64LE(this.at()); this.pos += 8; return v; }
-  async i64big(): Promise<bigint> { await this.need(8); const v = this.buf.readBigInt64LE(this.at()); this.pos += 8; return v; }
+
+  /**
+   * A string that lies wholly in the buffer, decoded without waiting; undefined otherwise (and for any
+   * length the checked path must judge), so the caller falls back to str().
+   */
+  strNow(): string | undefined {
+    if (!this.buffered(8)) return undefined;
+    const at = this.at();
+    const len = this.buf.readUInt32LE(at);
+    if (this.buf.readUInt32LE(at + 4) !== 0 || len > MAX_STRING_BYTES || !this.buffered(8 + len)) return undefined;
+    this.pos += 8 + len;
+    return this.buf.toString('utf8', at + 8, at + 8 + len);
+  }
+
   /** A u64 that must be a safe integer no larger than `max`. */
   async count(what: string, max: number): Promise<number> {
     const v = await this.u64big();
@@ -89,38 +131,25 @@ class Cursor {
 }
 
 async function readValue(c: Cursor, type: GgufValueType, what: string, depth: number): Promise<GgufScalar | GgufArray> {
-  switch (type) {
-    case 'u8': return c.u8();
-    case 'i8': return c.i8();
-    case 'u16': return c.u16();
-    case 'i16': return c.i16();
-    case 'u32': return c.u32();
-    case 'i32': return c.i32();
-    case 'f32': return c.f32();
-    case 'f64': return c.f64();
-    case 'bool': {
-      const b = await c.u8();
-      if (b > 1) throw c.bad(`${what}: bool byte ${b} is neither 0 nor 1`);
-      return b === 1;
-    }
-    case 'u64': { const v = await c.u64big(); return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v; }
-    case 'i64': {
-      const v = await c.i64big();
-      return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v;
-    }
-    case 'string': return c.str(what);
-    case 'array': {
-      if (depth > 8) throw c.bad(`${what}: arrays nested more than 8 deep`);
-      const code = await c.u32();
-      const itemType = VALUE_TYPE_BY_CODE[code];
-      if (!itemType) throw c.bad(`${what}: unknown array element type ${code}`, 'a GGUF value type code 0..12');
-      const minItem = itemType === 'string' || itemType === 'array' ? 8 : SCALAR_BYTES[itemType as Exclude<GgufScalarType, 'string'>];
-      const n = await c.count(`${what} element count`, Math.floor(c.remaining() / minItem));
-      const values: (GgufScalar | GgufArray)[] = new Array(n);
-      for (let i = 0; i < n; i++) values[i] = await readValue(c, itemType, what, depth + 1);
-      return { itemType, values };
-    }
+  if (type === 'string') return c.str(what);
+  if (type !== 'array') return c.scalar(type, what);
+  if (depth > 8) throw c.bad(`${what}: arrays nested more than 8 deep`);
+  const code = await c.u32();
+  const itemType = VALUE_TYPE_BY_CODE[code];
+  if (!itemType) throw c.bad(`${what}: unknown array element type ${code}`, 'a GGUF value type code 0..12');
+  const minItem = itemType === 'string' || itemType === 'array' ? 8 : SCALAR_BYTES[itemType];
+  const n = await c.count(`${what} element count`, Math.floor(c.remaining() / minItem));
+  const values: (GgufScalar | GgufArray)[] = new Array(n);
+  // Vocabularies hold 100k+ entries: decode from the buffer without a wait per item where possible.
+  if (itemType === 'string') {
+    for (let i = 0; i < n; i++) values[i] = c.strNow() ?? (await c.str(what));
+  } else if (itemType === 'array') {
+    for (let i = 0; i < n; i++) values[i] = await readValue(c, itemType, what, depth + 1);
+  } else {
+    await c.need(n * minItem); // n was checked against what is left of the file
+    for (let i = 0; i < n; i++) values[i] = c.scalarNow(itemType, what);
   }
+  return { itemType, values };
 }
 
 /** Reads the header, metadata and tensor infos of a GGUF file (not the tensor data). */

@@ -12,6 +12,9 @@ import {
 
 type Phase = 'kv' | 'tensorInfo' | 'data' | 'finished' | 'failed';
 
+/** Bytes written between background flushes to disk. */
+const SYNC_EVERY_BYTES = 32 << 20;
+
 interface PendingTensor {
   name: string;
   dims: number[];
@@ -40,24 +43,35 @@ class ByteSink {
   i32(v: number): void { this.ensure(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
   f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
   f64(v: number): void { this.ensure(8); this.buf.writeDoubleLE(v, this.length); this.length += 8; }
-  u64(v: number | bigint): void { this.ensure(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
+  u64(v: number | bigint): void {
+    this.ensure(8);
+    // Safe integers as two 32-bit halves: BigInt conversion per value dominated writing a vocabulary.
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) {
+      this.buf.writeUInt32LE(v % 0x100000000, this.length);
+      this.buf.writeUInt32LE(Math.floor(v / 0x100000000), this.length + 4);
+    } else {
+      this.buf.writeBigUInt64LE(BigInt(v), this.length);
+    }
+    this.length += 8;
+  }
   i64(v: number | bigint): void { this.ensure(8); this.buf.writeBigInt64LE(BigInt(v), this.length); this.length += 8; }
   str(s: string): void {
-    const bytes = Buffer.from(s, 'utf8');
-    this.u64(bytes.length);
-    this.ensure(bytes.length);
-    bytes.copy(this.buf, this.length);
-    this.length += bytes.length;
+    const n = Buffer.byteLength(s, 'utf8');
+    this.u64(n);
+    this.ensure(n);
+    this.buf.write(s, this.length, n, 'utf8');
+    this.length += n;
   }
   zeros(n: number): void { this.ensure(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
   bytes(): Buffer { return this.buf.subarray(0, this.length); }
 }
 
+const INT_RANGES: Partial<Record<GgufValueType, [number, number]>> = {
+  u8: [0, 255], i8: [-128, 127], u16: [0, 65535], i16: [-32768, 32767], u32: [0, 4294967295], i32: [-2147483648, 2147483647],
+};
+
 function checkNumber(key: string, type: GgufValueType, v: GgufScalar): void {
-  const ranges: Partial<Record<GgufValueType, [number, number]>> = {
-    u8: [0, 255], i8: [-128, 127], u16: [0, 65535], i16: [-32768, 32767], u32: [0, 4294967295], i32: [-2147483648, 2147483647],
-  };
-  const r = ranges[type];
+  const r = INT_RANGES[type];
   if (r && (typeof v !== 'number' || !Number.isInteger(v) || v < r[0] || v > r[1])) {
     throw new RangeError(`GGUF key ${key}: ${String(v)} is not a valid ${type}`);
   }
@@ -86,8 +100,7 @@ function writeScalar(sink: ByteSink, key: string, type: GgufValueType, v: GgufSc
     for (const item of arr.values) writeScalar(sink, key, arr.itemType, item);
     return;
   }
-  const s = v as GgufScalar;
-  checkNumber(key, type, s);
+  const s = v as GgufScalar; // checked by validateValue when added
   switch (type) {
     case 'u8': sink.u8(s as number); break;
     case 'i8': sink.i8(s as number); break;
@@ -120,6 +133,8 @@ export class GgufWriter {
   private dataSize = 0;
   private nextData = 0;
   private written = 0;
+  private synced = 0;
+  private syncing?: Promise<void>;
   private fh?: FileHandle;
   private readonly tmp: string;
   readonly alignment: number;
@@ -229,6 +244,16 @@ export class GgufWriter {
       done += bytesWritten;
       this.written += bytesWritten;
     }
+    // Flush to disk as the file grows, while later tensors are computed, so the sync that must precede
+    // the rename does not wait for the whole file at the end. One flush in flight at a time.
+    if (this.written - this.synced >= SYNC_EVERY_BYTES && !this.syncing) {
+      const upTo = this.written;
+      this.syncing = this.fh!.datasync().then(() => {
+        this.synced = upTo;
+        this.syncing = undefined;
+      });
+      this.syncing.catch(() => undefined); // a failure surfaces at finish()'s own sync
+    }
   }
 
   /** Ends the file: every declared tensor must have its data; the temp file is renamed onto `path`. */
@@ -239,6 +264,7 @@ export class GgufWriter {
       if (this.nextData !== this.tensors.length) {
         throw new Error(`GgufWriter: finish() with ${this.tensors.length - this.nextData} tensor(s) still missing data (next: ${this.tensors[this.nextData]!.name})`);
       }
+      await this.syncing?.catch(() => undefined);
       await this.fh!.sync();
       await this.fh!.close();
       this.fh = undefined;
@@ -254,6 +280,7 @@ export class GgufWriter {
   /** Drops the temp file; the target is untouched. */
   async abort(): Promise<void> {
     this.phase = 'failed';
+    await this.syncing?.catch(() => undefined);
     if (this.fh) await this.fh.close().catch(() => undefined);
     this.fh = undefined;
     await rm(this.tmp, { force: true });
