@@ -38,7 +38,11 @@ const MINS: usize = memory.data((QK_K / 32) * 4, 16);
 
 /** nearest_int of 4 values, clamped to [lo, hi]. */
 @inline function nearestInt4(v: v128, vlo: v128, vhi: v128): v128 {
-  const t = f32x4.add(v, f32x4.splat(12582912.0));
+  return clampLevels(f32x4.add(v, f32x4.splat(12582912.0)), vlo, vhi);
+}
+
+/** The integers nearest_int reads from t = v + 1.5 * 2^23, clamped to [lo, hi]. */
+@inline function clampLevels(t: v128, vlo: v128, vhi: v128): v128 {
   const l = i32x4.sub(v128.and(t, i32x4.splat(0x007fffff)), i32x4.splat(0x00400000));
   return i32x4.min_s(i32x4.max_s(l, vlo), vhi);
 }
@@ -233,10 +237,10 @@ function makeQxQuants16(off: i32): f32 {
   v128.store(WQ, w0); v128.store(WQ, w1, 16); v128.store(WQ, w2, 32); v128.store(WQ, w3, 48);
   v128.store(WXQ, wx0); v128.store(WXQ, wx1, 16); v128.store(WXQ, wx2, 32); v128.store(WXQ, wx3, 48);
   let viscale = f32x4.splat(-nmax / max);
-  let c0 = levels4(viscale, x0, vlo, vhi);
-  let c1 = levels4(viscale, x1, vlo, vhi);
-  let c2 = levels4(viscale, x2, vlo, vhi);
-  let c3 = levels4(viscale, x3, vlo, vhi);
+  const c0 = levels4(viscale, x0, vlo, vhi);
+  const c1 = levels4(viscale, x1, vlo, vhi);
+  const c2 = levels4(viscale, x2, vlo, vhi);
+  const c3 = levels4(viscale, x3, vlo, vhi);
   // The first guess's sums, in order, with their prefixes (entry i sums terms 0..i-1).
   v128.store(LV, c0); v128.store(LV, c1, 16); v128.store(LV, c2, 32); v128.store(LV, c3, 48);
   let sumlx: f32 = 0;
@@ -257,20 +261,31 @@ function makeQxQuants16(off: i32): f32 {
   // PRE1/PRE2 hold the sums in order of the levels last summed in order; `dirty` is the first level
   // changed since then.
   let dirty = 16;
+  // The candidates are compared by iscale * x + 1.5 * 2^23, the float nearest_int reads its integer
+  // from: equal floats give equal levels, so half the candidates end after two operations per lane.
+  // (Different floats may clamp to equal levels: such a candidate is evaluated again, as C does anyway.)
+  const magic = f32x4.splat(12582912.0);
+  let t0 = f32x4.add(f32x4.mul(viscale, x0), magic);
+  let t1 = f32x4.add(f32x4.mul(viscale, x1), magic);
+  let t2 = f32x4.add(f32x4.mul(viscale, x2), magic);
+  let t3 = f32x4.add(f32x4.mul(viscale, x3), magic);
   for (let is = -9; is <= 9; ++is) {
     if (is == 0) continue;
     viscale = f32x4.splat(-(nmax + RDELTA * <f32>is) / max);
-    const l0 = levels4(viscale, x0, vlo, vhi);
-    const l1 = levels4(viscale, x1, vlo, vhi);
-    const l2 = levels4(viscale, x2, vlo, vhi);
-    const l3 = levels4(viscale, x3, vlo, vhi);
+    const u0 = f32x4.add(f32x4.mul(viscale, x0), magic);
+    const u1 = f32x4.add(f32x4.mul(viscale, x1), magic);
+    const u2 = f32x4.add(f32x4.mul(viscale, x2), magic);
+    const u3 = f32x4.add(f32x4.mul(viscale, x3), magic);
     // Unchanged levels give the previous candidate's sums and outcome (the first candidate's "previous"
-    // is the first guess, already `best`): half the candidates end here.
-    const changed = changedMask(l0, l1, l2, l3, c0, c1, c2, c3);
-    if (changed == 0) continue;
-    c0 = l0; c1 = l1; c2 = l2; c3 = l3;
-    const first = <i32>ctz(changed);
+    // is the first guess, already `best`).
+    if (!v128.any_true(v128.or(v128.or(i32x4.ne(u0, t0), i32x4.ne(u1, t1)), v128.or(i32x4.ne(u2, t2), i32x4.ne(u3, t3))))) continue;
+    const first = <i32>ctz(changedMask(u0, u1, u2, u3, t0, t1, t2, t3));
+    t0 = u0; t1 = u1; t2 = u2; t3 = u3;
     if (first < dirty) dirty = first;
+    const l0 = clampLevels(u0, vlo, vhi);
+    const l1 = clampLevels(u1, vlo, vhi);
+    const l2 = clampLevels(u2, vlo, vhi);
+    const l3 = clampLevels(u3, vlo, vhi);
     // Every term of sumlx (x^3 * l) has one sign, as does every term of suml2, so their sums by lane are
     // within 21 ulp of C's sums in order (15 for C's order, 6 by lane); the two sides of the test below
     // then differ from C's by under 70 ulp (4.2e-6 relative), so a candidate that loses by more than
