@@ -90,38 +90,26 @@ let blockMax: f32 = 0;
 let lowHalf: v128 = v128.splat<i32>(0);
 let highHalf: v128 = v128.splat<i32>(0);
 
-/** MIN(top, (int8_t)(x * id + add)) for 4 values (Q4_0, Q5_0). */
-@inline function symmetric4(x: v128, vid: v128, vadd: v128, vtop: v128): v128 {
-  return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(x, vid), vadd)), vtop);
+/**
+ * MIN(top, (int8_t)((x - sub) * id + add)) for 4 values: Q4_0 and Q5_0 take sub = 0 (x - 0 is x exactly,
+ * so the float ops are C's x * id + add), Q4_1 and Q5_1 sub = min and add = 0.5 (Q5_1 has no MIN: top 255).
+ */
+@inline function levels4(x: v128, vsub: v128, vid: v128, vadd: v128, vtop: v128): v128 {
+  return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(f32x4.sub(x, vsub), vid), vadd)), vtop);
 }
 
-/** MIN(top, (int8_t)((x - min) * id + 0.5)) for 4 values (Q4_1; Q5_1 has no MIN, top = 255 is none). */
-@inline function fromMin4(x: v128, vmin: v128, vid: v128, vtop: v128): v128 {
-  return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(f32x4.sub(x, vmin), vid), f32x4.splat(0.5))), vtop);
-}
-
-@inline function levelsSymmetric(x: usize, id: f32, add: f32, top: i32): void {
+/** The block's 32 levels into lowHalf and highHalf. */
+@inline function levels32(x: usize, sub: f32, id: f32, add: f32, top: i32): void {
+  const vsub = f32x4.splat(sub);
   const vid = f32x4.splat(id);
   const vadd = f32x4.splat(add);
   const vtop = i32x4.splat(top);
   lowHalf = bytes16(
-    symmetric4(vec(x, 0), vid, vadd, vtop), symmetric4(vec(x, 1), vid, vadd, vtop),
-    symmetric4(vec(x, 2), vid, vadd, vtop), symmetric4(vec(x, 3), vid, vadd, vtop));
+    levels4(vec(x, 0), vsub, vid, vadd, vtop), levels4(vec(x, 1), vsub, vid, vadd, vtop),
+    levels4(vec(x, 2), vsub, vid, vadd, vtop), levels4(vec(x, 3), vsub, vid, vadd, vtop));
   highHalf = bytes16(
-    symmetric4(vec(x, 4), vid, vadd, vtop), symmetric4(vec(x, 5), vid, vadd, vtop),
-    symmetric4(vec(x, 6), vid, vadd, vtop), symmetric4(vec(x, 7), vid, vadd, vtop));
-}
-
-@inline function levelsFromMin(x: usize, mn: f32, id: f32, top: i32): void {
-  const vmin = f32x4.splat(mn);
-  const vid = f32x4.splat(id);
-  const vtop = i32x4.splat(top);
-  lowHalf = bytes16(
-    fromMin4(vec(x, 0), vmin, vid, vtop), fromMin4(vec(x, 1), vmin, vid, vtop),
-    fromMin4(vec(x, 2), vmin, vid, vtop), fromMin4(vec(x, 3), vmin, vid, vtop));
-  highHalf = bytes16(
-    fromMin4(vec(x, 4), vmin, vid, vtop), fromMin4(vec(x, 5), vmin, vid, vtop),
-    fromMin4(vec(x, 6), vmin, vid, vtop), fromMin4(vec(x, 7), vmin, vid, vtop));
+    levels4(vec(x, 4), vsub, vid, vadd, vtop), levels4(vec(x, 5), vsub, vid, vadd, vtop),
+    levels4(vec(x, 6), vsub, vid, vadd, vtop), levels4(vec(x, 7), vsub, vid, vadd, vtop));
 }
 
 /** Q4_0 / Q4_1: byte j = level j | level j+16 << 4, unmasked as in C (a wrapped level spills over). */
@@ -139,15 +127,29 @@ let highHalf: v128 = v128.splat<i32>(0);
   return <u32>i8x16.bitmask(i8x16.shl(lowHalf, 3)) | (<u32>i8x16.bitmask(i8x16.shl(highHalf, 3)) << 16);
 }
 
+/** Q4_0 and Q5_0: d = max / div (max: the value of largest magnitude), levels of x/d + add, at most top. */
+@inline function symmetricBlock(x: usize, y: usize, div: f32, add: f32, top: i32): void {
+  const d: f32 = signedAbsMax(x) / div;
+  const id: f32 = d != 0 ? 1 / d : 0;
+  storeF16(y, d);
+  levels32(x, 0, id, add, top);
+}
+
+/** Q4_1 and Q5_1: d = (max - min) / steps and m = min, levels of (x - min)/d + 0.5, at most top. */
+@inline function fromMinBlock(x: usize, y: usize, steps: f32, top: i32): void {
+  minMax(x);
+  const d: f32 = (blockMax - blockMin) / steps;
+  const id: f32 = d != 0 ? 1 / d : 0;
+  storeF16(y, d);
+  storeF16(y + 2, blockMin);
+  levels32(x, blockMin, id, 0.5, top);
+}
+
 /** Q4_0: d = max / -8, level = min(15, (int8_t)(x/d + 8.5)). 18 bytes per block. */
 export function quantizeQ4_0(src: usize, dst: usize, nb: i32): void {
   for (let i = 0; i < nb; ++i) {
-    const x = src + (<usize>i << 7);
     const y = dst + <usize>(i * 18);
-    const d: f32 = signedAbsMax(x) / -8;
-    const id: f32 = d != 0 ? 1 / d : 0;
-    storeF16(y, d);
-    levelsSymmetric(x, id, 8.5, 15);
+    symmetricBlock(src + (<usize>i << 7), y, -8, 8.5, 15);
     storeNibbles(y + 2);
   }
 }
@@ -155,14 +157,8 @@ export function quantizeQ4_0(src: usize, dst: usize, nb: i32): void {
 /** Q4_1: d = (max - min) / 15, m = min, level = min(15, (int8_t)((x - min)/d + 0.5)). 20 bytes. */
 export function quantizeQ4_1(src: usize, dst: usize, nb: i32): void {
   for (let i = 0; i < nb; ++i) {
-    const x = src + (<usize>i << 7);
     const y = dst + <usize>(i * 20);
-    minMax(x);
-    const d: f32 = (blockMax - blockMin) / 15;
-    const id: f32 = d != 0 ? 1 / d : 0;
-    storeF16(y, d);
-    storeF16(y + 2, blockMin);
-    levelsFromMin(x, blockMin, id, 15);
+    fromMinBlock(src + (<usize>i << 7), y, 15, 15);
     storeNibbles(y + 4);
   }
 }
@@ -170,12 +166,8 @@ export function quantizeQ4_1(src: usize, dst: usize, nb: i32): void {
 /** Q5_0: d = max / -16, level = min(31, (int8_t)(x/d + 16.5)); fifth bits in qh. 22 bytes. */
 export function quantizeQ5_0(src: usize, dst: usize, nb: i32): void {
   for (let i = 0; i < nb; ++i) {
-    const x = src + (<usize>i << 7);
     const y = dst + <usize>(i * 22);
-    const d: f32 = signedAbsMax(x) / -16;
-    const id: f32 = d != 0 ? 1 / d : 0;
-    storeF16(y, d);
-    levelsSymmetric(x, id, 16.5, 31);
+    symmetricBlock(src + (<usize>i << 7), y, -16, 16.5, 31);
     store<u32>(y + 2, fifthBits());
     storeMaskedNibbles(y + 6);
   }
@@ -184,14 +176,8 @@ export function quantizeQ5_0(src: usize, dst: usize, nb: i32): void {
 /** Q5_1: d = (max - min) / 31, m = min, level = (uint8_t)((x - min)/d + 0.5) (no clamp in C). 24 bytes. */
 export function quantizeQ5_1(src: usize, dst: usize, nb: i32): void {
   for (let i = 0; i < nb; ++i) {
-    const x = src + (<usize>i << 7);
     const y = dst + <usize>(i * 24);
-    minMax(x);
-    const d: f32 = (blockMax - blockMin) / 31;
-    const id: f32 = d != 0 ? 1 / d : 0;
-    storeF16(y, d);
-    storeF16(y + 2, blockMin);
-    levelsFromMin(x, blockMin, id, 255);
+    fromMinBlock(src + (<usize>i << 7), y, 31, 255);
     store<u32>(y + 4, fifthBits());
     storeMaskedNibbles(y + 8);
   }
