@@ -1,7 +1,8 @@
 // Benchmark: MB/s of F32 input per GGUF type, bake's quantizer vs llama.cpp's llama-quantize on the same
 // F32 file with the same thread count, as a ratio (goal >= 1.0x), plus peak RSS of both, and a byte
-// comparison of the outputs. Usage: node --import tsx bench/gguf-quantize.ts [--threads 2] [--types Q8_0,Q4_K_M]
-//   [--layers 4] [--keep] [--tsx]
+// comparison of the outputs. Each figure is the median of --runs runs, the two tools alternating.
+// Usage: node --import tsx bench/gguf-quantize.ts [--threads 2] [--types Q8_0,Q4_K_M] [--layers 4] [--runs 3]
+//   [--keep] [--tsx]
 // bake runs compiled to JavaScript (as it ships), not through tsx: tsx's loader would be billed to every
 // worker thread. --tsx runs the TypeScript sources instead.
 import { execFile } from 'node:child_process';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { convertHfToGguf } from '../src/quant/gguf/index.js';
 import { llamaToolsBin, writeRandomLlama } from '../test/support/gguf-fixtures.js';
+import { median, numberOption } from './args.js';
 
 const run = promisify(execFile);
 const args = process.argv.slice(2);
@@ -21,6 +23,7 @@ const opt = (name: string, dflt: string): string => {
 const threads = Number(opt('threads', '2'));
 const types = opt('types', 'F16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1,Q4_K_M,Q5_K_M,Q6_K').split(',');
 const layers = Number(opt('layers', '4'));
+const runs = numberOption('runs', 3);
 
 /** Runs a command under /usr/bin/time; returns its stdout, wall seconds and peak RSS in bytes. */
 async function timed(cmd: string, cmdArgs: string[]): Promise<{ stdout: string; seconds: number; cpuSeconds: number; rss: number }> {
@@ -59,19 +62,28 @@ try {
   await convertHfToGguf(hf, f32, { type: 'F32' });
   const inBytes = (await stat(f32)).size;
   const mb = inBytes / 1e6;
-  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}; bake ${args.includes('--tsx') ? 'via tsx' : 'compiled JS'}`);
+  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}; median of ${runs}; bake ${args.includes('--tsx') ? 'via tsx' : 'compiled JS'}`);
   // Wall-clock MB/s is the figure asked for; MB per CPU-second is shown too because this machine's two cores
   // are shared and wall time swings with other load.
   console.log('type     | bake MB/s | llama.cpp MB/s | ratio | bake MB/cpu-s | llama.cpp MB/cpu-s | cpu ratio | bake RSS MB | llama.cpp RSS MB | identical');
   for (const type of types) {
     const theirsOut = join(dir, `llama-${type}.gguf`);
     const oursOut = join(dir, `bake-${type}.gguf`);
-    const theirs = await timed(join(bin, 'llama-quantize'), [f32, theirsOut, type, String(threads)]);
-    const ours = await timed(process.execPath, [...runner, f32, oursOut, type, String(threads)]);
-    const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number };
-    const oursSeconds = report.seconds;
-    const oursCpu = mb / report.cpuSeconds;
+    const theirRuns: Awaited<ReturnType<typeof timed>>[] = [];
+    const ourRuns: { seconds: number; cpuSeconds: number; rss: number }[] = [];
+    for (let r = 0; r < runs; r++) {
+      theirRuns.push(await timed(join(bin, 'llama-quantize'), [f32, theirsOut, type, String(threads)]));
+      const ours = await timed(process.execPath, [...runner, f32, oursOut, type, String(threads)]);
+      // The runner reports the call's own time: node's start-up is not billed to the quantizer.
+      const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number };
+      ourRuns.push({ seconds: report.seconds, cpuSeconds: report.cpuSeconds, rss: ours.rss });
+    }
+    const med = <T>(xs: T[], f: (x: T) => number): number => median(xs.map(f));
+    const theirs = { seconds: med(theirRuns, (t) => t.seconds), cpuSeconds: med(theirRuns, (t) => t.cpuSeconds), rss: med(theirRuns, (t) => t.rss) };
+    const oursSeconds = med(ourRuns, (o) => o.seconds);
+    const oursCpu = mb / med(ourRuns, (o) => o.cpuSeconds);
     const theirCpu = mb / theirs.cpuSeconds;
+    const ours = { rss: med(ourRuns, (o) => o.rss) };
     const same = (await readFile(oursOut)).equals(await readFile(theirsOut));
     const oursRate = mb / oursSeconds;
     const theirRate = mb / theirs.seconds;
