@@ -1,6 +1,6 @@
 // Benchmark: bake's Hub download (stream to disk + sha256 + fsync + cache layout) against `curl -L`
-// of the same URL in the same run, over loopback from the test Hub (in its own process), and the
-// bytes downloaded again after a cut at 50 %.
+// of the same URL in the same run (and against curl plus an fsync of its file, the same durability),
+// over loopback from the test Hub (in its own process), and the bytes downloaded again after a cut at 50 %.
 //   node --import tsx bench/hub-download.ts [--size-mb 1024] [--runs 3]
 // Prints a table and, last, one JSON line.
 import { execFile, fork, type ChildProcess } from 'node:child_process';
@@ -73,6 +73,8 @@ async function main(): Promise<void> {
     const url = resolveUrl(cfgFor(work), 'bench/big', ready.commit, 'big.safetensors');
 
     const curlMs: number[] = [];
+    // curl, then an fsync of its file: the durable reference (bake syncs before its rename).
+    const curlSyncedMs: number[] = [];
     const bakeMs: number[] = [];
     // CPU time is steadier than wall time on a shared machine; both are reported.
     const curlCpuMs: number[] = [];
@@ -89,6 +91,8 @@ async function main(): Promise<void> {
           curlMs.push(ms);
           const [u, sys] = value.stderr.trim().split(/\s+/).slice(-2).map(Number);
           curlCpuMs.push((u! + sys!) * 1000);
+          const synced = await timed(() => promisify(execFile)('/usr/bin/sync', [out]));
+          curlSyncedMs.push(ms + synced.ms);
           await rm(out, { force: true });
         } else {
           const cache = join(work, `bake-${run}`);
@@ -133,6 +137,8 @@ async function main(): Promise<void> {
       curlMs: curlMs.map(Math.round),
       bakeMs: bakeMs.map(Math.round),
       ratioBakeOverCurl: Number((median(bakeMs) / median(curlMs)).toFixed(3)),
+      curlSyncedMsMedian: Math.round(median(curlSyncedMs)),
+      ratioBakeOverCurlSynced: Number((median(bakeMs) / median(curlSyncedMs)).toFixed(3)),
       curlCpuMsMedian: Math.round(median(curlCpuMs)),
       bakeCpuMsMedian: Math.round(median(bakeCpuMs)),
       cpuRatioBakeOverCurl: Number((median(bakeCpuMs) / median(curlCpuMs)).toFixed(3)),
@@ -148,6 +154,7 @@ async function main(): Promise<void> {
     console.log('| measure | curl | bake | ratio |');
     console.log('|---|---|---|---|');
     console.log(`| ${sizeMb} MiB over loopback, median of ${runs} (ms) | ${result.curlMsMedian} | ${result.bakeMsMedian} | ${result.ratioBakeOverCurl} |`);
+    console.log(`| same, curl followed by an fsync of its file (ms) | ${result.curlSyncedMsMedian} | ${result.bakeMsMedian} | ${result.ratioBakeOverCurlSynced} |`);
     console.log(`| CPU time, median (ms) | ${result.curlCpuMsMedian} | ${result.bakeCpuMsMedian} | ${result.cpuRatioBakeOverCurl} |`);
     console.log(`| throughput (MiB/s) | ${mbps(median(curlMs)).toFixed(0)} | ${mbps(median(bakeMs)).toFixed(0)} | |`);
     console.log(`| cut at 50 %, resumed in the same pull: bytes served | | ${inRunServed} (${inRunServed - SIZE} over the file size) | |`);

@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { IntegrityError, NetworkError } from '../util/errors.js';
+import { BackgroundFlusher } from '../util/fs.js';
 import type { HubConfig } from './config.js';
 import { backoffMs, describeCause, errorText, isRetryableStatus, refusalError, sleep, unreachableError, type HubRequestContext } from './http.js';
 import { header, openStream, readErrorBody, type StreamResponse } from './transport.js';
@@ -77,13 +78,15 @@ export async function downloadVerified(
     resumedFromDisk = true;
   }
   const fh = await open(incompletePath, offset > 0 ? 'r+' : 'w');
+  // The disk takes the file as it arrives; the sync before the rename then has little left to do.
+  const flusher = new BackgroundFlusher(fh);
   let downloadedBytes = 0;
   let restartedAfterMismatch = false;
   try {
     if (offset === 0) await fh.truncate(0);
     for (;;) {
       if (offset < expect.size) {
-        const fetched = await fetchRemainder(cfg, url, fh, offset, hashes, expect.size, ctx, opts);
+        const fetched = await fetchRemainder(cfg, url, fh, flusher, offset, hashes, expect.size, ctx, opts);
         downloadedBytes += fetched.received;
         offset = fetched.offset;
         hashes = fetched.hashes;
@@ -92,7 +95,7 @@ export async function downloadVerified(
       const gitSha1 = hashes.gitSha1?.digest('hex');
       const wrong = mismatch(expect, sha256, gitSha1);
       if (!wrong) {
-        await fh.sync();
+        await flusher.sync();
         await fh.close();
         await rename(incompletePath, finalPath);
         return { sha256, gitSha1, downloadedBytes };
@@ -111,6 +114,7 @@ export async function downloadVerified(
       });
     }
   } catch (err) {
+    await flusher.settle();
     await fh.close().catch(() => {});
     // Keep a partial file for the next run to resume, unless its content is known to be wrong.
     if (err instanceof IntegrityError) await rm(incompletePath, { force: true });
@@ -142,13 +146,14 @@ async function fetchRemainder(
   cfg: HubConfig,
   url: string,
   fh: FileHandle,
+  flusher: BackgroundFlusher,
   startOffset: number,
   startHashes: ContentHashes,
   size: number,
   ctx: HubRequestContext & { path: string },
   opts: { signal?: AbortSignal; onProgress?: (p: DownloadProgress) => void },
 ): Promise<{ offset: number; received: number; hashes: ContentHashes }> {
-  const sink = new BatchedWriter(fh, startOffset, startHashes);
+  const sink = new BatchedWriter(fh, flusher, startOffset, startHashes);
   let received = 0;
   let failures = 0;
   const timeoutMs = cfg.timeoutMs ?? 30_000;
@@ -256,6 +261,7 @@ class BatchedWriter {
   private inflight: Promise<void> = Promise.resolve();
   constructor(
     private readonly fh: FileHandle,
+    private readonly flusher: BackgroundFlusher,
     public offset: number,
     public hashes: ContentHashes,
   ) {}
@@ -279,7 +285,7 @@ class BatchedWriter {
     this.offset += batch.length;
     this.pending = 0;
     const previous = this.inflight;
-    this.inflight = previous.then(() => writeAll(this.fh, batch, at));
+    this.inflight = previous.then(() => writeAll(this.fh, batch, at)).then(() => this.flusher.grown(at + batch.length));
     this.inflight.catch(() => {}); // surfaced by the next await of it, not as an unhandled rejection
     this.current ^= 1;
     await previous; // the buffer we switch to was the one in that write

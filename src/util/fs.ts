@@ -1,6 +1,6 @@
 // File writes that never leave a half-written file: write a temp file beside the target, then rename.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 
 export function tempPathFor(target: string): string {
@@ -23,6 +23,38 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Flushes a file being written to disk in the background as it grows, one flush at a time, so the
+ * sync that must come before the rename has little left to wait for: the disk works while the writer
+ * computes or downloads. Call `grown(bytes)` after writes and `sync()` instead of `fh.sync()`.
+ */
+export class BackgroundFlusher {
+  private flushed = 0;
+  private flushing?: Promise<void>;
+  constructor(private readonly fh: FileHandle, private readonly everyBytes = 64 << 20) {}
+
+  /** The file now holds `bytes` bytes written. */
+  grown(bytes: number): void {
+    if (this.flushing || bytes - this.flushed < this.everyBytes) return;
+    this.flushing = this.fh.datasync().then(() => {
+      this.flushed = bytes;
+      this.flushing = undefined;
+    });
+    this.flushing.catch(() => undefined); // a failure surfaces at sync()
+  }
+
+  /** Waits for a background flush (its error is sync()'s to report). Before closing the handle. */
+  async settle(): Promise<void> {
+    await this.flushing?.catch(() => undefined);
+  }
+
+  /** Everything written is on disk. */
+  async sync(): Promise<void> {
+    await this.settle();
+    await this.fh.sync();
   }
 }
 

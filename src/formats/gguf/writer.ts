@@ -4,16 +4,13 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { tempPathFor } from '../../util/fs.js';
+import { BackgroundFlusher, tempPathFor } from '../../util/fs.js';
 import {
   alignUp, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, SCALAR_BYTES, VALUE_TYPE_CODES,
   type GgufArray, type GgufKv, type GgufScalar, type GgufValueType,
 } from './values.js';
 
 type Phase = 'kv' | 'tensorInfo' | 'data' | 'finished' | 'failed';
-
-/** Bytes written between background flushes to disk. */
-const SYNC_EVERY_BYTES = 32 << 20;
 
 interface PendingTensor {
   name: string;
@@ -133,9 +130,8 @@ export class GgufWriter {
   private dataSize = 0;
   private nextData = 0;
   private written = 0;
-  private synced = 0;
-  private syncing?: Promise<void>;
   private fh?: FileHandle;
+  private flusher?: BackgroundFlusher;
   private readonly tmp: string;
   readonly alignment: number;
 
@@ -210,6 +206,7 @@ export class GgufWriter {
   private async start(): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true });
     this.fh = await open(this.tmp, 'w');
+    this.flusher = new BackgroundFlusher(this.fh, 32 << 20);
     const head = this.header();
     await this.fh.write(head, 0, head.length, 0);
     this.written = head.length;
@@ -244,16 +241,7 @@ export class GgufWriter {
       done += bytesWritten;
       this.written += bytesWritten;
     }
-    // Flush to disk as the file grows, while later tensors are computed, so the sync that must precede
-    // the rename does not wait for the whole file at the end. One flush in flight at a time.
-    if (this.written - this.synced >= SYNC_EVERY_BYTES && !this.syncing) {
-      const upTo = this.written;
-      this.syncing = this.fh!.datasync().then(() => {
-        this.synced = upTo;
-        this.syncing = undefined;
-      });
-      this.syncing.catch(() => undefined); // a failure surfaces at finish()'s own sync
-    }
+    this.flusher!.grown(this.written); // to disk while later tensors are computed
   }
 
   /** Ends the file: every declared tensor must have its data; the temp file is renamed onto `path`. */
@@ -264,8 +252,7 @@ export class GgufWriter {
       if (this.nextData !== this.tensors.length) {
         throw new Error(`GgufWriter: finish() with ${this.tensors.length - this.nextData} tensor(s) still missing data (next: ${this.tensors[this.nextData]!.name})`);
       }
-      await this.syncing?.catch(() => undefined);
-      await this.fh!.sync();
+      await this.flusher!.sync();
       await this.fh!.close();
       this.fh = undefined;
       await rename(this.tmp, this.path);
@@ -280,7 +267,7 @@ export class GgufWriter {
   /** Drops the temp file; the target is untouched. */
   async abort(): Promise<void> {
     this.phase = 'failed';
-    await this.syncing?.catch(() => undefined);
+    await this.flusher?.settle();
     if (this.fh) await this.fh.close().catch(() => undefined);
     this.fh = undefined;
     await rm(this.tmp, { force: true });
