@@ -1,12 +1,13 @@
 // safetensors reading (single, sharded, malformed) and the HF -> GGUF converter's structure and errors.
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile, unlink } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { kvValue, readGguf, readTensorBytes } from '../../src/formats/gguf/index.js';
 import { openCheckpoint, readSafetensorsHeader, readTensorF32 } from '../../src/formats/safetensors/index.js';
-import { convertHfToGguf, GGUF_TYPES, requantizeGguf } from '../../src/quant/gguf/index.js';
+import { convertHfToGguf, GGUF_TYPES, requantizeGguf, writeModel } from '../../src/quant/gguf/index.js';
+import { ggufModelSource } from '../../src/quant/gguf/gguf-source.js';
 import { InputError } from '../../src/util/errors.js';
 import { encodeSafetensors, STORIES_HF, writeRandomLlama } from '../support/gguf-fixtures.js';
 
@@ -237,5 +238,32 @@ describe('requantizeGguf input checks', () => {
     let maxRel = 0;
     for (let i = 0; i < orig.length; i++) maxRel = Math.max(maxRel, Math.abs(values[i]! - orig[i]!) / Math.max(Math.abs(orig[i]!), 1e-3));
     assert.ok(maxRel < 1e-3 && maxRel > 0, `F16 round trip relative error ${maxRel}`);
+  });
+});
+
+describe('a failure while tensors are in flight', () => {
+  test('a read failing mid-file rejects, stops the workers and leaves neither the output nor a temp file', async () => {
+    const hf = join(dir, 'inflight-hf');
+    await writeRandomLlama(hf, { embd: 256, ff: 512, layers: 2, heads: 4, kvHeads: 2, vocab: 512, tied: false }, 17);
+    const f32 = join(dir, 'inflight-f32.gguf');
+    await convertHfToGguf(hf, f32, { type: 'F32' });
+    const source = await ggufModelSource(f32);
+    // Tensors big enough for the worker pool; the sixth read fails after earlier ones were quantized and written.
+    let reads = 0;
+    const failing = {
+      ...source,
+      tensors: source.tensors.map((t) => ({
+        ...t,
+        readF32: async (into?: Float32Array) => {
+          if (++reads === 6) throw new Error('disk went away');
+          return t.readF32(into);
+        },
+      })),
+    };
+    const outDir = join(dir, 'inflight-out');
+    await mkdir(outDir);
+    await assert.rejects(writeModel(failing, join(outDir, 'model.gguf'), { type: 'Q4_K_M', threads: 2 }), /disk went away/);
+    assert.ok(reads >= 6);
+    assert.deepEqual(await readdir(outDir), []);
   });
 });
