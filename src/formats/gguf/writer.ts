@@ -237,7 +237,8 @@ export class GgufWriter {
   private async writeAt(data: Uint8Array): Promise<void> {
     let done = 0;
     while (done < data.length) {
-      const { bytesWritten } = await this.fh!.write(data, done, data.length - done, this.written);
+      // One call writes at most 1 GiB: Node refuses lengths past 2 GiB (an F32 70B embedding is 4.2 GB).
+      const { bytesWritten } = await this.fh!.write(data, done, Math.min(data.length - done, 1 << 30), this.written);
       done += bytesWritten;
       this.written += bytesWritten;
     }
