@@ -12,16 +12,11 @@ COPY bin/ bin/
 COPY schema/ schema/
 COPY src/ src/
 COPY --chmod=755 docker/bake/bake-materialize docker/bake/bake-runtime /usr/local/bin/
-# The runtime app is one file (esbuild bundle; onnxruntime-node stays a real package because it loads
-# a native binding); only the linux-x64 binding of onnxruntime is kept for the cpu images.
+# The runtime app (bundle, onnxruntime-node for linux-x64, node) laid out as in the images' /opt/bake-runtime;
+# the recipe Dockerfiles' runtime stages COPY the parts their target needs (src/runtime/contract.ts).
 RUN ln -s /opt/bake/bin/bake.js /usr/local/bin/bake \
- && mkdir -p /opt/bake-runtime/app /opt/bake-runtime/onnxruntime/node_modules \
- && node_modules/esbuild/bin/esbuild src/runtime/main.ts --bundle --platform=node --format=esm --target=node20 \
-      --external:onnxruntime-node --log-level=warning --outfile=/opt/bake-runtime/app/bake-runtime.mjs \
-      "--banner:js=import { createRequire as __bakeRequire } from 'node:module'; const require = __bakeRequire(import.meta.url);" \
- && cp -a node_modules/onnxruntime-node node_modules/onnxruntime-common /opt/bake-runtime/onnxruntime/node_modules/ \
- && rm -rf /opt/bake-runtime/onnxruntime/node_modules/onnxruntime-node/script \
- && node -e "require('/opt/bake-runtime/onnxruntime/node_modules/onnxruntime-node')" \
+ && bake runtime-app --out /opt/bake-runtime \
+ && node -e "require('/opt/bake-runtime/app/node_modules/onnxruntime-node')" \
  && node --check /opt/bake-runtime/app/bake-runtime.mjs
 ENV BAKE_STORE=/cache/store HF_HOME=/cache/hf
 WORKDIR /work

@@ -2,7 +2,7 @@
 import { statfs } from 'node:fs/promises';
 import { hubConfigFromEnv } from '../hub/config.js';
 import { defaultStoreRoot, Store } from '../store/store.js';
-import type { RunInput } from './commands.js';
+import type { RunInput } from './types.js';
 
 interface Check {
   name: string;
@@ -25,7 +25,7 @@ async function freeBytes(dir: string): Promise<number | undefined> {
   }
 }
 
-export async function runDoctor(input: RunInput): Promise<{ value: unknown; text: string }> {
+export async function runDoctor(input: RunInput): Promise<{ value: unknown; text: string; exit: number }> {
   const checks: Check[] = [];
   const hub = hubConfigFromEnv(process.env);
   checks.push({ name: 'hub endpoint', status: 'ok', detail: `${hub.endpoint}${hub.offline ? ' (HF_HUB_OFFLINE=1: cache only)' : ''}` });
@@ -55,6 +55,6 @@ export async function runDoctor(input: RunInput): Promise<{ value: unknown; text
     }
   }
   const text = checks.map((c) => `${c.status.padEnd(4)} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ''}`).join('\n');
-  if (checks.some((c) => c.status === 'fail')) process.exitCode = 6;
-  return { value: { checks }, text };
+  // A failed check is the command's failure: 6, the engine/registry code (every check is about those).
+  return { value: { checks }, text, exit: checks.some((c) => c.status === 'fail') ? 6 : 0 };
 }

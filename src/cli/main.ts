@@ -57,9 +57,9 @@ export function buildProgram(): Command {
       const render = makeRenderer({ json: Boolean(globals.json), quiet: globals.quiet });
       try {
         const positional = args.slice(0, def.args?.length ?? 0) as string[];
-        const { value, text } = await def.run({ args: positional, opts: command.opts(), globals, render });
+        const { value, text, exit } = await def.run({ args: positional, opts: command.opts(), globals, render });
         render.result(value, text);
-        process.exitCode = 0;
+        process.exitCode = exit ?? 0;
       } catch (err) {
         process.exitCode = render.error(err);
       }

@@ -1,23 +1,33 @@
-// bake: packaged models -> an image value per target (base + one layer per model), daemonless.
-// The value is then written by one of the writers: OCI layout, docker-archive, or a registry push.
+// bake: packaged models -> an image value per target: the base, bake's runtime app as one layer (for a
+// target with a server), one layer per model, and the runtime contract's entrypoint, environment,
+// port and health check in the config. The value is then written by one of the writers (OCI layout,
+// docker-archive, registry push); it is the same image the Dockerfile builds through an engine.
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { appendLayers, dirLayer, pullImage, readOciLayout, scratchImage, type ImageValue, type Layer } from '../image/oci/index.js';
+import { appendLayers, dirLayer, expandTags, pullImage, readOciLayout, scratchImage, type ImageValue, type Layer } from '../image/oci/index.js';
+import { writeRuntimeApp } from '../image/runtime-app.js';
 import { modelsDigest } from '../lock/lockfile.js';
 import type { LockEntry } from '../lock/types.js';
-import { modelsForTarget } from '../recipe/load.js';
-import type { Recipe, TargetName } from '../recipe/types.js';
-import { InputError } from '../util/errors.js';
+import { modelsForTarget } from '../recipe/targets.js';
+import type { Recipe, TargetSpec } from '../recipe/types.js';
+import { MODELS_DIR, RUNTIME_DIR, runtimeImage, type RuntimePart } from '../runtime/contract.js';
+import { epochToRfc3339 } from '../image/oci/image.js';
 import type { PipelineContext } from './context.js';
-import type { PreparedModel } from './model.js';
+import type { StepResult } from './step.js';
 
-export const MODELS_ROOT = 'app/models';
+export interface ImageLayerInfo {
+  /** `runtime` or `model <id>`. */
+  what: string;
+  digest: string;
+  size: number;
+}
 
 export interface BakedImage {
-  target: TargetName;
+  target: TargetSpec;
   image: ImageValue;
   tags: string[];
   modelsDigest: string;
+  layers: ImageLayerInfo[];
 }
 
 /** Resolves a target's base: `scratch`, `oci:<dir>[:tag]` (a local layout) or a registry reference. */
@@ -29,71 +39,96 @@ export async function loadBase(ref: string, root: string): Promise<ImageValue> {
     const [dir, tag] = colon > 0 && !rest.slice(colon).includes('/') ? [rest.slice(0, colon), rest.slice(colon + 1)] : [rest, undefined];
     return readOciLayout(join(root, dir), tag);
   }
-  return pullImage(ref, { insecure: /^(127\.|localhost)/.test(ref) });
+  return pullImage(ref);
 }
 
-export function expandTags(templates: string[], vars: { version: string; target: string; models: string }): string[] {
-  const out = new Set<string>();
-  for (const t of templates) out.add(t.replace(/\{(version|target|models)\}/g, (_, k: 'version' | 'target' | 'models') => vars[k]));
-  return [...out];
+/**
+ * The runtime app as a layer at RUNTIME_DIR. Kept in the store under the digest of what it holds, so
+ * an unchanged runtime is packed once.
+ */
+async function runtimeLayer(ctx: PipelineContext, parts: RuntimePart[], compression: 'none' | 'gzip'): Promise<Layer> {
+  const scratch = join(ctx.store.root, 'tmp', `runtime-${process.pid}-${Date.now()}`);
+  await mkdir(scratch, { recursive: true });
+  try {
+    const digest = await writeRuntimeApp(scratch, parts);
+    const keep = join(ctx.store.root, 'runtime', digest);
+    if (!(await stat(keep).catch(() => undefined))) {
+      await mkdir(join(ctx.store.root, 'runtime'), { recursive: true });
+      await rm(keep, { recursive: true, force: true });
+      await rename(scratch, keep).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err; // another process won the race
+      });
+    }
+    return await dirLayer(keep, RUNTIME_DIR.slice(1), { compression, epoch: ctx.epoch, cacheDir: join(ctx.store.root, 'layers'), contentKey: `runtime:${digest}` });
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }
 
-export async function bakeImage(
+export async function assembleImage(
   ctx: PipelineContext,
   recipe: Recipe,
-  target: TargetName,
-  prepared: Map<string, PreparedModel>,
+  target: TargetSpec,
+  packaged: Map<string, StepResult>,
   entries: Map<string, LockEntry>,
   opts: { compression?: 'none' | 'gzip'; base?: string } = {},
 ): Promise<BakedImage> {
-  const spec = recipe.targets.find((t) => t.name === target);
-  if (!spec) {
-    throw new InputError(`recipe ${recipe.name} has no target "${target}"`, { file: recipe.file, field: 'targets', expected: recipe.targets.map((t) => t.name).join(', ') });
-  }
+  const compression = opts.compression ?? 'none';
   const models = modelsForTarget(recipe, target);
-  const base = await loadBase(opts.base ?? spec.base, ctx.root);
+  const base = await loadBase(opts.base ?? target.base, ctx.root);
+  const runtime = runtimeImage(target);
   const layers: Layer[] = [];
-  const layerCache = join(ctx.store.root, 'layers');
+  const info: ImageLayerInfo[] = [];
+  const history: string[] = [];
+  if (runtime) {
+    const l = await runtimeLayer(ctx, runtime.parts, compression);
+    layers.push(l);
+    info.push({ what: 'runtime', digest: l.digest, size: l.size });
+    history.push(`bake: runtime app for ${target.server.kind} (${runtime.parts.join(', ')})`);
+  }
   await mkdir(join(ctx.store.root, 'tmp'), { recursive: true });
   for (const model of models) {
-    const p = prepared.get(model.id)!;
+    const p = packaged.get(model.id)!;
     // Each model is its own layer: changing one model leaves the other layers' digests alone.
     // The packaged artifact's digest names the content, so an unchanged model reuses its cached layer blob.
-    const dir = await mkdtemp(join(ctx.store.root, 'tmp', 'bake-'));
+    const dir = join(ctx.store.root, 'tmp', `bake-${model.id}-${process.pid}-${Date.now()}`);
     try {
-      await ctx.store.materialize(p.packaged.digest, dir);
-      layers.push(await dirLayer(dir, `${MODELS_ROOT}/${model.id}`, { compression: opts.compression ?? 'none', epoch: ctx.epoch, cacheDir: layerCache, contentKey: p.packaged.digest }));
+      await ctx.store.materialize(p.digest, dir);
+      const l = await dirLayer(dir, `${MODELS_DIR.slice(1)}/${model.id}`, { compression, epoch: ctx.epoch, cacheDir: join(ctx.store.root, 'layers'), contentKey: p.digest });
+      layers.push(l);
+      info.push({ what: `model ${model.id}`, digest: l.digest, size: l.size });
+      history.push(`bake: model ${model.id} (${model.quantize.format})`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
   const digest = modelsDigest(models.map((m) => entries.get(m.id)!));
-  const created = new Date(ctx.epoch * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const provenance = Object.fromEntries(
-    models.map((m) => {
-      const e = entries.get(m.id)!;
-      return [`dev.bake.model.${m.id}`, `${e.repo}@${e.commit}`];
-    }),
-  );
+  const created = epochToRfc3339(ctx.epoch);
+  const provenance = Object.fromEntries(models.map((m) => {
+    const e = entries.get(m.id)!;
+    return [`dev.bake.model.${m.id}`, `${e.repo}@${e.commit}`];
+  }));
   const annotations: Record<string, string> = {
     'org.opencontainers.image.created': created,
     'org.opencontainers.image.version': recipe.image.version,
-    'org.opencontainers.image.title': `${recipe.name} (${target})`,
+    'org.opencontainers.image.title': `${recipe.name} (${target.name})`,
     'dev.bake.recipe': recipe.name,
-    'dev.bake.target': target,
+    'dev.bake.target': target.name,
+    'dev.bake.server': target.server.kind,
     'dev.bake.models.digest': `sha256:${digest}`,
     ...provenance,
   };
-  if (process.env.BAKE_REVISION) annotations['org.opencontainers.image.revision'] = process.env.BAKE_REVISION;
-  if (process.env.BAKE_SOURCE) annotations['org.opencontainers.image.source'] = process.env.BAKE_SOURCE;
+  if (ctx.env.BAKE_REVISION) annotations['org.opencontainers.image.revision'] = ctx.env.BAKE_REVISION;
+  if (ctx.env.BAKE_SOURCE) annotations['org.opencontainers.image.source'] = ctx.env.BAKE_SOURCE;
+  const env = runtime ? Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`) : [`BAKE_MODELS_DIR=${MODELS_DIR}`, ...Object.entries(target.env).map(([k, v]) => `${k}=${v}`)];
   const image = appendLayers(base, layers, {
     annotations,
-    labels: { ...recipe.image.labels, 'dev.bake.recipe': recipe.name, 'dev.bake.target': target, 'dev.bake.models.digest': `sha256:${digest}` },
-    env: [`BAKE_MODELS_DIR=/${MODELS_ROOT}`, ...Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`)],
-    cmd: spec.cmd,
+    labels: { ...recipe.image.labels, 'dev.bake.recipe': recipe.name, 'dev.bake.target': target.name, 'dev.bake.server': target.server.kind, 'dev.bake.models': models.map((m) => m.id).join(','), 'dev.bake.models.digest': `sha256:${digest}` },
+    env,
+    ...(runtime ? { entrypoint: runtime.entrypoint, cmd: runtime.cmd, exposedPorts: runtime.exposedPort ? [runtime.exposedPort] : [], healthcheck: runtime.healthcheck } : {}),
     created,
-    history: models.map((m) => `bake: model ${m.id} (${m.quantize.format})`),
+    history,
   });
-  const tags = expandTags(recipe.image.tags, { version: recipe.image.version, target, models: digest.slice(0, 12) });
-  return { target, image, tags, modelsDigest: digest };
+  const tags = expandTags(recipe.image.tags, { version: recipe.image.version, target: target.name, modelsDigest: digest });
+  return { target, image, tags, modelsDigest: digest, layers: info };
 }

@@ -1,63 +1,44 @@
-// `bake plan`: which steps would run for each model and why, read from the cache state alone.
-import type { LockEntry } from '../lock/types.js';
-import type { Recipe } from '../recipe/types.js';
+// `bake plan`: walks the same chain the runner executes against the store, computing the same keys.
+// A step whose inputs are all known (cached, or predictable like fetch) has a known key; a step
+// downstream of one that must run gets its key only when that input exists.
+import type { Chain } from './chain.js';
 import type { PipelineContext } from './context.js';
-import { fetchDef } from './model.js';
-import { cachedStep, keyOf, type StepDef } from './step.js';
-import { quantizerFor } from './quantizers.js';
+import type { StepName } from './events.js';
+import { withinStage } from './run.js';
+import { cachedResult, keyOf } from './step.js';
 
 export interface PlannedStep {
   model: string;
-  step: string;
+  step: StepName;
   action: 'cached' | 'run';
   reason: string;
+  /** The key the run will use; absent when it depends on the output of a step that must run first. */
   key?: string;
 }
 
-export async function planRecipe(ctx: PipelineContext, recipe: Recipe, entries: Map<string, LockEntry>): Promise<PlannedStep[]> {
+export async function planChain(ctx: PipelineContext, chain: Chain, opts: { until?: StepName } = {}): Promise<PlannedStep[]> {
+  const model = chain.model.id;
+  // Output digest of each step as far as it is known before running anything.
+  const digests = new Map<StepName, string | undefined>();
   const out: PlannedStep[] = [];
-  for (const model of recipe.models) {
-    const entry = entries.get(model.id)!;
-    const fetch = fetchDef(model, entry);
-    const hit = await cachedStep(ctx.store, fetch);
-    out.push(hit ? { model: model.id, step: 'fetch', action: 'cached', reason: `files ${entry.commit.slice(0, 12)} already in the store`, key: keyOf(fetch) } : { model: model.id, step: 'fetch', action: 'run', reason: `locked files of ${entry.repo}@${entry.commit.slice(0, 12)} not in the store`, key: keyOf(fetch) });
-    const quantizer = quantizerFor(model.quantize);
-    if (!hit) {
-      // Downstream keys depend on the fetched artifact's digest: they run because their input is new.
-      out.push({ model: model.id, step: 'quantize', action: 'run', reason: 'its input (fetch) runs' });
-      if (quantizer.verify && !model.verify.skip) out.push({ model: model.id, step: 'verify', action: 'run', reason: 'its input (quantize) runs' });
-      out.push({ model: model.id, step: 'package', action: 'run', reason: 'its inputs run' });
+  for (const def of chain.steps) {
+    if (!withinStage(def.name, opts.until)) break;
+    const unknown = def.inputs.filter((n) => digests.get(n) === undefined);
+    if (unknown.length) {
+      digests.set(def.name, def.predicted);
+      out.push({ model, step: def.name, action: 'run', reason: `its input (${unknown.join(', ')}) runs first` });
       continue;
     }
-    const steps = await quantizeChain(ctx, model, hit.digest);
-    out.push(...steps.map((s) => ({ ...s, model: model.id })));
-  }
-  return out;
-}
-
-/** Follows quantize (and convert) keys as far as the cache knows them. */
-async function quantizeChain(ctx: PipelineContext, model: Recipe['models'][number], sourceDigest: string): Promise<Omit<PlannedStep, 'model'>[]> {
-  const fmt = model.quantize.format;
-  const defs: StepDef[] = [];
-  if (fmt === 'none') return [{ step: 'quantize', action: 'cached', reason: 'format none: the fetched files ship as they are' }];
-  if (fmt === 'gguf') {
-    const spec = model.quantize;
-    defs.push({ step: 'convert', version: 1, inputs: [sourceDigest], params: { type: spec.source_type ?? 'F16' } });
-  } else {
-    defs.push({ step: 'quantize', version: 1, inputs: [sourceDigest], params: { spec: model.quantize, task: model.task } });
-  }
-  const out: Omit<PlannedStep, 'model'>[] = [];
-  let input = sourceDigest;
-  for (const def of defs) {
-    const hit = await cachedStep(ctx.store, { ...def, inputs: [input] });
-    if (!hit) {
-      out.push({ step: def.step, action: 'run', reason: `no cached result for key ${keyOf(def).slice(0, 12)} (new parameters or input)`, key: keyOf(def) });
-      out.push({ step: 'verify', action: 'run', reason: 'its input runs' }, { step: 'package', action: 'run', reason: 'its inputs run' });
-      return out;
+    const key = keyOf(def, def.inputs.map((n) => digests.get(n)!), ctx.toolchain);
+    const hit = ctx.force ? undefined : await cachedResult(ctx.store, key);
+    if (hit) {
+      digests.set(def.name, hit.digest);
+      out.push({ model, step: def.name, action: 'cached', reason: 'same inputs, parameters and tools as a previous run', key });
+    } else {
+      digests.set(def.name, def.predicted);
+      const why = ctx.force ? '--force' : def.inputs.length ? 'no cached result for these inputs, parameters and tools' : 'the locked files are not in the store';
+      out.push({ model, step: def.name, action: 'run', reason: why, key });
     }
-    out.push({ step: def.step, action: 'cached', reason: 'same input and parameters as a previous run', key: keyOf(def) });
-    input = hit.digest;
   }
-  out.push({ step: 'verify', action: 'run', reason: 'verify and package are checked when they run (cheap when cached)' });
   return out;
 }

@@ -6,17 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { InputError } from '../util/errors.js';
-import type { ModelSpec, QuantSpec, Recipe, TargetName, TargetSpec } from './types.js';
-import { TARGET_NAMES } from './types.js';
+import { normalizeTargets, type RawTarget } from './targets.js';
+import type { ModelSpec, QuantSpec, Recipe, TargetName } from './types.js';
 
 const schemaPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'schema', 'recipe.schema.json');
-
-/** Default base images per target; a build ARG overrides them (see docker/<recipe>/Dockerfile). */
-export const DEFAULT_BASES: Record<TargetName, string> = {
-  cuda: 'vllm/vllm-openai:v0.6.3',
-  llamacpp: 'ghcr.io/ggml-org/llama.cpp:server',
-  cpu: 'node:20-bookworm-slim',
-};
 
 let validator: ReturnType<Ajv['compile']> | undefined;
 let schemaCache: Record<string, unknown> | undefined;
@@ -200,7 +193,7 @@ interface RawRecipe {
   description?: string;
   image: { name: string; version?: string; tags?: string[]; labels?: Record<string, string> };
   models: RawModel[];
-  targets: Partial<Record<TargetName, Omit<TargetSpec, 'name' | 'base'> & { base?: string }>>;
+  targets: Record<string, RawTarget>;
 }
 
 function normalize(raw: RawRecipe, file: string, doc: ReturnType<typeof parseDocument>, lc: LineCounter): Recipe {
@@ -223,11 +216,6 @@ function normalize(raw: RawRecipe, file: string, doc: ReturnType<typeof parseDoc
       throw new InputError(`models[${i}].id: "${m.id}" is already used by models[${seen.get(m.id)}]; ids name folders under /app/models and must be unique`, at(['models', i, 'id']));
     }
     seen.set(m.id, i);
-    for (const t of m.targets ?? []) {
-      if (!(t in raw.targets)) {
-        throw new InputError(`models[${i}].targets: target "${t}" is not declared under targets:`, { ...at(['models', i, 'targets']), expected: Object.keys(raw.targets).join(', ') });
-      }
-    }
     return {
       id: m.id,
       repo: m.repo,
@@ -241,10 +229,7 @@ function normalize(raw: RawRecipe, file: string, doc: ReturnType<typeof parseDoc
       targets: m.targets,
     };
   });
-  const targets: TargetSpec[] = TARGET_NAMES.filter((t) => raw.targets[t] !== undefined).map((name) => {
-    const t = raw.targets[name]!;
-    return { name, base: t.base ?? DEFAULT_BASES[name], cmd: t.cmd, env: t.env, port: t.port };
-  });
+  const targets = normalizeTargets(raw.targets, models, at);
   const name = basename(file, extname(file));
   return {
     name,
@@ -259,9 +244,4 @@ function normalize(raw: RawRecipe, file: string, doc: ReturnType<typeof parseDoc
       labels: raw.image.labels ?? {},
     },
   };
-}
-
-/** The models a target carries. */
-export function modelsForTarget(recipe: Recipe, target: TargetName): ModelSpec[] {
-  return recipe.models.filter((m) => !m.targets || m.targets.includes(target));
 }

@@ -1,8 +1,8 @@
 // The recipe as the rest of bake sees it, after schema validation and defaults.
 // The JSON Schema in schema/recipe.schema.json is the source of truth for what users may write.
 
-export type TargetName = 'cuda' | 'llamacpp' | 'cpu';
-export const TARGET_NAMES: readonly TargetName[] = ['cuda', 'llamacpp', 'cpu'];
+/** A target's name: free-form (`cpu`, `chat`, `embed`...); its `server.kind` says what it runs. */
+export type TargetName = string;
 
 /** ONNX INT8 / fp16 quantization, following onnxruntime's quantize_dynamic / quantize_static. */
 export interface OnnxQuantSpec {
@@ -81,14 +81,42 @@ export interface ModelSpec {
   targets?: TargetName[];
 }
 
+/** What serves a target's models: onnxruntime in bake's runtime app, llama.cpp's server, vLLM, or nothing. */
+export type ServerKind = 'onnx' | 'llama-server' | 'vllm' | 'none';
+export const SERVER_KINDS: readonly ServerKind[] = ['onnx', 'llama-server', 'vllm', 'none'];
+
+/** The container health check (Docker HEALTHCHECK): a GET of `path` on the server's port. */
+export interface HealthSpec {
+  path: string;
+  /** Seconds. */
+  interval: number;
+  timeout: number;
+  start_period: number;
+  retries: number;
+}
+
+export interface ServerSpec {
+  kind: ServerKind;
+  /** Port the server listens on inside the container (EXPOSEd); none for kind none. */
+  port?: number;
+  /** Extra command-line arguments for the server (llama-server / vLLM flags). */
+  args: string[];
+  /** Environment of the server process. */
+  env: Record<string, string>;
+  /** onnx: the execution provider (cpu, or cuda on an NVIDIA CUDA runtime base). */
+  device: 'cpu' | 'cuda';
+  health?: HealthSpec;
+}
+
 export interface TargetSpec {
   name: TargetName;
-  /** Base image reference (may be overridden by the BASE_IMAGE build arg). */
+  /** Base image reference (a build ARG, BASE_IMAGE_<TARGET>, overrides it). */
   base: string;
-  /** Command the runtime stage starts with. */
-  cmd?: string[];
-  env?: Record<string, string>;
-  port?: number;
+  server: ServerSpec;
+  /** Ids of the models this target carries, in recipe order. */
+  models: string[];
+  /** Image environment (besides the runtime contract's own variables). */
+  env: Record<string, string>;
 }
 
 export interface ImageSpec {

@@ -4,4 +4,4 @@ export type { LoadOptions, LoadedModel } from './load.js';
 export { parseManifest, readManifest, MANIFEST_FILE } from './manifest.js';
 export type { ModelManifest, ManifestFile } from './manifest.js';
 export { serve, modelFiles } from './serve.js';
-export type { ServeOptions, Serving, RuntimeTarget } from './serve.js';
+export type { ServeOptions, Serving, RuntimeServer } from './serve.js';

@@ -11,7 +11,19 @@ import { writeFileAtomic } from '../util/fs.js';
 import { loadModels } from './load.js';
 import { fetchArgName, parseFetchRef, unbundledManifest } from './load.js';
 import { MANIFEST_FILE, parseManifest } from './manifest.js';
-import { serve, type RuntimeTarget } from './serve.js';
+import { RUNTIME_ENV } from './contract.js';
+import { serve, type RuntimeServer } from './serve.js';
+
+const SERVERS: RuntimeServer[] = ['onnx', 'llama-server', 'vllm'];
+
+async function health(port: number, path: string): Promise<number> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(4000) });
+    return res.status === 200 ? 0 : 1;
+  } catch {
+    return 1;
+  }
+}
 
 const log = (line: string): void => console.log(`[bake-runtime] ${line}`);
 
@@ -47,21 +59,25 @@ async function main(argv: string[]): Promise<number> {
   const ids = process.env.BAKE_MODELS ? process.env.BAKE_MODELS.split(',').filter(Boolean) : undefined;
   switch (cmd) {
     case 'serve': {
-      const target = (process.env.BAKE_TARGET ?? 'cpu') as RuntimeTarget;
-      if (!['cpu', 'llamacpp', 'cuda'].includes(target)) throw new InputError(`BAKE_TARGET is ${target}`, { field: 'BAKE_TARGET', expected: 'cpu, llamacpp or cuda' });
-      const s = await serve({ target, ids, extraArgs, log, check: process.env.BAKE_CHECK === 'size' ? 'size' : 'sha256' });
+      const server = process.env[RUNTIME_ENV.server] ?? '';
+      if (!SERVERS.includes(server as RuntimeServer)) throw new InputError(`${RUNTIME_ENV.server} is ${JSON.stringify(server)}`, { field: RUNTIME_ENV.server, expected: SERVERS.join(', '), hint: 'the image sets it; rebuild it with `bake build`' });
+      const device = process.env[RUNTIME_ENV.device] === 'cuda' ? 'cuda' : 'cpu';
+      const s = await serve({ server: server as RuntimeServer, device, ids, extraArgs, log, check: process.env.BAKE_CHECK === 'size' ? 'size' : 'sha256' });
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => s.stop());
       return s.done;
     }
     case 'check':
       await loadModels({ ids, log });
       return 0;
+    case 'health':
+      // The image's HEALTHCHECK: the server's health path on its port answers 200.
+      return health(Number(process.env[RUNTIME_ENV.port] || 8080), process.env[RUNTIME_ENV.healthPath] || '/health');
     case 'unbundle':
       if (rest.length !== 2) throw new InputError('usage: bake-runtime unbundle <manifest.json> <out dir>');
       await unbundle(rest[0]!, rest[1]!);
       return 0;
     default:
-      throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}`, { expected: 'serve, check or unbundle' });
+      throw new InputError(`unknown command ${JSON.stringify(cmd ?? '')}`, { expected: 'serve, check, health or unbundle' });
   }
 }
 

@@ -7,10 +7,13 @@ import { join } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { loadModels, type LoadedModel, type LoadOptions } from './load.js';
 
-export type RuntimeTarget = 'cpu' | 'llamacpp' | 'cuda';
+/** The server kinds the runtime app starts (src/runtime/contract.ts; `none` images run nothing). */
+export type RuntimeServer = 'onnx' | 'llama-server' | 'vllm';
 
 export interface ServeOptions extends LoadOptions {
-  target: RuntimeTarget;
+  server: RuntimeServer;
+  /** onnx: onnxruntime's execution provider. */
+  device?: 'cpu' | 'cuda';
   port?: number;
   /** Extra arguments for the server (llama-server / vLLM), from the image's CMD. */
   extraArgs?: string[];
@@ -35,12 +38,14 @@ export async function serve(opts: ServeOptions): Promise<Serving> {
   const env = opts.env ?? process.env;
   const models = await loadModels(opts);
   const port = opts.port ?? Number(env.BAKE_PORT || 8080);
-  if (opts.target === 'cpu') return serveOnnx(models, port, log);
-  if (opts.target === 'llamacpp') return serveChildren(models, port, log, (m, p) => llamaServer(m, p, opts.extraArgs ?? [], env));
-  return serveChildren(models.slice(0, 1), port, log, (m, p) => vllm(m, p, opts.extraArgs ?? [], env));
+  if (opts.server === 'onnx') return serveOnnx(models, port, log, opts.device ?? 'cpu');
+  // llama-server and vLLM serve one model per process: a target carries one (src/recipe/targets.ts).
+  if (models.length !== 1) throw new InputError(`a ${opts.server} target serves exactly one model; this image has ${models.length}: ${models.map((m) => m.id).join(', ')}`, { field: 'BAKE_MODELS', hint: 'declare one target per model in the recipe' });
+  const start = opts.server === 'llama-server' ? llamaServer : vllm;
+  return serveChildren(models, port, log, (m, p) => start(m, p, opts.extraArgs ?? [], env));
 }
 
-async function serveOnnx(models: LoadedModel[], port: number, log: (l: string) => void): Promise<Serving> {
+async function serveOnnx(models: LoadedModel[], port: number, log: (l: string) => void, device: 'cpu' | 'cuda'): Promise<Serving> {
   // Imported here: only the cpu image carries onnxruntime-node.
   const ort = await import('onnxruntime-node');
   const sessions: { id: string; file: string; inputs: readonly string[]; outputs: readonly string[] }[] = [];
@@ -48,7 +53,7 @@ async function serveOnnx(models: LoadedModel[], port: number, log: (l: string) =
     const files = modelFiles(m, '.onnx');
     if (files.length === 0) log(`${m.id}: no .onnx file in its manifest; nothing to open with onnxruntime`);
     for (const file of files) {
-      const session = await ort.InferenceSession.create(file);
+      const session = await ort.InferenceSession.create(file, { executionProviders: device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'] });
       sessions.push({ id: m.id, file, inputs: session.inputNames, outputs: session.outputNames });
       log(`onnxruntime opened ${m.id}: ${file} (inputs: ${session.inputNames.join(', ')}; outputs: ${session.outputNames.join(', ')})`);
     }

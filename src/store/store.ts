@@ -47,9 +47,9 @@ export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
   return join(base, 'bake');
 }
 
-/** key = digest of (step name, step version, input digests, parameters). */
-export function stepKey(step: string, version: number, inputs: Sha256Hex[], params: unknown): Sha256Hex {
-  return digestOf({ step, version, inputs, params });
+/** key = digest of (step name, step version, input digests, parameters, versions of the tools it uses). */
+export function stepKey(k: { step: string; version: number; inputs: Sha256Hex[]; params: unknown; tools?: Record<string, string> }): Sha256Hex {
+  return digestOf({ step: k.step, version: k.version, inputs: k.inputs, params: k.params, tools: k.tools ?? {} });
 }
 
 export function artifactDigest(a: Artifact): Sha256Hex {

@@ -45,7 +45,10 @@ test('a valid recipe loads with defaults filled in', async () => {
   assert.equal(r.models[1]!.revision, 'main');
   assert.deepEqual(r.models[1]!.files, ['*']);
   assert.deepEqual(r.models[0]!.allow_pickle, []);
-  assert.deepEqual(r.targets.map((t) => t.name), ['llamacpp', 'cpu']);
+  assert.deepEqual(r.targets.map((t) => t.name), ['cpu', 'llamacpp']);
+  // Legacy target names keep their meaning: cpu serves ONNX, llamacpp runs llama-server.
+  assert.deepEqual(r.targets.map((t) => [t.server.kind, t.server.port, t.models]), [['onnx', 8080, ['e5']], ['llama-server', 8080, ['chat']]]);
+  assert.equal(r.targets[0]!.server.health?.path, '/health');
   assert.equal(r.targets.find((t) => t.name === 'llamacpp')!.base, 'local/llama-server:latest');
   assert.ok(r.targets.find((t) => t.name === 'cpu')!.base.length > 0);
   assert.deepEqual(r.image.tags, ['{version}-{target}', '{version}', 'models-{models}-{target}']);
@@ -61,11 +64,14 @@ test('an unknown key names file, line, column, field and the allowed keys', asyn
   assert.match(e.message, /per_channel/);
 });
 
-test('an unknown target is refused with the allowed names', async () => {
+test('a target of a new name must say what it runs', async () => {
   const e = await failure(good.replace('  cpu: {}', '  tpu: {}'));
-  assert.equal(e.field, 'targets.tpu');
+  assert.equal(e.field, 'targets.tpu.server.kind');
   assert.equal(e.line, 21);
-  assert.match(e.message, /cuda, llamacpp, cpu/);
+  assert.match(e.expected!, /onnx \| llama-server \| vllm \| none/);
+  const bad = await failure(good.replace('  cpu: {}', '  cpu: { server: { kind: gpu } }'));
+  assert.equal(bad.field, 'targets.cpu.server.kind');
+  assert.match(bad.message, /"onnx", "llama-server", "vllm", "none"/);
 });
 
 test('a bad enum value names the allowed values', async () => {
@@ -104,4 +110,38 @@ test('a missing required key and a wrong type are reported', async () => {
 test('a model naming an undeclared target is refused', async () => {
   const e = await failure(good.replace('targets: [llamacpp]', 'targets: [cuda]'));
   assert.match(e.message, /target "cuda" is not declared/);
+});
+
+test('targets are servers: several may share a kind, each carries the models it lists, and mismatches are refused', async () => {
+  const fleet = `image: { name: r.example.com/fleet }
+models:
+  - { id: chat, repo: org/chat, quantize: { format: gguf, type: Q4_K_M } }
+  - { id: embed, repo: org/embed, quantize: { format: gguf, type: Q8_0 } }
+  - { id: vad, repo: org/vad, quantize: { format: onnx-int8 } }
+targets:
+  chat: { server: { kind: llama-server, port: 8081, args: [--ctx-size, "8192"] }, models: [chat] }
+  embed: { server: { kind: llama-server, health: { path: /health, interval: 5 } }, models: [embed] }
+  cpu: { server: { kind: onnx } }
+  all: { base: scratch }
+`;
+  const r = await parseRecipe(fleet, '/proj/recipes/fleet.yaml');
+  const by = Object.fromEntries(r.targets.map((t) => [t.name, t]));
+  assert.deepEqual(by.chat!.models, ['chat']);
+  assert.deepEqual(by.chat!.server.args, ['--ctx-size', '8192']);
+  assert.equal(by.chat!.server.port, 8081);
+  assert.equal(by.embed!.server.health?.interval, 5);
+  assert.deepEqual(by.cpu!.models, ['vad'], 'an onnx server carries the ONNX models by default');
+  assert.equal(by.all!.server.kind, 'none');
+  assert.deepEqual(by.all!.models, ['chat', 'embed', 'vad'], 'a models-only image carries everything');
+  let e = await failure(fleet.replace('models: [embed] }', 'models: [embed, vad] }'));
+  assert.match(e.message, /target embed runs llama-server, which cannot serve model vad/);
+  assert.equal(e.field, 'targets.embed.models[1]');
+  e = await failure(fleet.replace('models: [embed] }', 'models: [chat, embed] }'));
+  assert.match(e.message, /serves one model/);
+  e = await failure(fleet.replace('models: [chat] }', 'models: [nope] }'));
+  assert.match(e.message, /no model has id "nope"/);
+  e = await failure(fleet.replace('  all: { base: scratch }', '  bake: { base: scratch }'));
+  assert.match(e.message, /taken by a stage/);
+  e = await failure(fleet.replace('  all: { base: scratch }', '  web: { base: scratch, server: { kind: onnx } }'));
+  assert.match(e.message, /base scratch has nothing to run/);
 });

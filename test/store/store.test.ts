@@ -17,18 +17,24 @@ test('a step whose key is present is skipped; a changed parameter runs again', a
     await writeFile(join(scratch, 'out.txt'), 'hello');
     return store.putTree(scratch, 'test');
   };
-  const def = { step: 'quantize' as const, version: 1, inputs: ['a'.repeat(64)], params: { bits: 8 } };
-  const first = await runStep(store, def, () => {}, produce);
-  const second = await runStep(store, def, () => {}, produce);
+  const step = (over: Partial<{ version: number; params: unknown; tools: Record<string, string> }> = {}) => {
+    const k = { step: 'quantize' as const, version: 1, inputs: ['a'.repeat(64)], params: { bits: 8 }, tools: { onnxruntime: '1.0' }, ...over };
+    return { key: stepKey(k), name: k.step, version: k.version, inputs: k.inputs, params: k.params };
+  };
+  const first = await runStep(store, step(), () => {}, produce);
+  const second = await runStep(store, step(), () => {}, produce);
   assert.equal(runs, 1);
   assert.equal(second.cached, true);
   assert.equal(second.digest, first.digest);
-  await runStep(store, { ...def, params: { bits: 4 } }, () => {}, produce);
+  await runStep(store, step({ params: { bits: 4 } }), () => {}, produce);
   assert.equal(runs, 2);
-  await runStep(store, { ...def, version: 2 }, () => {}, produce);
+  await runStep(store, step({ version: 2 }), () => {}, produce);
   assert.equal(runs, 3);
-  assert.notEqual(stepKey('a', 1, [], { x: 1, y: 2 }), stepKey('a', 1, [], { x: 1, y: 3 }));
-  assert.equal(stepKey('a', 1, [], { x: 1, y: 2 }), stepKey('a', 1, [], { y: 2, x: 1 }));
+  await runStep(store, step({ tools: { onnxruntime: '1.1' } }), () => {}, produce);
+  assert.equal(runs, 4, 'a new tool version is a new key');
+  const k = (params: unknown) => stepKey({ step: 'a', version: 1, inputs: [], params });
+  assert.notEqual(k({ x: 1, y: 2 }), k({ x: 1, y: 3 }));
+  assert.equal(k({ x: 1, y: 2 }), k({ y: 2, x: 1 }));
 });
 
 test('putFile refuses content that does not match the expected digest and stores nothing', async () => {

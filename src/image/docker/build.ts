@@ -7,7 +7,8 @@ import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Recipe, TargetName } from '../../recipe/types.js';
 import { EngineError, InputError } from '../../util/errors.js';
-import { baseArgName, checkTarget, DEFAULT_BAKE_IMAGE } from '../dockerfile/generate.js';
+import { targetOf } from '../../recipe/targets.js';
+import { baseArgName, DEFAULT_BAKE_IMAGE } from '../dockerfile/generate.js';
 import { contextPathsFor, writeBuildFiles } from '../dockerfile/write.js';
 import { imageTags } from '../dockerfile/bakehcl.js';
 import { listContext, packContext } from './context.js';
@@ -128,7 +129,7 @@ async function explainMissingBase(docker: Docker, err: unknown, bases: { ref: st
 }
 
 export async function buildTarget(opts: BuildTargetOptions): Promise<{ imageId: string }> {
-  const spec = checkTarget(opts.recipe, opts.target);
+  const spec = targetOf(opts.recipe, opts.target);
   const args: Record<string, string> = { SOURCE_DATE_EPOCH: '0', ...opts.buildArgs };
   if (args.BUNDLE_MODELS !== undefined && args.BUNDLE_MODELS !== 'true' && args.BUNDLE_MODELS !== 'false') {
     throw new InputError(`BUNDLE_MODELS is ${JSON.stringify(args.BUNDLE_MODELS)}`, { field: 'BUNDLE_MODELS', expected: 'true or false' });
@@ -202,7 +203,7 @@ export interface BuiltTarget {
  * models stages of one target in parallel; two targets share those stages through its cache).
  */
 export async function buildRecipe(opts: BuildRecipeOptions): Promise<{ dockerfile: string; bakeHcl: string; images: BuiltTarget[] }> {
-  for (const t of opts.targets) checkTarget(opts.recipe, t);
+  for (const t of opts.targets) targetOf(opts.recipe, t);
   const docker = opts.docker ?? connectEngine();
   await pingEngine(docker);
   const files = await writeBuildFiles({ root: opts.root, recipe: opts.recipe, bakeImage: opts.buildArgs?.BAKE_IMAGE });

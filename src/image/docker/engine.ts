@@ -4,27 +4,17 @@ import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import { BakeError, EngineError, InputError } from '../../util/errors.js';
 import { decodeStreamLine, type BuildEvent } from './progress.js';
+import { engineAddress, parseDockerHost } from './host.js';
 import { openSession } from './session.js';
 
 export type { BuildEvent } from './progress.js';
 
-/** Where the engine is: DOCKER_HOST as docker's own client reads it, else the default socket. */
-export function engineAddress(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-}
+export { engineAddress };
 
 export function connectEngine(env: NodeJS.ProcessEnv = process.env): Docker {
-  const host = engineAddress(env);
-  if (host.startsWith('unix://')) return new Docker({ socketPath: host.slice('unix://'.length) });
-  if (host.startsWith('tcp://') || host.startsWith('http://') || host.startsWith('https://')) {
-    const url = new URL(host.replace(/^tcp:/, env.DOCKER_TLS_VERIFY ? 'https:' : 'http:'));
-    return new Docker({ host: url.hostname, port: Number(url.port || (url.protocol === 'https:' ? 2376 : 2375)), protocol: url.protocol === 'https:' ? 'https' : 'http' });
-  }
-  if (host.startsWith('npipe://')) return new Docker({ socketPath: host.slice('npipe://'.length) });
-  throw new InputError(`DOCKER_HOST has an address docker cannot use: ${host}`, {
-    field: 'DOCKER_HOST',
-    expected: 'unix:///path/to/docker.sock or tcp://host:port',
-  });
+  const e = parseDockerHost(env);
+  if (e.kind === 'unix') return new Docker({ socketPath: e.socketPath });
+  return new Docker({ host: e.host, port: e.port, protocol: e.tls ? 'https' : 'http', ...(e.tls ?? {}) });
 }
 
 const START_HINT =

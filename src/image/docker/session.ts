@@ -9,11 +9,12 @@
 // touches a secret mount fails with "no active session".
 import { randomUUID } from 'node:crypto';
 import { request, type ClientRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { EngineError } from '../../util/errors.js';
-import { engineAddress } from './engine.js';
+import { parseDockerHost } from './host.js';
 
 const PROTO = `
 syntax = "proto3";
@@ -78,16 +79,12 @@ export async function openSession(secrets: Record<string, Uint8Array> = {}, env:
   });
   const methods = [HEALTH, SECRETS, AUTH].flatMap((svc) => Object.values(svc).map((m) => m.path));
 
-  const host = engineAddress(env);
-  const target: { socketPath?: string; host?: string; port?: number } = host.startsWith('unix://')
-    ? { socketPath: host.slice('unix://'.length) }
-    : (() => {
-        const u = new URL(host.replace(/^tcp:/, 'http:'));
-        return { host: u.hostname, port: Number(u.port || 2375) };
-      })();
+  const endpoint = parseDockerHost(env);
+  const target = endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port, ...(endpoint.tls ?? {}) };
+  const send = endpoint.kind === 'tcp' && endpoint.tls ? httpsRequest : request;
 
   const socket = await new Promise<Socket>((resolve, reject) => {
-    const req: ClientRequest = request({
+    const req: ClientRequest = send({
       ...target,
       path: '/session',
       method: 'POST',

@@ -2,7 +2,8 @@
 // on whatever builder buildx is pointed at (`--builder`, e.g. remote BuildKit nodes), sharing a
 // registry cache so a second machine reuses the models stages the first one ran.
 import type { Recipe, TargetName } from '../../recipe/types.js';
-import { baseArgName, modelsOf } from './generate.js';
+import { expandTags } from '../oci/tags.js';
+import { baseArgName } from './generate.js';
 
 export interface BakeHclEntry {
   recipe: Recipe;
@@ -27,13 +28,7 @@ export function targetName(recipe: string, target: TargetName): string {
 
 export function imageTags(entry: BakeHclEntry, target: TargetName): string[] {
   const { image } = entry.recipe;
-  const digest = entry.modelsDigest?.[target];
-  const out = new Set<string>();
-  for (const t of image.tags) {
-    if (t.includes('{models}') && !digest) continue;
-    out.add(`${image.name}:${t.replace(/\{version\}/g, image.version).replace(/\{target\}/g, target).replace(/\{models\}/g, digest ?? '')}`);
-  }
-  return [...out];
+  return expandTags(image.tags, { version: image.version, target, modelsDigest: entry.modelsDigest?.[target] }).map((t) => `${image.name}:${t}`);
 }
 
 export function renderBakeHcl(entries: BakeHclEntry[]): string {
@@ -99,7 +94,7 @@ export function renderBakeHcl(entries: BakeHclEntry[]): string {
         `  dockerfile = ${hclString(e.dockerfile)}`,
         `  target     = ${hclString(t.name)}`,
         `  tags       = [${tags.join(', ')}]`,
-        `  labels     = { "dev.bake.models" = ${hclString(modelsOf(e.recipe, t.name).map((m) => m.id).join(','))} }`,
+        `  labels     = { "dev.bake.models" = ${hclString(t.models.join(","))} }`,
         `  # Base image: override with --set ${name}.args.${baseArgName(t.name)}=<image>`,
         `  cache-from = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${cacheRef}"]`,
         `  cache-to   = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${cacheRef},mode=max"]`,

@@ -3,22 +3,18 @@
 // Rules the engines here impose (specs/machine.md): no `# syntax=` line (the frontend image cannot be
 // pulled), no heredocs, no COPY --link, no RUN --network; base images only as ARGs.
 import { posix } from 'node:path';
+import { modelsForTarget } from '../../recipe/targets.js';
 import type { ModelSpec, Recipe, TargetName, TargetSpec } from '../../recipe/types.js';
-import { TARGET_NAMES } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
+import { MODELS_DIR, RUNTIME_APP, RUNTIME_NODE, RUNTIME_ONNXRUNTIME, runtimeImage, type RuntimePart } from '../../runtime/contract.js';
 import { fetchArgName } from '../../runtime/manifest.js';
 
 /** The image holding node + bake that runs the models stages (docker/bake.Dockerfile builds it). */
 export const DEFAULT_BAKE_IMAGE = 'bake-builder:local';
 
-/** Where models land in every image. */
-export const MODELS_DIR = '/app/models';
-/** Where the runtime app (loadModels + the per-target launcher) lives in every image. */
-export const RUNTIME_DIR = '/opt/bake-runtime';
-
 /** The build ARG that picks each target's base image. */
 export function baseArgName(target: TargetName): string {
-  return `BASE_IMAGE_${target.toUpperCase()}`;
+  return `BASE_IMAGE_${target.toUpperCase().replace(/-/g, '_')}`;
 }
 
 export interface DockerfileInputs {
@@ -35,30 +31,6 @@ export interface DockerfileInputs {
   bakeImage?: string;
 }
 
-export function checkTarget(recipe: Recipe, target: string): TargetSpec {
-  if (!(TARGET_NAMES as readonly string[]).includes(target)) {
-    throw new InputError(`unknown target "${target}"`, {
-      field: 'target',
-      expected: `one of ${TARGET_NAMES.join(', ')} (or all)`,
-      hint: `pass --target ${recipe.targets.map((t) => t.name).join('|')}|all`,
-    });
-  }
-  const spec = recipe.targets.find((t) => t.name === target);
-  if (!spec) {
-    throw new InputError(`recipe ${recipe.name} has no target "${target}"`, {
-      file: recipe.file,
-      field: 'targets',
-      expected: recipe.targets.map((t) => t.name).join(', '),
-      hint: `add \`${target}: {}\` under targets: in the recipe, or build one of its targets`,
-    });
-  }
-  return spec;
-}
-
-export function modelsOf(recipe: Recipe, target: TargetName): ModelSpec[] {
-  return recipe.models.filter((m) => !m.targets || m.targets.includes(target));
-}
-
 function stageOf(id: string): string {
   return `model-${id}`;
 }
@@ -72,36 +44,26 @@ function quoteLabel(v: string): string {
   return JSON.stringify(v);
 }
 
-/** What each target's runtime launches after loadModels (see src/runtime/serve.ts). */
-const RUNTIME_NOTES: Record<TargetName, string> = {
-  cpu: 'node on the base image runs the runtime app: verify models, open each ONNX model with onnxruntime-node, serve /health',
-  llamacpp: 'the runtime app (with its own node) verifies models, then runs the base image\'s llama-server on each GGUF',
-  cuda: 'the runtime app (with its own node) verifies models, then runs vLLM\'s OpenAI server on the model folder',
-};
+/** Where each runtime part lives in the bake builder image (laid out as in the runtime image). */
+const PART_PATHS: Record<RuntimePart, string> = { app: RUNTIME_APP, onnxruntime: `${RUNTIME_ONNXRUNTIME}/`, node: RUNTIME_NODE };
 
-/** The stage a target's images start from: its base plus the runtime app (none on scratch). */
-function runtimeStage(t: TargetSpec, modelIds: string[]): string[] {
-  const env: Record<string, string> = { BAKE_MODELS_DIR: MODELS_DIR, BAKE_TARGET: t.name, BAKE_MODELS: modelIds.join(',') };
-  if (t.port) env.BAKE_PORT = String(t.port);
-  for (const [k, v] of Object.entries(t.env ?? {})) env[k] = v;
-  const envLine = `ENV ${Object.entries(env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' \\\n    ')}`;
+/** The stage a target's images start from: its base plus the runtime app, as the runtime contract says. */
+function runtimeStage(t: TargetSpec): string[] {
   const from = `FROM \${${baseArgName(t.name)}} AS ${t.name}-runtime`;
-  if (t.base === 'scratch') {
-    // A models-only image (the recipe asked for no base): nothing in it could run the runtime app.
-    return [`# ---- target ${t.name}: models only (base scratch: no runtime app; other images copy /app/models from it)`, from, envLine, ''];
+  const runtime = runtimeImage(t);
+  if (!runtime) {
+    // A models-only image (server kind none): nothing runs in it; other images may copy /app/models from it.
+    return [`# ---- target ${t.name}: models only (server kind none)`, from, `ENV BAKE_MODELS_DIR=${JSON.stringify(MODELS_DIR)}${Object.entries(t.env).map(([k, v]) => ` \\\n    ${k}=${JSON.stringify(v)}`).join('')}`, ''];
   }
-  const L = [`# ---- target ${t.name}: ${RUNTIME_NOTES[t.name]}`, from, `COPY --from=bake ${RUNTIME_DIR}/app/ ${RUNTIME_DIR}/app/`];
-  let node = 'node';
-  if (t.name === 'cpu') {
-    L.push(`COPY --from=bake ${RUNTIME_DIR}/onnxruntime/node_modules/ ${RUNTIME_DIR}/app/node_modules/`);
-  } else {
-    // The llama.cpp and vLLM images have no node; the runtime app brings its own.
-    L.push(`COPY --from=bake /usr/local/bin/node ${RUNTIME_DIR}/bin/node`);
-    node = `${RUNTIME_DIR}/bin/node`;
+  const L = [`# ---- target ${t.name}: ${t.server.kind} server on :${t.server.port} (the runtime app verifies the models, then serves)`, from];
+  for (const part of runtime.parts) L.push(`COPY --from=bake ${PART_PATHS[part]} ${PART_PATHS[part]}`);
+  L.push(`ENV ${Object.entries(runtime.env).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' \\\n    ')}`);
+  if (runtime.exposedPort) L.push(`EXPOSE ${runtime.exposedPort}`);
+  if (runtime.healthcheck) {
+    const h = runtime.healthcheck;
+    L.push(`HEALTHCHECK --interval=${h.interval}s --timeout=${h.timeout}s --start-period=${h.startPeriod}s --retries=${h.retries} CMD ${execForm(h.test.slice(1))}`);
   }
-  L.push(envLine);
-  if (t.port) L.push(`EXPOSE ${t.port}`);
-  L.push(`ENTRYPOINT ${execForm([node, `${RUNTIME_DIR}/app/bake-runtime.mjs`, 'serve', '--'])}`, `CMD ${execForm(t.cmd ?? [])}`, '');
+  L.push(`ENTRYPOINT ${execForm(runtime.entrypoint)}`, `CMD ${execForm(runtime.cmd)}`, '');
   return L;
 }
 
@@ -129,7 +91,7 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
 
   L.push('# The bake builder: node + bake; the runtime app and onnxruntime are copied out of it.', 'FROM ${BAKE_IMAGE} AS bake', '');
 
-  const used = new Set(recipe.targets.flatMap((t) => modelsOf(recipe, t.name).map((m) => m.id)));
+  const used = new Set(recipe.targets.flatMap((t) => t.models));
   for (const model of recipe.models) {
     if (!used.has(model.id)) continue;
     const stage = stageOf(model.id);
@@ -163,9 +125,9 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
   }
 
   for (const t of recipe.targets) {
-    const models = modelsOf(recipe, t.name);
+    const models = modelsForTarget(recipe, t);
     const rt = `${t.name}-runtime`;
-    L.push(...runtimeStage(t, models.map((m) => m.id)));
+    L.push(...runtimeStage(t));
 
     L.push(`FROM ${rt} AS ${t.name}-models-true`);
     for (const m of models) L.push(`COPY --from=${stageOf(m.id)} /out/ /`);
@@ -178,6 +140,7 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
       'org.opencontainers.image.version': recipe.image.version,
       'dev.bake.recipe': recipe.name,
       'dev.bake.target': t.name,
+      'dev.bake.server': t.server.kind,
       'dev.bake.models': models.map((m) => m.id).join(','),
     };
     L.push(

@@ -1,5 +1,5 @@
 // Dockerfile, docker-bake.hcl and build-context generation for recipes.
-export { renderDockerfile, checkTarget, modelsOf, baseArgName, localPathsFor, DEFAULT_BAKE_IMAGE, MODELS_DIR, RUNTIME_DIR } from './generate.js';
+export { renderDockerfile, baseArgName, localPathsFor, DEFAULT_BAKE_IMAGE } from './generate.js';
 export type { DockerfileInputs } from './generate.js';
 export { renderBakeHcl, imageTags, targetName } from './bakehcl.js';
 export type { BakeHclEntry } from './bakehcl.js';

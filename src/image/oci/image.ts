@@ -23,7 +23,13 @@ export interface AppendOptions {
   labels?: Record<string, string>;
   env?: string[];
   cmd?: string[];
+  /** Replaces the base's entrypoint (a base's ENTRYPOINT would otherwise run the new CMD). */
+  entrypoint?: string[];
   workdir?: string;
+  /** Ports the image serves on (`EXPOSE`), e.g. 8080 (TCP). */
+  exposedPorts?: number[];
+  /** Docker's HEALTHCHECK (seconds here; nanoseconds in the config). */
+  healthcheck?: { test: string[]; interval: number; timeout: number; startPeriod: number; retries: number };
   /** RFC 3339 time for config.created, history and the created annotation (from SOURCE_DATE_EPOCH). */
   created?: string;
   /** One `created_by` text per appended layer. */
@@ -42,7 +48,14 @@ export function appendLayers(base: ImageValue, layers: Layer[], opts: AppendOpti
   const prev = base.config;
   const inner = { ...(prev.config ?? {}) };
   if (opts.env) inner.Env = mergeEnv(inner.Env ?? [], opts.env);
+  if (opts.entrypoint) inner.Entrypoint = [...opts.entrypoint];
   if (opts.cmd) inner.Cmd = [...opts.cmd];
+  if (opts.exposedPorts?.length) inner.ExposedPorts = { ...(inner.ExposedPorts ?? {}), ...Object.fromEntries(opts.exposedPorts.map((p) => [`${p}/tcp`, {}])) };
+  if (opts.healthcheck) {
+    const ns = (s: number) => s * 1e9;
+    const h = opts.healthcheck;
+    inner.Healthcheck = { Test: [...h.test], Interval: ns(h.interval), Timeout: ns(h.timeout), StartPeriod: ns(h.startPeriod), Retries: h.retries };
+  }
   if (opts.workdir) inner.WorkingDir = opts.workdir;
   if (opts.labels) inner.Labels = { ...(inner.Labels ?? {}), ...opts.labels };
 

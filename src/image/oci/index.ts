@@ -6,7 +6,7 @@ export { appendLayers, epochToRfc3339, scratchImage, serializeImage, withLayerAn
 export { DEFAULT_COMPRESSION, dirLayer, type DirLayerOptions } from './layer.js';
 export { readOciLayout, writeOciLayout } from './layout.js';
 export { writeDockerArchive } from './docker-archive.js';
-export { imageAnnotations, isValidTag, modelLayerAnnotations, releaseTags } from './tags.js';
+export { expandTags, imageAnnotations, isValidTag, modelLayerAnnotations, releaseTags } from './tags.js';
 export type { Platform } from './parse.js';
 export type { RegistryOptions } from '../registry/client.js';
 export { listTags, pullImage } from '../registry/pull.js';

@@ -6,23 +6,35 @@ import { Annotation } from './types.js';
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 /**
- * `<version>-<target>`, `<version>` and `models-<12 hex>` (from the digest of the locked models, so
- * the same weights always get the same tag whatever the version says). Semver build metadata's `+`
- * is not allowed in tags; it becomes `_` as Helm does.
+ * A recipe's tag templates with {version}, {target} and {models} (12 hex of the locked models' digest,
+ * so the same weights always get the same tag whatever the version says) filled in, each checked.
+ * Semver build metadata's `+` is not allowed in tags; it becomes `_` as Helm does. Templates that use
+ * {models} are left out when no digest is given (a Dockerfile written before the lock).
  */
-export function releaseTags(opts: { version: string; target: string; modelsDigest: string }): string[] {
-  const version = opts.version.replace(/\+/g, '_');
-  const hex = opts.modelsDigest.replace(/^sha256:/, '');
-  if (!/^[0-9a-f]{12,64}$/.test(hex)) {
-    throw new InputError(`models digest "${opts.modelsDigest}" is not a sha256`, { field: 'modelsDigest', expected: 'sha256:<hex> or <hex>' });
-  }
-  const tags = [`${version}-${opts.target}`, version, `models-${hex.slice(0, 12)}`];
-  for (const [field, tag] of [['version/target', tags[0]!], ['version', tags[1]!]] as const) {
-    if (!TAG.test(tag)) {
-      throw new InputError(`"${tag}" is not a valid image tag`, { field, expected: 'letters, digits, _ . - (at most 128, not starting with . or -)' });
+export function expandTags(templates: readonly string[], vars: { version: string; target: string; modelsDigest?: string }): string[] {
+  let models: string | undefined;
+  if (vars.modelsDigest !== undefined) {
+    const hex = vars.modelsDigest.replace(/^sha256:/, '');
+    if (!/^[0-9a-f]{12,64}$/.test(hex)) {
+      throw new InputError(`models digest "${vars.modelsDigest}" is not a sha256`, { field: 'modelsDigest', expected: 'sha256:<hex> or <hex>' });
     }
+    models = hex.slice(0, 12);
   }
-  return tags;
+  const out = new Set<string>();
+  for (const t of templates) {
+    if (t.includes('{models}') && models === undefined) continue;
+    const tag = t.replace(/\{version\}/g, vars.version.replace(/\+/g, '_')).replace(/\{target\}/g, vars.target).replace(/\{models\}/g, models ?? '');
+    if (!TAG.test(tag)) {
+      throw new InputError(`"${tag}" (from the tag template "${t}") is not a valid image tag`, { field: 'image.tags', expected: 'letters, digits, _ . - (at most 128, not starting with . or -)' });
+    }
+    out.add(tag);
+  }
+  return [...out];
+}
+
+/** `<version>-<target>`, `<version>` and `models-<12 hex>`: the release tags of one image. */
+export function releaseTags(opts: { version: string; target: string; modelsDigest: string }): string[] {
+  return expandTags(['{version}-{target}', '{version}', 'models-{models}'], opts);
 }
 
 export function isValidTag(tag: string): boolean {

@@ -1,0 +1,33 @@
+// `bake inspect`: a recipe, a lock entry, a store artifact or an OCI layout, as JSON.
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { lockfilePath, readLockfile } from '../lock/lockfile.js';
+import { loadRecipe } from '../recipe/load.js';
+import { defaultStoreRoot, Store } from '../store/store.js';
+import { isSha256Hex } from '../util/digest.js';
+import { InputError } from '../util/errors.js';
+import type { RunInput } from './types.js';
+
+export async function inspect(input: RunInput): Promise<{ value: unknown; text: string }> {
+  const what = input.args[0]!;
+  const root = resolve(input.globals.project);
+  if (isSha256Hex(what.replace(/^sha256:/, ''))) {
+    const store = new Store(input.globals.store ?? defaultStoreRoot());
+    const a = await store.getArtifact(what.replace(/^sha256:/, ''));
+    if (!a) throw new InputError(`no artifact ${what} in the store ${store.root}`);
+    return { value: a, text: JSON.stringify(a, null, 2) };
+  }
+  if (what.startsWith('oci:')) {
+    const dir = resolve(root, what.slice(4));
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8'));
+    return { value: index, text: JSON.stringify(index, null, 2) };
+  }
+  if (what.includes('/') && !what.endsWith('.yaml')) {
+    const lock = await readLockfile(lockfilePath(root));
+    const e = lock.models[what];
+    if (!e) throw new InputError(`models.lock has no entry ${what}`, { expected: Object.keys(lock.models).join(', ') || '(the lock is empty: run `bake lock <recipe>`)' });
+    return { value: e, text: JSON.stringify(e, null, 2) };
+  }
+  const recipe = await loadRecipe(what, root);
+  return { value: recipe, text: JSON.stringify(recipe, null, 2) };
+}

@@ -1,0 +1,238 @@
+// bake's pipeline as functions the CLI (or any program) calls: each takes a context and a recipe and
+// returns a typed result (per model: step keys, cache hits, timings, verify report; per target: image
+// digest, tags, size, layer digests). Nothing here prints; progress goes out as events.
+import { mkdir, rm, utimes } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import PQueue from 'p-queue';
+import { frozenEntries, lockfilePath, serializeLockfile, writeLockfile } from '../lock/lockfile.js';
+import { lockRecipe, type LockChange } from '../lock/lock.js';
+import type { LockEntry } from '../lock/types.js';
+import { selectTargets } from '../recipe/targets.js';
+import type { ModelSpec, Recipe, TargetSpec } from '../recipe/types.js';
+import { listTree } from '../store/store.js';
+import { InputError } from '../util/errors.js';
+import type { VerifyReport } from '../verify/gates.js';
+import { assembleImage, type ImageLayerInfo } from './bake.js';
+import { chainFor, type Chain } from './chain.js';
+import type { PipelineContext } from './context.js';
+import type { StepName } from './events.js';
+import { planChain, type PlannedStep } from './plan.js';
+import { runChain, type ChainRun, type StepOutcome } from './run.js';
+
+export interface ModelResult {
+  id: string;
+  format: string;
+  steps: StepOutcome[];
+  /** Digest of the last artifact produced (the packaged folder after a full run). */
+  artifact?: string;
+  /** Bytes of the locked source files and of what ships. */
+  sourceBytes: number;
+  quantizedBytes?: number;
+  files?: string[];
+  report?: VerifyReport;
+}
+
+/** The recipe's models, or the ones named (each must exist). */
+export function selectModels(recipe: Recipe, ids: readonly string[] | undefined): ModelSpec[] {
+  for (const id of ids ?? []) {
+    if (!recipe.models.some((m) => m.id === id)) {
+      throw new InputError(`--model ${id}: recipe ${recipe.name} has no such model`, { file: recipe.file, field: '--model', expected: recipe.models.map((m) => m.id).join(', ') });
+    }
+  }
+  return ids?.length ? recipe.models.filter((m) => ids.includes(m.id)) : recipe.models;
+}
+
+/** Every selected model's chain, from the frozen lock (a stale lock is an error naming the fix). */
+export async function chainsOf(ctx: PipelineContext, recipe: Recipe, models: ModelSpec[]): Promise<Chain[]> {
+  const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
+  return Promise.all(models.map((model) => chainFor({ ctx, recipe, model, entry: entries.get(model.id)! })));
+}
+
+function summarize(run: ChainRun, entry: LockEntry): ModelResult {
+  const last = run.packaged ?? run.quantized ?? run.results[run.steps[run.steps.length - 1]?.step ?? 'fetch'];
+  return {
+    id: run.model,
+    format: run.format,
+    steps: run.steps,
+    artifact: last?.digest,
+    sourceBytes: entry.files.reduce((a, f) => a + f.size, 0),
+    ...(run.quantized ? { quantizedBytes: run.quantized.artifact.files.reduce((a, f) => a + f.size, 0), files: run.quantized.artifact.files.map((f) => f.path) } : {}),
+    ...(run.report ? { report: run.report } : {}),
+  };
+}
+
+/** Runs the chains up to `until`, two models at a time (quantizing is CPU-bound). */
+async function runModels(ctx: PipelineContext, recipe: Recipe, models: ModelSpec[], until: StepName): Promise<{ runs: ChainRun[]; results: ModelResult[] }> {
+  const chains = await chainsOf(ctx, recipe, models);
+  const queue = new PQueue({ concurrency: 2 });
+  const runs = await Promise.all(chains.map((c) => queue.add(() => runChain(ctx, c, { until }))));
+  return { runs, results: runs.map((r, i) => summarize(r, chains[i]!.entry)) };
+}
+
+export async function lockModels(ctx: PipelineContext, recipe: Recipe, opts: { update?: string[]; check?: boolean } = {}): Promise<{ lockfile: string; written: boolean; changes: LockChange[] }> {
+  const { lock, changes } = await lockRecipe(recipe, ctx.lock, ctx.hub, { update: opts.update, root: ctx.root });
+  const file = lockfilePath(ctx.root);
+  const changed = serializeLockfile(lock) !== serializeLockfile(ctx.lock);
+  if (opts.check && changed) throw new InputError(`${file} is not up to date with recipe ${recipe.name}`, { file, hint: `run \`bake lock ${recipe.name}\` and commit models.lock` });
+  if (changed && !opts.check) await writeLockfile(lock, file);
+  return { lockfile: file, written: changed && !opts.check, changes };
+}
+
+export async function pullModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[] } = {}): Promise<{ models: ModelResult[] }> {
+  return { models: (await runModels(ctx, recipe, selectModels(recipe, opts.models), 'fetch')).results };
+}
+
+export async function quantizeModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[] } = {}): Promise<{ models: ModelResult[] }> {
+  return { models: (await runModels(ctx, recipe, selectModels(recipe, opts.models), 'quantize')).results };
+}
+
+export async function verifyModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[] } = {}): Promise<{ models: ModelResult[] }> {
+  return { models: (await runModels(ctx, recipe, selectModels(recipe, opts.models), 'verify')).results };
+}
+
+export async function planModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[]; until?: StepName } = {}): Promise<{ recipe: string; steps: PlannedStep[] }> {
+  const chains = await chainsOf(ctx, recipe, selectModels(recipe, opts.models));
+  const steps: PlannedStep[] = [];
+  for (const c of chains) steps.push(...(await planChain(ctx, c, { until: opts.until ?? 'package' })));
+  return { recipe: recipe.name, steps };
+}
+
+/** Writes /out/<id>/ for each model: the packaged files with fixed times (the Dockerfile models stage). */
+export async function materializeModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[]; out: string }): Promise<{ models: (ModelResult & { dir: string })[] }> {
+  const { runs, results } = await runModels(ctx, recipe, selectModels(recipe, opts.models), 'package');
+  const out = [];
+  for (const [i, run] of runs.entries()) {
+    const dir = join(resolve(opts.out), run.model);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await ctx.store.materialize(run.packaged!.digest, dir);
+    // Fixed times: identical model bytes give identical layers however often the stage re-runs.
+    for (const rel of await listTree(dir)) await utimes(join(dir, rel), ctx.epoch, ctx.epoch);
+    out.push({ ...results[i]!, dir });
+  }
+  return { models: out };
+}
+
+export interface ImageResult {
+  target: string;
+  server: string;
+  tags: string[];
+  /** Manifest digest (daemonless) or image id (engine). */
+  digest: string;
+  /** Bytes of config + layers (daemonless). */
+  size?: number;
+  layers?: ImageLayerInfo[];
+  modelsDigest?: string;
+  output?: string;
+  pushed?: { repository: string; manifestDigest: string; tags: string[] };
+}
+
+export interface BuildOptions {
+  /** Target name or `all`. */
+  target?: string;
+  /** oci:<dir> or docker-archive:<file>; with neither output nor push, the Docker engine builds. */
+  output?: string;
+  /** Registry repository to push to (host/name). */
+  push?: string;
+  base?: string;
+  compression?: 'none' | 'gzip';
+  /** Engine builds only: false leaves the model bytes out (the runtime fetches them at start). */
+  bundleModels?: boolean;
+  network?: 'none' | 'host';
+  /** Write docker/<recipe>/Dockerfile and docker/docker-bake.hcl only. */
+  dockerfileOnly?: boolean;
+}
+
+export interface BuildResult {
+  recipe: string;
+  models: ModelResult[];
+  images: ImageResult[];
+  dockerfile?: string;
+  bakeHcl?: string;
+}
+
+export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: BuildOptions = {}): Promise<BuildResult> {
+  const targets = selectTargets(recipe, opts.target);
+  if (opts.dockerfileOnly) {
+    const { writeBuildFiles } = await import('../image/dockerfile/write.js');
+    const files = await writeBuildFiles({ root: ctx.root, recipe });
+    return { recipe: recipe.name, models: [], images: [], dockerfile: files.dockerfile, bakeHcl: files.bakeHcl };
+  }
+  if (!opts.output && !opts.push) return buildWithEngine(ctx, recipe, targets, opts);
+  if (opts.bundleModels === false) {
+    throw new InputError('--bundle-models false is for engine builds (docker build --build-arg BUNDLE_MODELS=false)', { field: '--bundle-models' });
+  }
+  if (opts.output && !/^(oci|docker-archive):./.test(opts.output)) {
+    throw new InputError(`--output ${opts.output}: unknown destination`, { field: '--output', expected: 'oci:<dir> or docker-archive:<file>' });
+  }
+  const needed = recipe.models.filter((m) => targets.some((t) => t.models.includes(m.id)));
+  const { runs, results } = await runModels(ctx, recipe, needed, 'package');
+  const packaged = new Map(runs.map((r) => [r.model, r.packaged!]));
+  const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
+  const oci = await import('../image/oci/index.js');
+  const images: ImageResult[] = [];
+  for (const target of targets) {
+    const baked = await assembleImage(ctx, recipe, target, packaged, entries, { compression: opts.compression, base: opts.base });
+    const ser = oci.serializeImage(baked.image);
+    const r: ImageResult = {
+      target: target.name,
+      server: target.server.kind,
+      tags: baked.tags,
+      digest: ser.manifest.descriptor.digest,
+      size: ser.config.descriptor.size + ser.layers.reduce((a, l) => a + l.size, 0),
+      layers: baked.layers,
+      modelsDigest: `sha256:${baked.modelsDigest}`,
+    };
+    if (opts.output?.startsWith('oci:')) {
+      await oci.writeOciLayout(baked.image, resolve(opts.output.slice(4)), { tags: baked.tags });
+      r.output = opts.output;
+    } else if (opts.output?.startsWith('docker-archive:')) {
+      const file = targets.length > 1 ? opts.output.slice(15).replace(/(\.tar)?$/, `-${target.name}$1`) : opts.output.slice(15);
+      await oci.writeDockerArchive(baked.image, resolve(file), { repoTags: baked.tags.map((t) => `${recipe.image.name}:${t}`) });
+      r.output = `docker-archive:${file}`;
+    }
+    if (opts.push) {
+      const pushed = await oci.pushImage(baked.image, opts.push, { tags: baked.tags, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'push', message: `${e.type} ${e.digest ?? ''}` }) });
+      r.pushed = { repository: opts.push, manifestDigest: pushed.manifestDigest, tags: baked.tags };
+    }
+    images.push(r);
+  }
+  return { recipe: recipe.name, models: results, images };
+}
+
+/** `bake build` without --output: the Dockerfile through the engine's BuildKit (models run in its stages). */
+async function buildWithEngine(ctx: PipelineContext, recipe: Recipe, targets: TargetSpec[], opts: BuildOptions): Promise<BuildResult> {
+  const { buildRecipe } = await import('../image/docker/index.js');
+  const { modelsDigest } = await import('../lock/lockfile.js');
+  const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
+  const digests: Record<string, string> = {};
+  for (const t of targets) digests[t.name] = modelsDigest(t.models.map((id) => entries.get(id)!)).slice(0, 12);
+  const buildArgs: Record<string, string> = { BUNDLE_MODELS: String(opts.bundleModels ?? true), SOURCE_DATE_EPOCH: String(ctx.epoch) };
+  // The endpoint is not a secret; the token only ever travels as the BuildKit secret `hf_token`.
+  if (ctx.env.HF_ENDPOINT) buildArgs.HF_ENDPOINT = ctx.hub.endpoint;
+  const result = await buildRecipe({
+    root: ctx.root,
+    recipe,
+    targets: targets.map((t) => t.name),
+    buildArgs,
+    base: opts.base,
+    network: opts.network ?? 'none',
+    hfToken: ctx.hub.token,
+    noCache: ctx.force,
+    modelsDigest: digests,
+    onEvent: (target, e) => {
+      if (e.type === 'step' && (e.step.completed || e.step.cached || e.step.error)) {
+        ctx.onEvent({ type: 'log', step: 'bake', message: `[${target}] ${e.step.cached ? 'CACHED ' : ''}${e.step.name}${e.step.error ? ` ERROR ${e.step.error}` : ''}` });
+      } else if (e.type === 'log') {
+        for (const line of e.text.split('\n').filter((l) => l.trim())) ctx.onEvent({ type: 'log', step: 'bake', message: `[${target}] ${line}` });
+      }
+    },
+  });
+  return {
+    recipe: recipe.name,
+    models: [],
+    images: result.images.map((i) => ({ target: i.target, server: targets.find((t) => t.name === i.target)!.server.kind, tags: i.tags, digest: i.imageId })),
+    dockerfile: result.dockerfile,
+    bakeHcl: result.bakeHcl,
+  };
+}

@@ -1,0 +1,293 @@
+// The pipeline of one model, declared once: for each recipe `quantize.format`, the list of steps
+// fetch -> [convert] -> quantize -> verify -> package, each with its version, the tools that shape its
+// bytes, its inputs and parameters, and how it runs. The runner (run.ts) executes such a list; `bake
+// plan` (plan.ts) walks the same list against the store, so both compute the same keys.
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pullModel } from '../hub/pull.js';
+import { localModelDir } from '../lock/local.js';
+import type { LockEntry } from '../lock/types.js';
+import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec, Recipe } from '../recipe/types.js';
+import { artifactDigest, type Artifact, type ArtifactFile } from '../store/store.js';
+import { BakeError, InputError } from '../util/errors.js';
+import { prettyJson } from '../util/json.js';
+import { enforceGates, type VerifyReport } from '../verify/gates.js';
+import type { PipelineContext } from './context.js';
+import type { StepName } from './events.js';
+import type { StepDef, StepIO, StepResult, Stored } from './step.js';
+
+export const MANIFEST_NAME = 'manifest.json';
+export const REPORT_NAME = 'verify-report.json';
+
+/** A model's steps in order, and which step's artifact plays which part. */
+export interface Chain {
+  model: ModelSpec;
+  entry: LockEntry;
+  steps: StepDef[];
+  /** The step whose artifact ships (before packaging). */
+  quantized: StepName;
+  /** The full-precision artifact verify compares against. */
+  reference: StepName;
+}
+
+export interface ChainInputs {
+  ctx: PipelineContext;
+  recipe: Recipe;
+  model: ModelSpec;
+  entry: LockEntry;
+}
+
+type FormatChain = (c: ChainInputs) => Promise<Omit<Chain, 'model' | 'entry'>>;
+
+/** One entry per recipe `quantize.format`. Adding a format means adding an entry here. */
+const FORMATS: Record<QuantSpec['format'], FormatChain> = {
+  'onnx-int8': onnxChain,
+  'onnx-fp16': onnxChain,
+  gguf: ggufChain,
+  none: async (c) => ({ steps: [fetchStep(c), packageStep(c, 'fetch')], quantized: 'fetch', reference: 'fetch' }),
+};
+
+export async function chainFor(c: ChainInputs): Promise<Chain> {
+  const make = FORMATS[c.model.quantize.format];
+  if (!make) {
+    throw new InputError(`model ${c.model.id}: unknown quantize.format ${JSON.stringify(c.model.quantize.format)}`, {
+      file: c.recipe.file, field: `models.${c.model.id}.quantize.format`, expected: Object.keys(FORMATS).join(', '),
+    });
+  }
+  return { model: c.model, entry: c.entry, ...(await make(c)) };
+}
+
+// ---- the steps -------------------------------------------------------------------------------
+
+/** The artifact fetch stores: exactly the locked files, so its digest is known from the lock alone. */
+export function sourceArtifact(entry: LockEntry): Artifact {
+  const files: ArtifactFile[] = entry.files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }));
+  return { kind: 'source', files: files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), meta: {} };
+}
+
+/** fetch: the locked files, verified, as a store artifact (from the Hub cache or a local folder). */
+function fetchStep({ recipe, model, entry }: ChainInputs): StepDef {
+  return {
+    name: 'fetch',
+    version: 1,
+    tools: [],
+    inputs: [],
+    // Keyed by content only: the same bytes from another repo or commit are the same input.
+    params: { files: entry.files.map((f) => [f.path, f.sha256, f.size]) },
+    predicted: artifactDigest(sourceArtifact(entry)),
+    async run({ ctx, log }) {
+      let dir: string;
+      if (entry.source === 'hub') {
+        const { snapshotDir } = await pullModel(entry, ctx.hub, {
+          onEvent: (e) => {
+            if (e.type === 'progress' || e.type === 'done') ctx.onEvent({ type: 'progress', step: 'fetch', model: model.id, label: e.path, bytes: e.bytes ?? 0, total: e.total });
+            if (e.type === 'retry') log(`retrying ${e.path} (attempt ${e.attempt}): ${e.reason}`);
+          },
+        });
+        dir = snapshotDir;
+      } else {
+        dir = localModelDir(model, recipe.file, ctx.root);
+      }
+      for (const f of entry.files) await ctx.store.putFile(join(dir, f.path), f.sha256);
+      return ctx.store.putArtifact(sourceArtifact(entry));
+    },
+  };
+}
+
+async function materialize(io: StepIO, r: StepResult, name: string): Promise<string> {
+  const dir = join(io.scratch, name);
+  await io.ctx.store.materialize(r.digest, dir);
+  return dir;
+}
+
+/** One eval or calibration sample per non-empty line. */
+function splitTexts(text: string): string[] {
+  return text.split(/\n+/).map((s) => s.trim()).filter(Boolean);
+}
+
+async function readRecipeText(recipe: Recipe, model: ModelSpec, rel: string, field: string): Promise<string> {
+  const file = join(recipe.file, '..', rel);
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new InputError(`model ${model.id}: cannot read ${field} file ${rel}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      file: recipe.file, field: `models.${model.id}.${field}`, expected: 'a text file, relative to the recipe', cause: err,
+    });
+  }
+}
+
+async function onnxChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>> {
+  const { recipe, model } = c;
+  const spec = model.quantize as OnnxQuantSpec;
+  // Calibration texts are part of the key by content, not by file name.
+  const calibrationTexts = spec.calibration?.texts ? splitTexts(await readRecipeText(recipe, model, spec.calibration.texts, 'quantize.calibration.texts')) : undefined;
+  const quantize: StepDef = {
+    name: 'quantize',
+    version: 1,
+    // onnxruntime's optimizer folds constants first and runs the calibration.
+    tools: ['onnxruntime'],
+    inputs: ['fetch'],
+    params: { spec, task: model.task, calibrationTexts },
+    async run(io) {
+      const { quantizeOnnxModel } = await import('../quant/onnx/index.js');
+      const src = await materialize(io, io.inputs[0]!, 'src');
+      const out = join(io.scratch, 'out');
+      await mkdir(out, { recursive: true });
+      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, calibrationTexts, onEvent: (e) => io.log(e.message) });
+      return io.ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat });
+    },
+  };
+  const steps = [fetchStep(c), quantize];
+  const verify = await verifyStep(c, 'fetch', 'quantize', ['onnxruntime'], async (io, evalText) => {
+    const { verifyOnnxModel } = await import('../verify/onnx/index.js');
+    const a = await materialize(io, io.inputs[0]!, 'reference');
+    const b = await materialize(io, io.inputs[1]!, 'quantized');
+    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined });
+  });
+  if (verify) steps.push(verify);
+  steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined));
+  return { steps, quantized: 'quantize', reference: 'fetch' };
+}
+
+function ggufFileOf(r: StepResult, model: ModelSpec): ArtifactFile {
+  const ggufs = r.artifact.files.filter((f) => f.path.endsWith('.gguf'));
+  if (ggufs.length !== 1) {
+    throw new InputError(`model ${model.id}: expected one .gguf file, found ${ggufs.length}${ggufs.length ? `: ${ggufs.map((f) => f.path).join(', ')}` : ''}`, {
+      field: `models.${model.id}.files`, hint: 'narrow the model\'s files: patterns to one GGUF file',
+    });
+  }
+  return ggufs[0]!;
+}
+
+async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>> {
+  const { model, entry } = c;
+  const spec = model.quantize as GgufQuantSpec;
+  const sourceType = spec.source_type ?? 'F16';
+  // A GGUF on the Hub (no safetensors beside it) is requantized as it is; a checkpoint is converted first.
+  const fromGguf = entry.files.some((f) => f.path.endsWith('.gguf')) && !entry.files.some((f) => f.path.endsWith('.safetensors'));
+  const steps: StepDef[] = [fetchStep(c)];
+  let reference: StepName = 'fetch';
+  if (!fromGguf) {
+    steps.push({
+      name: 'convert',
+      version: 1,
+      // The F16/BF16 rounding of the converted file runs in the GGUF kernels.
+      tools: ['gguf-kernels'],
+      inputs: ['fetch'],
+      params: { type: sourceType },
+      async run(io) {
+        const { convertHfToGguf } = await import('../quant/gguf/index.js');
+        const src = await materialize(io, io.inputs[0]!, 'src');
+        const out = join(io.scratch, 'out');
+        await mkdir(out, { recursive: true });
+        await convertHfToGguf(src, join(out, `${model.id}-${sourceType}.gguf`), { type: sourceType, onEvent: (e) => io.log(e.message) });
+        return io.ctx.store.putTree(out, 'gguf-reference', {});
+      },
+    });
+    reference = 'convert';
+  }
+  if (spec.type === sourceType && !fromGguf) {
+    steps.push(packageStep(c, 'convert'));
+    return { steps, quantized: 'convert', reference };
+  }
+  steps.push({
+    name: 'quantize',
+    version: 1,
+    tools: ['gguf-kernels'],
+    inputs: [reference],
+    params: { type: spec.type },
+    async run(io) {
+      const { requantizeGguf } = await import('../quant/gguf/index.js');
+      const input = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
+      const out = join(io.scratch, 'out');
+      await mkdir(out, { recursive: true });
+      const r = await requantizeGguf(input, join(out, `${model.id}-${spec.type}.gguf`), { type: spec.type });
+      return io.ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts } });
+    },
+  });
+  const verify = await verifyStep(c, reference, 'quantize', ['llama.cpp'], async (io, evalText) => {
+    const { verifyGguf } = await import('../verify/llama/index.js');
+    const ref = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
+    const q = io.ctx.store.blobPath(ggufFileOf(io.inputs[1]!, model).sha256);
+    return verifyGguf(model.id, ref, q, model.verify, { evalText });
+  });
+  if (verify) steps.push(verify);
+  steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined));
+  return { steps, quantized: 'quantize', reference };
+}
+
+/**
+ * verify: the quantized artifact against the reference, as a JSON report artifact. The recipe's gates
+ * are enforced on the report whether it ran now or came from the cache. None when `verify.skip`.
+ */
+async function verifyStep(
+  { recipe, model }: ChainInputs,
+  reference: StepName,
+  quantized: StepName,
+  tools: StepDef['tools'],
+  verify: (io: StepIO, evalText: string | undefined) => Promise<VerifyReport>,
+): Promise<StepDef | undefined> {
+  if (model.verify.skip) return undefined;
+  const evalText = model.verify.eval ? await readRecipeText(recipe, model, model.verify.eval, 'verify.eval') : undefined;
+  return {
+    name: 'verify',
+    version: 1,
+    tools,
+    inputs: [reference, quantized],
+    params: { verify: model.verify, task: model.task, evalText },
+    async run(io) {
+      const report = await verify(io, evalText);
+      const { sha256, size } = await io.ctx.store.putBytes(prettyJson(report));
+      return io.ctx.store.putArtifact({ kind: 'verify-report', files: [{ path: REPORT_NAME, sha256, size }], meta: {} });
+    },
+    async check(result, ctx) {
+      enforceGates(model.id, await readReport(ctx, result));
+    },
+  };
+}
+
+export async function readReport(ctx: PipelineContext, r: Stored): Promise<VerifyReport> {
+  return JSON.parse(await readFile(ctx.store.blobPath(r.artifact.files[0]!.sha256), 'utf8')) as VerifyReport;
+}
+
+/** package: the shipped files plus manifest.json (what shipped, where from, how made and checked). */
+function packageStep({ model, entry }: ChainInputs, quantized: StepName, verify?: StepName): StepDef {
+  return {
+    name: 'package',
+    version: 1,
+    tools: [],
+    inputs: verify ? [quantized, verify] : [quantized],
+    params: { id: model.id, entry: { ...entry, fragment: undefined } },
+    async run({ ctx, inputs }) {
+      const [q, v] = inputs as [StepResult, StepResult | undefined];
+      const report = v ? await readReport(ctx, v) : undefined;
+      const manifest = modelManifest(model, entry, q, report);
+      const m = await ctx.store.putBytes(prettyJson(manifest));
+      return ctx.store.putArtifact({ kind: 'model', files: [...q.artifact.files, { path: MANIFEST_NAME, ...m }], meta: {} });
+    },
+  };
+}
+
+/** /app/models/<id>/manifest.json: what shipped, where it came from, how it was made and checked. */
+export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Stored, report: VerifyReport | undefined): Record<string, unknown> {
+  if (quantized.artifact.files.some((f) => f.path === MANIFEST_NAME)) {
+    throw new BakeError(`model ${model.id}: the quantized output already has a ${MANIFEST_NAME}`, 'failure');
+  }
+  return {
+    schema: 'bake.model.v1',
+    id: model.id,
+    task: model.task,
+    source: { type: entry.source, repo: entry.repo, revision: entry.revision, commit: entry.commit, files: entry.files },
+    files: quantized.artifact.files,
+    quantization: { format: model.quantize.format, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
+    verification: report ? { passed: report.passed, metrics: reproducibleMetrics(report.metrics), gates: report.gates } : { skipped: true },
+  };
+}
+
+/**
+ * Timings and memory vary from run to run; in the manifest they would change the model's layer digest
+ * on every rebuild. They stay in the verify report (`bake verify`), not in what ships.
+ */
+export function reproducibleMetrics(metrics: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(metrics).filter(([k]) => !/latency|rss|_ms$|seconds|time/.test(k)));
+}

@@ -1,0 +1,78 @@
+// The toolchain that shapes a step's bytes besides bake's own step code: an upgrade of one of these
+// must re-run exactly the steps that use it, so each step names the parts it depends on and their
+// versions enter its cache key.
+import { createHash } from 'node:crypto';
+import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type ToolName = 'onnxruntime' | 'llama.cpp' | 'gguf-kernels';
+
+export type Toolchain = Record<ToolName, string>;
+
+const require = createRequire(import.meta.url);
+
+function packageDir(name: string): string {
+  // Packages with an `exports` map hide package.json from require.resolve; walk up from the entry.
+  let dir = dirname(require.resolve(name));
+  while (!readJson(join(dir, 'package.json'))?.name || readJson(join(dir, 'package.json'))!.name !== name) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`cannot find the package folder of ${name}`);
+    dir = up;
+  }
+  return dir;
+}
+
+function readJson(file: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** onnxruntime-node's version: its graph optimizer folds constants for quantize, its kernels run verify. */
+function onnxruntimeVersion(): string {
+  return `onnxruntime-node@${String(readJson(join(packageDir('onnxruntime-node'), 'package.json'))!.version)}`;
+}
+
+/**
+ * The llama.cpp commit node-llama-cpp ships (its source bundle's HEAD, read from the bundle header
+ * without running git) plus node-llama-cpp's own version: verify runs that build.
+ */
+function llamaCppVersion(): string {
+  const dir = packageDir('node-llama-cpp');
+  const version = String(readJson(join(dir, 'package.json'))!.version);
+  let commit = 'unknown';
+  try {
+    const fd = openSync(join(dir, 'llama', 'gitRelease.bundle'), 'r');
+    const head = Buffer.alloc(4096);
+    const n = readSync(fd, head, 0, head.length, 0);
+    closeSync(fd);
+    // "# v2 git bundle\n<sha> <ref>\n...": the first ref line names the commit.
+    commit = /^([0-9a-f]{40}) /m.exec(head.subarray(0, n).toString('latin1'))?.[1] ?? commit;
+  } catch {
+    // no bundle: the version alone identifies the prebuilt binaries
+  }
+  return `node-llama-cpp@${version}+llama.cpp@${commit}`;
+}
+
+/** The GGUF row quantizers are one WebAssembly module: its digest is their version. */
+function ggufKernelsVersion(): string {
+  const wasm = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'quant', 'gguf', 'kernels', 'kernels.wasm'));
+  return `kernels.wasm@sha256:${createHash('sha256').update(wasm).digest('hex')}`;
+}
+
+let detected: Toolchain | undefined;
+
+/** The toolchain installed with this bake, read once per process. */
+export function detectToolchain(): Toolchain {
+  detected ??= { onnxruntime: onnxruntimeVersion(), 'llama.cpp': llamaCppVersion(), 'gguf-kernels': ggufKernelsVersion() };
+  return detected;
+}
+
+/** The versions of the parts `tools` a step depends on, for its key (sorted: stable bytes). */
+export function toolVersions(toolchain: Toolchain, tools: readonly ToolName[]): Record<string, string> {
+  return Object.fromEntries([...tools].sort().map((t) => [t, toolchain[t]]));
+}
