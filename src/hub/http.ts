@@ -1,6 +1,8 @@
 // HTTP to the Hub: the token only ever goes to the Hub's own origin (redirects are followed by hand so
 // a CDN never sees it), transient failures are retried with backoff, and refusals become errors that
 // say what was refused and what to do about it.
+import { isRetryableStatus, RetryableError, withRetries, type RetryPolicy } from '../net/retry.js';
+import { BodyTooLargeError, readBodyFully, StallTimer } from '../net/stall.js';
 import { NetworkError } from '../util/errors.js';
 import { redactToken, type HubConfig } from './config.js';
 
@@ -13,41 +15,9 @@ export interface HubRequestContext {
 
 const MAX_REDIRECTS = 10;
 
-/** Statuses worth another attempt: rate limits and server trouble. */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
-}
-
-/** Delay before attempt `attempt` (1-based), honouring Retry-After when the server sent one. */
-export function backoffMs(cfg: HubConfig, attempt: number, retryAfter?: string | null): number {
-  const fromHeader = parseRetryAfter(retryAfter);
-  if (fromHeader !== undefined) return Math.min(fromHeader, 60_000);
-  const base = cfg.retryBaseMs ?? 500;
-  const exp = Math.min(base * 2 ** (attempt - 1), 10_000);
-  return Math.round(exp / 2 + Math.random() * (exp / 2)); // jitter: parallel downloads do not retry in step
-}
-
-function parseRetryAfter(value: string | null | undefined): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const when = Date.parse(value);
-  return Number.isNaN(when) ? undefined : Math.max(0, when - Date.now());
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }
-    function onAbort(): void {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** The retry policy of every Hub request (API calls and downloads), from the config. */
+export function hubRetryPolicy(cfg: HubConfig): RetryPolicy {
+  return { retries: cfg.retries, ...(cfg.retryBaseMs !== undefined ? { baseDelayMs: cfg.retryBaseMs } : {}) };
 }
 
 export function sameOrigin(a: string, b: string): boolean {
@@ -97,14 +67,16 @@ export interface ResponseLike {
   headers: { get(name: string): string | null };
 }
 
-export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = ''): NetworkError {
+export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = '', fromHub = true): NetworkError {
+  // The token goes to the Hub's origin only: an answer from a CDN was not given it.
+  const tokenSent = cfg.token !== undefined && fromHub;
   const status = response.status;
   const code = response.headers.get('x-error-code') ?? '';
   // Server text is untrusted: no control characters (terminal escapes), bounded, no token.
   const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ').trim(), cfg);
   const page = `${cfg.endpoint}/${ctx.repo}`;
   const at = ctx.revision ? `@${ctx.revision}` : '';
-  const tokenState = cfg.token ? 'the token in HF_TOKEN was sent' : 'no HF_TOKEN is set';
+  const tokenState = tokenSent ? 'the token in HF_TOKEN was sent' : cfg.token ? 'HF_TOKEN was not sent to this host' : 'no HF_TOKEN is set';
   const opts = (field: string, hint: string, expected?: string) => ({ status, url: redactToken(url, cfg), field, hint, expected });
   const detail = serverMessage ? ` (server said: ${serverMessage})` : '';
 
@@ -185,9 +157,12 @@ export function describeCause(cause: unknown): string {
 }
 
 /**
- * A fetch for @huggingface/hub's API calls: our redirect and token rules, retries with backoff for
- * 429/5xx/network errors, and refusals thrown as NetworkErrors before the library turns them into
- * a bare HubApiError (which drops X-Error-Code and Retry-After).
+ * The fetch bake hands to @huggingface/hub for its API calls (model info, tree pages): our redirect
+ * and token rules; each attempt reads the whole body before answering, so a connection cut or stalled
+ * mid-body is retried like a refused connection or a 429/5xx (with backoff, honouring Retry-After);
+ * a stall timer (HF_HUB_DOWNLOAD_TIMEOUT) gives up on an attempt that stops sending; refusals are
+ * thrown as NetworkErrors before the library turns them into a bare HubApiError (which drops
+ * X-Error-Code and Retry-After).
  */
 export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortSignal): typeof fetch {
   return (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -197,46 +172,56 @@ export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortS
       if (k !== 'authorization') headers[k] = v; // we add it ourselves, only for the Hub's origin
     });
     const body = typeof init?.body === 'string' ? init.body : undefined;
-    for (let attempt = 0; ; attempt++) {
-      let result: Awaited<ReturnType<typeof fetchFollowing>>;
+    const stallMs = cfg.timeoutMs ?? 30_000;
+    return withRetries(hubRetryPolicy(cfg), async () => {
+      const stall = new StallTimer(stallMs, signal);
       try {
-        // A hung Hub must not hang bake: each attempt (headers and body) gets the download timeout.
-        const timeout = AbortSignal.timeout(cfg.timeoutMs ?? 30_000);
-        result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
-      } catch (err) {
-        if (signal?.aborted || err instanceof NetworkError) throw err;
-        if (attempt >= cfg.retries) throw unreachableError(cfg, url, ctx, err);
-        await sleep(backoffMs(cfg, attempt + 1), signal);
-        continue;
+        let result: Awaited<ReturnType<typeof fetchFollowing>>;
+        try {
+          result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal: stall.signal });
+        } catch (err) {
+          if (signal?.aborted || err instanceof NetworkError) throw err;
+          const reason = stall.stalled ? `no answer for ${stallMs} ms` : describeCause(err);
+          throw new RetryableError(reason, { cause: err, final: unreachableError(cfg, url, ctx, new Error(reason)) });
+        }
+        const { response } = result;
+        stall.touch();
+        if (response.ok) {
+          try {
+            const bytes = await readBodyFully(response, { limit: MAX_API_BODY, stall });
+            return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, statusText: response.statusText, headers: response.headers });
+          } catch (err) {
+            if (signal?.aborted) throw err;
+            if (err instanceof BodyTooLargeError) {
+              throw new NetworkError(`the answer from ${redactToken(url, cfg)} is larger than ${MAX_API_BODY} bytes; refusing to read it`, { url: redactToken(url, cfg) });
+            }
+            const reason = stall.stalled ? `the answer stopped arriving for ${stallMs} ms` : `the answer was cut short (${describeCause(err)})`;
+            throw new RetryableError(reason, { cause: err, final: unreachableError(cfg, url, ctx, new Error(`${reason}, ${cfg.retries + 1} times`)) });
+          }
+        }
+        const text = errorText(await errorBody(response, stall));
+        const refusal = refusalError(cfg, response, result.url, ctx, text, !result.crossOrigin);
+        if (isRetryableStatus(response.status)) {
+          throw new RetryableError(`HTTP ${response.status}`, { status: response.status, retryAfter: response.headers.get('retry-after'), final: refusal });
+        }
+        throw refusal;
+      } finally {
+        stall.dispose();
       }
-      const { response } = result;
-      if (response.ok) return limitBody(response, MAX_API_BODY, url);
-      if (isRetryableStatus(response.status) && attempt < cfg.retries) {
-        await response.body?.cancel().catch(() => {});
-        await sleep(backoffMs(cfg, attempt + 1, response.headers.get('retry-after')), signal);
-        continue;
-      }
-      const text = await limitBody(response, 64 * 1024, url).text().catch(() => '');
-      throw refusalError(cfg, response, result.url, ctx, errorText(text));
-    }
+    }, { signal });
   }) as typeof fetch;
 }
 
 /** API answers (model info, one page of a tree) are JSON of a few MB at most; more is a broken or hostile server. */
 const MAX_API_BODY = 64 * 1024 * 1024;
 
-/** The same response with a body that errors once it passes `limit` bytes, so JSON parsing cannot exhaust memory. */
-function limitBody(response: Response, limit: number, url: string): Response {
-  if (!response.body) return response;
-  let seen = 0;
-  const guard = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, ctl) {
-      seen += chunk.length;
-      if (seen > limit) ctl.error(new NetworkError(`the answer from ${url} is larger than ${limit} bytes; refusing to read it`, { url }));
-      else ctl.enqueue(chunk);
-    },
-  });
-  return new Response(response.body.pipeThrough(guard), { status: response.status, statusText: response.statusText, headers: response.headers });
+/** An error answer's text, bounded; '' when it cannot be read. */
+async function errorBody(response: Response, stall: StallTimer): Promise<string> {
+  try {
+    return Buffer.from(await readBodyFully(response, { limit: 64 * 1024, stall })).toString('utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** The message inside a Hub JSON error body, or the start of a text one. */

@@ -76,6 +76,16 @@ test('offline with a file missing from the cache fails clearly; a private repo s
   assert.match(r.stderr, /private|gated|token/i);
 });
 
+test('bake lock rides out Hub API answers cut mid-body (model info and file tree)', async (t) => {
+  const { dir, env } = await project(recipe);
+  hub.faults.push({ kind: 'cut', on: 'api', endpoint: 'info', times: 1 }, { kind: 'cut', on: 'api', endpoint: 'tree', times: 1 });
+  t.after(() => hub.faults.splice(0));
+  const r = await bake(['-C', dir, 'lock', 'tiny'], { cwd: dir, env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(hub.faults.reduce((n, f) => n + (f.times ?? 0), 0), 0, 'both cuts happened');
+  assert.equal(JSON.parse(await readFile(join(dir, 'models.lock'), 'utf8')).models['tiny/stories'].commit, hub.commitOf('karpathy/stories260k'));
+});
+
 test('a lock that disagrees with the recipe stops pull and says how to fix it', async () => {
   const { dir, env } = await project(recipe);
   assert.equal((await bake(['-C', dir, 'lock', 'tiny'], { cwd: dir, env })).code, 0);

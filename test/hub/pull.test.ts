@@ -201,6 +201,20 @@ test('a slow server: answers slower than the idle timeout are retried; slow but 
   assert.match(retries[0]!.reason ?? '', /no data for 300 ms/);
 });
 
+test('a file body that stalls mid-way is given up after the stall timeout and resumed where it stopped', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'stall', path: 'weights.safetensors', stallAt: 1_000_000, times: 1 });
+  hub.stats.reset();
+  const events: PullEvent[] = [];
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir, { timeoutMs: 300 }), { onEvent: (e) => events.push(e) });
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+  assert.deepEqual(events.filter((e) => e.type === 'retry').map((e) => e.reason), ['no data for 300 ms']);
+  const cdn = hub.stats.requests.filter((r) => r.host === 'cdn');
+  assert.equal(cdn.length, 2);
+  assert.equal(cdn[1]!.range, 'bytes=1000000-');
+});
+
 test('a locked file gone from the repo is reported as not found, with the file name', async (t) => {
   const dir = await tempDir(t);
   const entry = await locked(dir, 'org/big', ['weights.safetensors']);

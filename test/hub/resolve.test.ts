@@ -275,3 +275,39 @@ test('after a push, main resolves to the new commit while the old lock still pul
   await pullModel({ ...v2, fragment: 'f' }, cfg);
   assert.equal(await readFile(join(dir, 'models--org--moving', 'refs', 'main'), 'utf8'), v2.commit);
 });
+
+test('a Hub API answer cut mid-body (model info, then a tree page) is asked again', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  hub.faults.push({ kind: 'cut', on: 'api', endpoint: 'info', times: 1 }, { kind: 'cut', on: 'api', endpoint: 'tree', times: 2 });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  const entry = await resolveHubModel(model({ repo: 'org/nested', files: ['**/*.json'] }), cfg);
+  assert.equal(entry.files.length, 7);
+  assert.equal(hub.faults.reduce((n, f) => n + (f.times ?? 0), 0), 0, 'every injected cut was met');
+  assert.equal(hub.stats.requests.filter((r) => r.cut).length, 3);
+});
+
+test('a Hub API answer that stalls mid-body is given up after the stall timeout and asked again', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t), { timeoutMs: 300 });
+  hub.faults.push({ kind: 'stall', on: 'api', endpoint: 'tree', times: 1 });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  const started = Date.now();
+  const entry = await resolveHubModel(model({ files: ['config.json'] }), cfg);
+  assert.equal(entry.files.length, 1);
+  assert.equal(hub.faults[0]!.times, 0);
+  assert.ok(Date.now() - started < 4_000, 'the stall was noticed by the stall timeout, not waited out');
+});
+
+test('a Hub API answer cut on every attempt ends in a NetworkError naming the repo, after the retries', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t), { retries: 2 });
+  hub.faults.push({ kind: 'cut', on: 'api', endpoint: 'info' });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  await assert.rejects(resolveHubModel(model(), cfg), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.match(e.message, /org\/tiny/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.filter((r) => r.cut).length, 3, 'the first attempt and 2 retries');
+});
