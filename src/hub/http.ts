@@ -57,36 +57,57 @@ export async function fetchFollowing(
   throw new NetworkError(`too many redirects from ${url}`, { url });
 }
 
-/**
- * Turns a refusal into an error naming what was refused. The Hub says why in X-Error-Code
- * (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and answers 401 for repos it will not
- * admit exist to an anonymous caller, so a 401 is "missing or private".
- */
 export interface ResponseLike {
   status: number;
   headers: { get(name: string): string | null };
 }
 
+/**
+ * Turns a refusal into an error naming what was refused and what to do. The Hub answers:
+ * - 401 to a token it does not accept (invalid or expired), whatever was asked;
+ * - 401 without a token, and 404 with a valid one, for a repo that does not exist *or* that the
+ *   caller may not see (it never admits a private repo exists);
+ * - 401 (no token) / 403 (a token whose account did not accept the conditions) for a gated repo's files;
+ * and says which in X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and
+ * X-Error-Message where it sends them. Without them, the status and whether the token was sent
+ * still tell the cases apart. `fromHub` is false for an answer from another origin (a CDN), which
+ * never gets the token.
+ */
 export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = '', fromHub = true): NetworkError {
-  // The token goes to the Hub's origin only: an answer from a CDN was not given it.
-  const tokenSent = cfg.token !== undefined && fromHub;
   const status = response.status;
   const code = response.headers.get('x-error-code') ?? '';
   // Server text is untrusted: no control characters (terminal escapes), bounded, no token.
-  const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ').trim(), cfg);
+  const serverMessage = redactToken((response.headers.get('x-error-message') || body).slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ').trim(), cfg);
+  // The token goes to the Hub's origin only: an answer from a CDN was not given it.
+  const tokenSent = cfg.token !== undefined && fromHub;
   const page = `${cfg.endpoint}/${ctx.repo}`;
+  const tokensPage = `${cfg.endpoint}/settings/tokens`;
   const at = ctx.revision ? `@${ctx.revision}` : '';
-  const tokenState = tokenSent ? 'the token in HF_TOKEN was sent' : cfg.token ? 'HF_TOKEN was not sent to this host' : 'no HF_TOKEN is set';
-  const opts = (field: string, hint: string, expected?: string) => ({ status, url: redactToken(url, cfg), field, hint, expected });
+  const what = `${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''}`;
+  const opts = (field: string, hint: string, expected?: string) => ({ status, url: redactToken(url, cfg), field, hint, ...(expected ? { expected } : {}) });
   const detail = serverMessage ? ` (server said: ${serverMessage})` : '';
 
-  if (code === 'GatedRepo' || (status === 403 && /gated/i.test(serverMessage))) {
-    return new NetworkError(`${ctx.repo} is a gated repo and access was refused (HTTP ${status}; ${tokenState})${detail}`, opts(
-      'repo',
-      cfg.token
-        ? `accept the model's terms at ${page} with the account that owns HF_TOKEN, then run again`
-        : `accept the model's terms at ${page}, create a read token at ${cfg.endpoint}/settings/tokens and set HF_TOKEN`,
+  if (status === 401 && tokenSent) {
+    // With a token it accepts, the Hub answers 404 (missing or hidden) or 403 (gated): a 401 is the token itself.
+    return new NetworkError(`the Hub rejected HF_TOKEN (invalid or expired): HTTP 401 for ${what}${detail}`, opts(
+      'HF_TOKEN',
+      `create a new read token at ${tokensPage} and set HF_TOKEN to it (or unset HF_TOKEN, and remove a stale token saved by \`huggingface-cli login\`, for public repos)`,
+      'a valid, unexpired Hugging Face access token',
     ));
+  }
+  const gated = code === 'GatedRepo' || ((status === 401 || status === 403) && /\bgated\b|is restricted/i.test(serverMessage));
+  if (gated) {
+    return new NetworkError(
+      tokenSent
+        ? `${ctx.repo} is gated: accept the conditions at ${page} (HTTP ${status}: the HF_TOKEN account has not been granted access)${detail}`
+        : `${ctx.repo} is gated: accept the conditions at ${page} and set HF_TOKEN (HTTP ${status}; ${cfg.token ? 'HF_TOKEN was not sent to this host' : 'no HF_TOKEN is set'})${detail}`,
+      opts(
+        'repo',
+        tokenSent
+          ? `log in to ${cfg.endpoint} as the account that owns HF_TOKEN, accept the conditions at ${page} (some repos need the authors' approval), then run again`
+          : `accept the conditions at ${page} with your account, create a read token at ${tokensPage} and set HF_TOKEN`,
+      ),
+    );
   }
   if (code === 'RevisionNotFound') {
     return new NetworkError(`revision ${JSON.stringify(ctx.revision)} not found in ${ctx.repo} (HTTP ${status})${detail}`, opts(
@@ -101,20 +122,24 @@ export function refusalError(cfg: HubConfig, response: ResponseLike, url: string
       `check the file list at ${page}/tree/${ctx.revision ?? 'main'}; if the repo changed, run \`bake lock --update\``,
     ));
   }
-  if (code === 'RepoNotFound' || (status === 404 && !ctx.path)) {
-    return new NetworkError(`repository ${ctx.repo} not found at ${cfg.endpoint} (HTTP ${status}; ${tokenState})${detail}`, opts(
+  if (status === 401 || code === 'RepoNotFound' || (status === 404 && !ctx.path)) {
+    if (!tokenSent) {
+      return new NetworkError(`repo ${ctx.repo} does not exist, or it is private/gated and needs a token: set HF_TOKEN (HTTP ${status} from ${cfg.endpoint})${detail}`, opts(
+        'repo',
+        `check the repo id (${page}); for a private or gated repo, set HF_TOKEN to a read token from ${tokensPage} of an account that can read it`,
+      ));
+    }
+    return new NetworkError(`repo ${ctx.repo} does not exist, or it is private and the HF_TOKEN account cannot read it (HTTP ${status} from ${cfg.endpoint})${detail}`, opts(
       'repo',
-      cfg.token
-        ? 'check the repo id; if it is private, make sure the HF_TOKEN account can read it'
-        : 'check the repo id; if it is private, set HF_TOKEN to a token that can read it',
+      `check the repo id (${page}); if it is private, use a token of an account with read access to it`,
     ));
   }
-  if (status === 401 || status === 403) {
-    return new NetworkError(`access to ${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''} refused (HTTP ${status}; ${tokenState}): the repo is private or gated${detail}`, opts(
+  if (status === 403) {
+    return new NetworkError(`access to ${what} refused (HTTP 403; ${tokenSent ? 'the token in HF_TOKEN was sent' : 'no token was sent'})${detail}`, opts(
       'repo',
-      cfg.token
-        ? `the HF_TOKEN account has no access: request it at ${page}, or use a token with read access`
-        : `set HF_TOKEN to a read token from ${cfg.endpoint}/settings/tokens (and accept the terms at ${page} if gated)`,
+      tokenSent
+        ? `the HF_TOKEN account may not read ${ctx.repo}: request access at ${page}, or use a token with read permission (fine-grained tokens must list this repo)`
+        : `set HF_TOKEN to a read token from ${tokensPage} of an account that can read ${ctx.repo}`,
     ));
   }
   if (status === 404) {
@@ -129,7 +154,7 @@ export function refusalError(cfg: HubConfig, response: ResponseLike, url: string
       'wait a few minutes, or set HF_TOKEN (authenticated requests get higher limits)',
     ));
   }
-  return new NetworkError(`request for ${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''} failed with HTTP ${status}${detail}`, opts(
+  return new NetworkError(`request for ${what} failed with HTTP ${status}${detail}`, opts(
     'repo',
     status >= 500 ? `the Hub at ${cfg.endpoint} is having trouble; try again later` : 'check HF_ENDPOINT and the repo id',
   ));

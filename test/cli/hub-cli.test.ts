@@ -73,7 +73,12 @@ test('offline with a file missing from the cache fails clearly; a private repo s
   const priv = await project(recipe.replace('karpathy/stories260k', 'acme/private-model').replace('["*.json", "*.safetensors", "tokenizer.model"]', '["*.json"]'));
   const r = await bake(['-C', priv.dir, 'lock', 'tiny'], { cwd: priv.dir, env: priv.env });
   assert.equal(r.code, 4, r.stderr);
-  assert.match(r.stderr, /private|gated|token/i);
+  assert.match(r.stderr, /repo acme\/private-model does not exist, or it is private\/gated and needs a token: set HF_TOKEN/);
+
+  const bad = await bake(['-C', priv.dir, 'lock', 'tiny'], { cwd: priv.dir, env: { ...priv.env, HF_TOKEN: 'hf_expiredOrRevoked0001' } });
+  assert.equal(bad.code, 4, bad.stderr);
+  assert.match(bad.stderr, /the Hub rejected HF_TOKEN \(invalid or expired\)/);
+  assert.doesNotMatch(bad.stderr, /hf_expiredOrRevoked0001/);
 });
 
 test('bake lock rides out Hub API answers cut mid-body (model info and file tree)', async (t) => {
