@@ -124,7 +124,7 @@ export const commands: CommandDef[] = [
       const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
       const results = [];
       for (const m of selectModels(recipe, input.opts.model)) {
-        const r = await fetchModel(ctx, recipe, m, entries.get(m.id)!);
+        const r = await fetchModel(ctx, recipe, m, entries.get(m.id)!, { fillHubCache: true });
         const bytes = r.artifact.files.reduce((a, f) => a + f.size, 0);
         results.push({ model: m.id, artifact: r.digest, cached: r.cached, files: r.artifact.files.length, bytes });
       }

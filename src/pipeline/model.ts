@@ -2,7 +2,8 @@
 // Each arrow is a cached step (see step.ts); the packaged folder is what lands in /app/models/<id>/.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pullModel } from '../hub/pull.js';
+import { pullModel, type PullEvent } from '../hub/pull.js';
+import { repairSnapshot } from '../hub/repair.js';
 import { localModelDir } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
@@ -32,17 +33,19 @@ export function fetchDef(model: ModelSpec, entry: LockEntry): StepDef {
   return { step: 'fetch', version: 1, inputs: [], params: { files: entry.files.map((f) => [f.path, f.sha256, f.size]) }, model: model.id };
 }
 
-/** fetch: the locked files, verified, as a store artifact (from the Hub cache or a local folder). */
-export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: ModelSpec, entry: LockEntry): Promise<StepResult> {
-  return runStep(ctx.store, fetchDef(model, entry), ctx.onEvent, async () => {
+/**
+ * fetch: the locked files, verified, as a store artifact (from the Hub cache or a local folder).
+ * `fillHubCache` (bake pull): when the step is cached, still make sure the HF cache holds the files.
+ */
+export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: ModelSpec, entry: LockEntry, opts: { fillHubCache?: boolean } = {}): Promise<StepResult> {
+  const onPull = (e: PullEvent) => {
+    if (e.type === 'progress' || e.type === 'done') ctx.onEvent({ type: 'progress', step: 'fetch', model: model.id, label: e.path, bytes: e.bytes ?? 0, total: e.total });
+    if (e.type === 'retry') ctx.onEvent({ type: 'log', step: 'fetch', model: model.id, message: `retrying ${e.path}${e.attempt ? ` (attempt ${e.attempt})` : ''}: ${e.reason}` });
+  };
+  const result = await runStep(ctx.store, fetchDef(model, entry), ctx.onEvent, async () => {
     let dir: string;
     if (entry.source === 'hub') {
-      const { snapshotDir } = await pullModel(entry, ctx.hub, {
-        onEvent: (e) => {
-          if (e.type === 'progress' || e.type === 'done') ctx.onEvent({ type: 'progress', step: 'fetch', model: model.id, label: e.path, bytes: e.bytes ?? 0, total: e.total });
-          if (e.type === 'retry') ctx.onEvent({ type: 'log', step: 'fetch', model: model.id, message: `retrying ${e.path} (attempt ${e.attempt}): ${e.reason}` });
-        },
-      });
+      const { snapshotDir } = await pullModel(entry, ctx.hub, { onEvent: onPull });
       dir = snapshotDir;
     } else {
       dir = localModelDir(model, recipe.file, ctx.root);
@@ -54,6 +57,8 @@ export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: Mo
     }
     return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
   }, { force: ctx.force });
+  if (opts.fillHubCache && result.cached && entry.source === 'hub') await repairSnapshot(entry, ctx.hub, { onEvent: onPull });
+  return result;
 }
 
 /** The whole chain for one model. Gates are enforced even when the report came from the cache. */

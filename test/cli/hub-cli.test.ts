@@ -1,7 +1,8 @@
 // `bake lock` and `bake pull` end to end against the loopback Hub, as a user runs them.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHubServer, filesFromDir } from '../support/hub-server.js';
@@ -89,6 +90,26 @@ test('bake lock rides out Hub API answers cut mid-body (model info and file tree
   assert.equal(r.code, 0, r.stderr);
   assert.equal(hub.faults.reduce((n, f) => n + (f.times ?? 0), 0), 0, 'both cuts happened');
   assert.equal(JSON.parse(await readFile(join(dir, 'models.lock'), 'utf8')).models['tiny/stories'].commit, hub.commitOf('karpathy/stories260k'));
+});
+
+test('bake pull with its fetch step cached in the store still leaves the HF cache complete (a deleted blob), or fails offline naming the file', async () => {
+  const { dir, env } = await project(recipe);
+  assert.equal((await bake(['-C', dir, 'lock', 'tiny'], { cwd: dir, env })).code, 0);
+  assert.equal((await bake(['-C', dir, 'pull', 'tiny'], { cwd: dir, env })).code, 0);
+  const weights = '54e3eb9fe3f0874894e5502fb799b0c38f92ae5a2dd336b541fd16184d02f47b';
+  const repoDir = join(dir, 'hf', 'hub', 'models--karpathy--stories260k');
+  const commit = hub.commitOf('karpathy/stories260k');
+  await rm(join(repoDir, 'blobs', weights)); // the snapshot link now dangles
+
+  const off = await bake(['-C', dir, 'pull', 'tiny'], { cwd: dir, env: { ...env, HF_HUB_OFFLINE: '1' } });
+  assert.equal(off.code, 4, off.stderr);
+  assert.match(off.stderr, /model\.safetensors of karpathy\/stories260k@[0-9a-f]{12} is missing from the Hugging Face cache/);
+  assert.match(off.stderr, /unset HF_HUB_OFFLINE/);
+
+  const on = await bake(['-C', dir, 'pull', 'tiny'], { cwd: dir, env });
+  assert.equal(on.code, 0, on.stderr);
+  const bytes = await readFile(join(repoDir, 'snapshots', commit, 'model.safetensors'));
+  assert.equal(createHash('sha256').update(bytes).digest('hex'), weights);
 });
 
 test('a lock that disagrees with the recipe stops pull and says how to fix it', async () => {

@@ -1,12 +1,13 @@
 // pullModel against the loopback Hub with faults: cuts, flipped bytes, slow answers, 429/5xx, 404.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, stat, truncate, writeFile, mkdir } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, stat, truncate, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { downloadFileToCacheDir } from '@huggingface/hub';
 import { resolveHubModel } from '../../src/lock/resolve.js';
 import { pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import { checkSnapshot, repairSnapshot } from '../../src/hub/repair.js';
 import type { LockEntry } from '../../src/lock/types.js';
 import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
@@ -357,4 +358,54 @@ test('a 33 MiB file: random cuts, a resume across runs and a flipped byte near t
     assert.equal(e.expectedDigest, `sha256:${sha256(largeBytes)}`);
     return true;
   });
+});
+
+test('repairSnapshot: a complete snapshot costs a stat per file; a deleted or truncated blob is downloaded again (that file only)', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir);
+  const cfg = hubConfig(hub.url, dir);
+  await pullModel(entry, cfg);
+  hub.stats.reset();
+  assert.deepEqual(await checkSnapshot(entry, cfg), []);
+  assert.deepEqual((await repairSnapshot(entry, cfg)).repaired, []);
+  assert.equal(hub.stats.requests.length, 0);
+
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  await rm(blob);
+  assert.deepEqual((await checkSnapshot(entry, cfg)).map((p) => [p.path, p.problem]), [['copy/same.safetensors', 'missing'], ['weights.safetensors', 'missing']]);
+  const fixed = await repairSnapshot(entry, cfg);
+  assert.deepEqual(fixed.repaired, ['copy/same.safetensors', 'weights.safetensors']);
+  assert.equal(fixed.downloadedBytes, BIG);
+  assert.equal(hub.stats.bytesFor('config.json'), 0, 'the intact file was left alone');
+  assert.equal(sha256(await readFile(join(snapshotPath(cfg, 'org/big', entry.commit), 'weights.safetensors'))), sha256(bigBytes));
+
+  await truncate(blob, 1000);
+  assert.deepEqual((await checkSnapshot(entry, cfg)).map((p) => [p.path, p.problem, p.size]), [['copy/same.safetensors', 'size', 1000], ['weights.safetensors', 'size', 1000]]);
+  assert.equal((await repairSnapshot(entry, cfg)).downloadedBytes, BIG);
+  assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
+});
+
+test('repairSnapshot offline: a missing file is a NetworkError naming it and the fix; a wrong size an IntegrityError; no request', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors', 'config.json']);
+  await pullModel(entry, hubConfig(hub.url, dir));
+  const offline = hubConfig(hub.url, dir, { offline: true });
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  hub.stats.reset();
+  await truncate(blob, 10);
+  await assert.rejects(repairSnapshot(entry, offline), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.match(e.message, /weights\.safetensors: expected 4194427 bytes, got 10 bytes/);
+    assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
+    return true;
+  });
+  await rm(blob);
+  await assert.rejects(repairSnapshot(entry, offline), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.equal(e.field, 'HF_HUB_OFFLINE');
+    assert.match(e.message, /weights\.safetensors of org\/big@[0-9a-f]{12} is missing from the Hugging Face cache/);
+    assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.length, 0);
 });
