@@ -111,8 +111,9 @@ export async function downloadVerified(
         opts.onProgress?.({ type: 'retry', bytes: 0, total: expect.size, attempt: 1, reason: 'digest mismatch after resuming a partial file; downloading again from the start' });
         continue;
       }
+      // A whole fresh download (the transfer is checked by TCP and TLS) that does not match is upstream's content.
       throw new IntegrityError(ctx.path, wrong.expected, wrong.actual, {
-        hint: `${ctx.repo}@${ctx.revision ?? '?'} served content that does not match the lock; run again (a transfer error) or, if the upstream file really changed, \`bake lock --update\``,
+        hint: `${ctx.repo}@${ctx.revision ?? '?'} serves other content for ${ctx.path} than the lock pins: the upstream file differs from the lock (rewritten history, or an edited models.lock); if the new content is intended, run \`bake lock --update <model>\``,
       });
     }
   } catch (err) {

@@ -2,7 +2,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, readlink, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startHubServer, filesFromDir } from '../support/hub-server.js';
@@ -110,6 +110,35 @@ test('bake pull with its fetch step cached in the store still leaves the HF cach
   assert.equal(on.code, 0, on.stderr);
   const bytes = await readFile(join(repoDir, 'snapshots', commit, 'model.safetensors'));
   assert.equal(createHash('sha256').update(bytes).digest('hex'), weights);
+});
+
+test('a cached blob corrupted with size and mtime unchanged: bake pull --force downloads it again; an upstream that differs is exit 3 saying so', async (t) => {
+  const { dir, env } = await project(recipe);
+  assert.equal((await bake(['-C', dir, 'lock', 'tiny'], { cwd: dir, env })).code, 0);
+  const weights = '54e3eb9fe3f0874894e5502fb799b0c38f92ae5a2dd336b541fd16184d02f47b';
+  const blob = join(dir, 'hf', 'hub', 'models--karpathy--stories260k', 'blobs', weights);
+  const T = 1_700_000_000;
+  assert.equal((await bake(['-C', dir, 'pull', 'tiny'], { cwd: dir, env })).code, 0);
+  await utimes(blob, T, T);
+  assert.equal((await bake(['-C', dir, 'pull', 'tiny', '--force'], { cwd: dir, env })).code, 0); // re-hashed, stamped with mtime T
+  const corrupt = async () => {
+    const bytes = await readFile(blob);
+    bytes[1000]! ^= 0xff;
+    await writeFile(blob, bytes);
+    await utimes(blob, T, T);
+  };
+  await corrupt();
+  const again = await bake(['-C', dir, 'pull', 'tiny', '--force'], { cwd: dir, env });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(createHash('sha256').update(await readFile(blob)).digest('hex'), weights);
+
+  await corrupt();
+  hub.faults.push({ kind: 'flip', path: 'model.safetensors', flipAt: 5 });
+  t.after(() => hub.faults.splice(0));
+  const upstream = await bake(['-C', dir, 'pull', 'tiny', '--force'], { cwd: dir, env });
+  assert.equal(upstream.code, 3, upstream.stderr);
+  assert.match(upstream.stderr, /model\.safetensors/);
+  assert.match(upstream.stderr, /the upstream file differs from the lock/);
 });
 
 test('a lock that disagrees with the recipe stops pull and says how to fix it', async () => {

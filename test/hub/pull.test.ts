@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { downloadFileToCacheDir } from '@huggingface/hub';
 import { resolveHubModel } from '../../src/lock/resolve.js';
-import { pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import { pullAndRead, pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import { sha256File } from '../../src/util/digest.js';
 import { checkSnapshot, repairSnapshot } from '../../src/hub/repair.js';
 import type { LockEntry } from '../../src/lock/types.js';
 import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
@@ -404,6 +405,69 @@ test('repairSnapshot offline: a missing file is a NetworkError naming it and the
     assert.ok(e instanceof NetworkError, String(e));
     assert.equal(e.field, 'HF_HUB_OFFLINE');
     assert.match(e.message, /weights\.safetensors of org\/big@[0-9a-f]{12} is missing from the Hugging Face cache/);
+    assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.length, 0);
+});
+
+test('pullAndRead: a cached blob corrupt with size and mtime unchanged (trusted by its stamp) is downloaded again, once; then an upstream that differs says so', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors', 'config.json']);
+  const cfg = hubConfig(hub.url, dir);
+  const { utimes } = await import('node:fs/promises');
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  const T = 1_700_000_000;
+  const corrupt = async () => {
+    const bytes = await readFile(blob);
+    bytes[7]! ^= 0xff;
+    await writeFile(blob, bytes);
+    await utimes(blob, T, T);
+  };
+  await pullModel(entry, cfg);
+  await utimes(blob, T, T);
+  await pullModel(entry, cfg); // re-hashed once (mtime changed) and stamped with mtime T
+  await corrupt();
+  // What the artifact store does with a snapshot: hash every file against the lock.
+  let reads = 0;
+  const read = async (snapshotDir: string) => {
+    reads++;
+    for (const f of entry.files) {
+      const { sha256: got } = await sha256File(join(snapshotDir, f.path));
+      if (got !== f.sha256) throw new IntegrityError(join(snapshotDir, f.path), f.sha256, got);
+    }
+    return 'read';
+  };
+  hub.stats.reset();
+  const events: PullEvent[] = [];
+  assert.equal(await pullAndRead(entry, cfg, { onEvent: (e) => events.push(e) }, read), 'read');
+  assert.equal(reads, 2);
+  assert.equal(hub.stats.bytesFor('weights.safetensors'), BIG, 'downloaded again');
+  assert.equal(hub.stats.bytesFor('config.json'), 0);
+  assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
+  assert.ok(events.some((e) => e.type === 'retry' && e.path === 'weights.safetensors' && /does not match the lock/.test(e.reason ?? '')), JSON.stringify(events));
+
+  // The same, but the Hub now serves other bytes than the lock pins: exit 3, saying so.
+  await corrupt();
+  withFaults(t, { kind: 'flip', path: 'weights.safetensors', flipAt: 99 });
+  await assert.rejects(pullAndRead(entry, cfg, {}, read), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.equal(e.path, 'weights.safetensors');
+    assert.match(e.hint ?? '', /the upstream file differs from the lock/);
+    assert.doesNotMatch(e.hint ?? '', /run the command again/);
+    return true;
+  });
+  hub.faults.splice(0);
+
+  // Offline it cannot be downloaded again: an IntegrityError saying how to fix it, no request.
+  await pullModel(entry, cfg);
+  await utimes(blob, T, T);
+  await pullModel(entry, cfg);
+  await corrupt();
+  hub.stats.reset();
+  await assert.rejects(pullAndRead(entry, hubConfig(hub.url, dir, { offline: true }), {}, read), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.match(e.message, /weights\.safetensors/);
     assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
     return true;
   });
