@@ -5,7 +5,8 @@
 //   const hub = await startHubServer({
 //     repos: { 'org/tiny': { files: await filesFromDir('/work/shared/models/stories260K/hf') } },
 //     tokens: ['hf_testtoken123'],           // tokens the server accepts (others get 401)
-//     faults: [{ kind: 'cut', path: 'model.safetensors', times: 3, cutAt: 'random' }],
+//     faults: [{ kind: 'cut', path: 'model.safetensors', times: 3, cutAt: 'random' },
+//              { kind: 'stall', on: 'api', endpoint: 'tree', times: 1 }],   // a tree page stops mid-body
 //   });
 //   hub.url                 // http://127.0.0.1:<port>  -> use as HF_ENDPOINT
 //   hub.commitOf('org/tiny') // current commit sha of main
