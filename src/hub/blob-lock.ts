@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { sleep } from './http.js';
+import { sleep } from '../net/retry.js';
 
 const held = new Map<string, Promise<void>>();
 const POLL_MS = 200;

@@ -152,3 +152,9 @@ export async function writeVerifiedStamp(cfg: HubConfig, repo: string, file: str
   const stamp: VerifiedStamp = { sha256, size: st.size, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs };
   await writeFileAtomic(stampFile(cfg, repo, basename(file)), JSON.stringify(stamp));
 }
+
+/** Removes a blob found corrupt, and its stamp, so that nothing trusts it again. */
+export async function dropBlob(cfg: HubConfig, repo: string, file: string): Promise<void> {
+  await rm(stampFile(cfg, repo, basename(file)), { force: true });
+  await rm(file, { force: true });
+}

@@ -5,10 +5,12 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { isRetryableStatus, RetryableError, withRetries } from '../net/retry.js';
+import { StallTimer } from '../net/stall.js';
 import { IntegrityError, NetworkError } from '../util/errors.js';
 import { BackgroundFlusher } from '../util/fs.js';
 import type { HubConfig } from './config.js';
-import { backoffMs, describeCause, errorText, isRetryableStatus, refusalError, sleep, unreachableError, type HubRequestContext } from './http.js';
+import { describeCause, errorText, hubRetryPolicy, refusalError, unreachableError, type HubRequestContext } from './http.js';
 import { header, openStream, readErrorBody, type StreamResponse } from './transport.js';
 
 export interface ExpectedContent {
@@ -109,8 +111,9 @@ export async function downloadVerified(
         opts.onProgress?.({ type: 'retry', bytes: 0, total: expect.size, attempt: 1, reason: 'digest mismatch after resuming a partial file; downloading again from the start' });
         continue;
       }
+      // A whole fresh download (the transfer is checked by TCP and TLS) that does not match is upstream's content.
       throw new IntegrityError(ctx.path, wrong.expected, wrong.actual, {
-        hint: `${ctx.repo}@${ctx.revision ?? '?'} served content that does not match the lock; run again (a transfer error) or, if the upstream file really changed, \`bake lock --update\``,
+        hint: `${ctx.repo}@${ctx.revision ?? '?'} serves other content for ${ctx.path} than the lock pins: the upstream file differs from the lock (rewritten history, or an edited models.lock); if the new content is intended, run \`bake lock --update <model>\``,
       });
     }
   } catch (err) {
@@ -140,7 +143,8 @@ async function hashPrefix(path: string, size: number, hashes: ContentHashes): Pr
 /**
  * Fetches bytes [offset, size) with retries, appending them to `fh`. Each attempt asks the Hub again
  * (a fresh, unexpired CDN URL) and resumes at the current offset; an attempt that delivered bytes
- * resets the retry count, so a flaky link that keeps making progress always finishes.
+ * resets the retry count and is retried at once, so a flaky link that keeps making progress always
+ * finishes. An attempt that receives nothing for `timeoutMs` (headers or body) counts as cut.
  */
 async function fetchRemainder(
   cfg: HubConfig,
@@ -155,23 +159,18 @@ async function fetchRemainder(
 ): Promise<{ offset: number; received: number; hashes: ContentHashes }> {
   const sink = new BatchedWriter(fh, flusher, startOffset, startHashes);
   let received = 0;
-  let failures = 0;
   const timeoutMs = cfg.timeoutMs ?? 30_000;
-  for (;;) {
-    const attemptCtl = new AbortController();
-    const onOuterAbort = () => attemptCtl.abort(opts.signal!.reason);
-    opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
-    // Idle timer: fires when neither headers nor bytes arrive for timeoutMs.
-    const idle = setTimeout(() => attemptCtl.abort(new Error(`no data for ${timeoutMs} ms`)), timeoutMs);
+  const attempt = async (): Promise<{ offset: number; received: number; hashes: ContentHashes }> => {
+    const stall = new StallTimer(timeoutMs, opts.signal);
     const before = sink.offset;
-    let retryAfter: string | null = null;
-    let reason = '';
+    const retry = (reason: string, extra: { status?: number; retryAfter?: string | null; cause?: unknown } = {}) =>
+      new RetryableError(reason, { ...extra, progressed: sink.offset > before, final: gaveUp(cfg, url, ctx, reason, extra.status) });
     let res: StreamResponse | undefined;
     try {
       const headers: Record<string, string> = { 'accept-encoding': 'identity' };
       if (sink.offset > 0) headers.range = `bytes=${sink.offset}-`;
-      res = await openStream(cfg, url, { headers, signal: attemptCtl.signal });
-      idle.refresh();
+      res = await openStream(cfg, url, { headers, signal: stall.signal });
+      stall.touch();
       if (res.status === 200 || res.status === 206) {
         if (res.status === 200 && sink.offset > 0) {
           // The server ignored Range: take the whole file again from the start.
@@ -189,7 +188,7 @@ async function fetchRemainder(
         }
         let lastReported = sink.offset;
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          idle.refresh();
+          stall.touch();
           if (sink.offset + sink.pending + chunk.length > size) throw new IntegrityError(ctx.path, `${size} bytes`, `more than ${size} bytes`);
           await sink.add(chunk);
           received += chunk.length;
@@ -204,48 +203,49 @@ async function fetchRemainder(
           opts.onProgress?.({ type: 'progress', bytes: size, total: size });
           return { offset: sink.offset, received, hashes: sink.hashes };
         }
-        reason = `connection closed at byte ${sink.offset} of ${size}`;
-      } else if (res.status === 416 && sink.offset > 0) {
+        throw retry(`connection closed at byte ${sink.offset} of ${size}`);
+      }
+      if (res.status === 416 && sink.offset > 0) {
         // Our partial file is at least as long as the server's copy: start over and let the digest decide.
         await sink.restart();
-        reason = 'range not satisfiable; restarting from zero';
-      } else if (isRetryableStatus(res.status) || (res.crossOrigin && res.status === 403)) {
-        // 403 from a CDN usually means its signed URL expired: the next attempt gets a fresh one.
-        retryAfter = header(res, 'retry-after');
-        reason = `HTTP ${res.status}`;
-      } else {
-        const text = await readErrorBody(res.body);
-        const adapted = { status: res.status, headers: { get: (n: string) => header(res!, n) } };
-        throw refusalError(cfg, adapted, res.url, ctx, errorText(text));
+        throw retry('range not satisfiable; restarting from zero');
       }
+      if (isRetryableStatus(res.status) || (res.crossOrigin && res.status === 403)) {
+        // 403 from a CDN usually means its signed URL expired: the next attempt gets a fresh one.
+        throw retry(`HTTP ${res.status}`, { status: res.status, retryAfter: header(res, 'retry-after') });
+      }
+      const text = await readErrorBody(res.body);
+      const answered = res;
+      const adapted = { status: answered.status, headers: { get: (n: string) => header(answered, n) } };
+      throw refusalError(cfg, adapted, answered.url, ctx, errorText(text), !answered.crossOrigin);
     } catch (err) {
       // Whatever arrived before the failure is good data: keep it for the resume.
       await sink.settle();
       if (opts.signal?.aborted) throw opts.signal.reason ?? err;
-      if (err instanceof IntegrityError || err instanceof NetworkError || isDiskError(err)) throw err;
-      reason = describeCause(err);
+      if (err instanceof RetryableError || err instanceof IntegrityError || err instanceof NetworkError || isDiskError(err)) throw err;
+      throw retry(stall.stalled ? (stall.signal.reason as Error).message : describeCause(err), { cause: err });
     } finally {
-      clearTimeout(idle);
-      opts.signal?.removeEventListener('abort', onOuterAbort);
+      stall.dispose();
       res?.body.destroy();
     }
-    failures = sink.offset > before ? 1 : failures + 1;
-    if (failures > cfg.retries) {
-      if (reason.startsWith('HTTP ')) {
-        throw new NetworkError(`download of ${ctx.path} from ${ctx.repo} failed after ${cfg.retries} retries: ${reason}`, {
-          url,
-          status: Number(reason.slice(5)),
-          field: 'repo',
-          hint: 'the Hub is rate-limiting or failing; try again later',
-        });
-      }
-      throw unreachableError(cfg, url, ctx, new Error(reason));
-    }
-    opts.onProgress?.({ type: 'retry', bytes: sink.offset, total: size, attempt: failures, reason });
-    // A cut after progress is retried at once; repeated failures back off.
-    const delay = sink.offset > before && retryAfter === null ? 0 : backoffMs(cfg, failures, retryAfter);
-    await sleep(delay, opts.signal);
+  };
+  return withRetries(hubRetryPolicy(cfg), attempt, {
+    signal: opts.signal,
+    onRetry: (e) => opts.onProgress?.({ type: 'retry', bytes: sink.offset, total: size, attempt: e.attempt, reason: e.reason }),
+  });
+}
+
+/** The error a download ends with once its retries are spent. */
+function gaveUp(cfg: HubConfig, url: string, ctx: HubRequestContext & { path: string }, reason: string, status?: number): NetworkError {
+  if (status !== undefined) {
+    return new NetworkError(`download of ${ctx.path} from ${ctx.repo} failed after ${cfg.retries} retries: ${reason}`, {
+      url,
+      status,
+      field: 'repo',
+      hint: 'the Hub is rate-limiting or failing; try again later',
+    });
   }
+  return unreachableError(cfg, url, ctx, new Error(reason));
 }
 
 /**

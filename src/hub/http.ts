@@ -1,6 +1,8 @@
 // HTTP to the Hub: the token only ever goes to the Hub's own origin (redirects are followed by hand so
 // a CDN never sees it), transient failures are retried with backoff, and refusals become errors that
 // say what was refused and what to do about it.
+import { isRetryableStatus, RetryableError, withRetries, type RetryPolicy } from '../net/retry.js';
+import { BodyTooLargeError, readBodyFully, StallTimer } from '../net/stall.js';
 import { NetworkError } from '../util/errors.js';
 import { redactToken, type HubConfig } from './config.js';
 
@@ -13,41 +15,9 @@ export interface HubRequestContext {
 
 const MAX_REDIRECTS = 10;
 
-/** Statuses worth another attempt: rate limits and server trouble. */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
-}
-
-/** Delay before attempt `attempt` (1-based), honouring Retry-After when the server sent one. */
-export function backoffMs(cfg: HubConfig, attempt: number, retryAfter?: string | null): number {
-  const fromHeader = parseRetryAfter(retryAfter);
-  if (fromHeader !== undefined) return Math.min(fromHeader, 60_000);
-  const base = cfg.retryBaseMs ?? 500;
-  const exp = Math.min(base * 2 ** (attempt - 1), 10_000);
-  return Math.round(exp / 2 + Math.random() * (exp / 2)); // jitter: parallel downloads do not retry in step
-}
-
-function parseRetryAfter(value: string | null | undefined): number | undefined {
-  if (!value) return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const when = Date.parse(value);
-  return Number.isNaN(when) ? undefined : Math.max(0, when - Date.now());
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }
-    function onAbort(): void {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** The retry policy of every Hub request (API calls and downloads), from the config. */
+export function hubRetryPolicy(cfg: HubConfig): RetryPolicy {
+  return { retries: cfg.retries, ...(cfg.retryBaseMs !== undefined ? { baseDelayMs: cfg.retryBaseMs } : {}) };
 }
 
 export function sameOrigin(a: string, b: string): boolean {
@@ -87,34 +57,57 @@ export async function fetchFollowing(
   throw new NetworkError(`too many redirects from ${url}`, { url });
 }
 
-/**
- * Turns a refusal into an error naming what was refused. The Hub says why in X-Error-Code
- * (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and answers 401 for repos it will not
- * admit exist to an anonymous caller, so a 401 is "missing or private".
- */
 export interface ResponseLike {
   status: number;
   headers: { get(name: string): string | null };
 }
 
-export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = ''): NetworkError {
+/**
+ * Turns a refusal into an error naming what was refused and what to do. The Hub answers:
+ * - 401 to a token it does not accept (invalid or expired), whatever was asked;
+ * - 401 without a token, and 404 with a valid one, for a repo that does not exist *or* that the
+ *   caller may not see (it never admits a private repo exists);
+ * - 401 (no token) / 403 (a token whose account did not accept the conditions) for a gated repo's files;
+ * and says which in X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and
+ * X-Error-Message where it sends them. Without them, the status and whether the token was sent
+ * still tell the cases apart. `fromHub` is false for an answer from another origin (a CDN), which
+ * never gets the token.
+ */
+export function refusalError(cfg: HubConfig, response: ResponseLike, url: string, ctx: HubRequestContext, body = '', fromHub = true): NetworkError {
   const status = response.status;
   const code = response.headers.get('x-error-code') ?? '';
   // Server text is untrusted: no control characters (terminal escapes), bounded, no token.
-  const serverMessage = redactToken((response.headers.get('x-error-message') ?? body).slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ').trim(), cfg);
+  const serverMessage = redactToken((response.headers.get('x-error-message') || body).slice(0, 300).replace(/[\u0000-\u001f\u007f]/g, ' ').trim(), cfg);
+  // The token goes to the Hub's origin only: an answer from a CDN was not given it.
+  const tokenSent = cfg.token !== undefined && fromHub;
   const page = `${cfg.endpoint}/${ctx.repo}`;
+  const tokensPage = `${cfg.endpoint}/settings/tokens`;
   const at = ctx.revision ? `@${ctx.revision}` : '';
-  const tokenState = cfg.token ? 'the token in HF_TOKEN was sent' : 'no HF_TOKEN is set';
-  const opts = (field: string, hint: string, expected?: string) => ({ status, url: redactToken(url, cfg), field, hint, expected });
+  const what = `${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''}`;
+  const opts = (field: string, hint: string, expected?: string) => ({ status, url: redactToken(url, cfg), field, hint, ...(expected ? { expected } : {}) });
   const detail = serverMessage ? ` (server said: ${serverMessage})` : '';
 
-  if (code === 'GatedRepo' || (status === 403 && /gated/i.test(serverMessage))) {
-    return new NetworkError(`${ctx.repo} is a gated repo and access was refused (HTTP ${status}; ${tokenState})${detail}`, opts(
-      'repo',
-      cfg.token
-        ? `accept the model's terms at ${page} with the account that owns HF_TOKEN, then run again`
-        : `accept the model's terms at ${page}, create a read token at ${cfg.endpoint}/settings/tokens and set HF_TOKEN`,
+  if (status === 401 && tokenSent) {
+    // With a token it accepts, the Hub answers 404 (missing or hidden) or 403 (gated): a 401 is the token itself.
+    return new NetworkError(`the Hub rejected HF_TOKEN (invalid or expired): HTTP 401 for ${what}${detail}`, opts(
+      'HF_TOKEN',
+      `create a new read token at ${tokensPage} and set HF_TOKEN to it (or unset HF_TOKEN, and remove a stale token saved by \`huggingface-cli login\`, for public repos)`,
+      'a valid, unexpired Hugging Face access token',
     ));
+  }
+  const gated = code === 'GatedRepo' || ((status === 401 || status === 403) && /\bgated\b|is restricted/i.test(serverMessage));
+  if (gated) {
+    return new NetworkError(
+      tokenSent
+        ? `${ctx.repo} is gated: accept the conditions at ${page} (HTTP ${status}: the HF_TOKEN account has not been granted access)${detail}`
+        : `${ctx.repo} is gated: accept the conditions at ${page} and set HF_TOKEN (HTTP ${status}; ${cfg.token ? 'HF_TOKEN was not sent to this host' : 'no HF_TOKEN is set'})${detail}`,
+      opts(
+        'repo',
+        tokenSent
+          ? `log in to ${cfg.endpoint} as the account that owns HF_TOKEN, accept the conditions at ${page} (some repos need the authors' approval), then run again`
+          : `accept the conditions at ${page} with your account, create a read token at ${tokensPage} and set HF_TOKEN`,
+      ),
+    );
   }
   if (code === 'RevisionNotFound') {
     return new NetworkError(`revision ${JSON.stringify(ctx.revision)} not found in ${ctx.repo} (HTTP ${status})${detail}`, opts(
@@ -129,20 +122,24 @@ export function refusalError(cfg: HubConfig, response: ResponseLike, url: string
       `check the file list at ${page}/tree/${ctx.revision ?? 'main'}; if the repo changed, run \`bake lock --update\``,
     ));
   }
-  if (code === 'RepoNotFound' || (status === 404 && !ctx.path)) {
-    return new NetworkError(`repository ${ctx.repo} not found at ${cfg.endpoint} (HTTP ${status}; ${tokenState})${detail}`, opts(
+  if (status === 401 || code === 'RepoNotFound' || (status === 404 && !ctx.path)) {
+    if (!tokenSent) {
+      return new NetworkError(`repo ${ctx.repo} does not exist, or it is private/gated and needs a token: set HF_TOKEN (HTTP ${status} from ${cfg.endpoint})${detail}`, opts(
+        'repo',
+        `check the repo id (${page}); for a private or gated repo, set HF_TOKEN to a read token from ${tokensPage} of an account that can read it`,
+      ));
+    }
+    return new NetworkError(`repo ${ctx.repo} does not exist, or it is private and the HF_TOKEN account cannot read it (HTTP ${status} from ${cfg.endpoint})${detail}`, opts(
       'repo',
-      cfg.token
-        ? 'check the repo id; if it is private, make sure the HF_TOKEN account can read it'
-        : 'check the repo id; if it is private, set HF_TOKEN to a token that can read it',
+      `check the repo id (${page}); if it is private, use a token of an account with read access to it`,
     ));
   }
-  if (status === 401 || status === 403) {
-    return new NetworkError(`access to ${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''} refused (HTTP ${status}; ${tokenState}): the repo is private or gated${detail}`, opts(
+  if (status === 403) {
+    return new NetworkError(`access to ${what} refused (HTTP 403; ${tokenSent ? 'the token in HF_TOKEN was sent' : 'no token was sent'})${detail}`, opts(
       'repo',
-      cfg.token
-        ? `the HF_TOKEN account has no access: request it at ${page}, or use a token with read access`
-        : `set HF_TOKEN to a read token from ${cfg.endpoint}/settings/tokens (and accept the terms at ${page} if gated)`,
+      tokenSent
+        ? `the HF_TOKEN account may not read ${ctx.repo}: request access at ${page}, or use a token with read permission (fine-grained tokens must list this repo)`
+        : `set HF_TOKEN to a read token from ${tokensPage} of an account that can read ${ctx.repo}`,
     ));
   }
   if (status === 404) {
@@ -157,7 +154,7 @@ export function refusalError(cfg: HubConfig, response: ResponseLike, url: string
       'wait a few minutes, or set HF_TOKEN (authenticated requests get higher limits)',
     ));
   }
-  return new NetworkError(`request for ${ctx.repo}${at}${ctx.path ? ` file ${ctx.path}` : ''} failed with HTTP ${status}${detail}`, opts(
+  return new NetworkError(`request for ${what} failed with HTTP ${status}${detail}`, opts(
     'repo',
     status >= 500 ? `the Hub at ${cfg.endpoint} is having trouble; try again later` : 'check HF_ENDPOINT and the repo id',
   ));
@@ -185,9 +182,12 @@ export function describeCause(cause: unknown): string {
 }
 
 /**
- * A fetch for @huggingface/hub's API calls: our redirect and token rules, retries with backoff for
- * 429/5xx/network errors, and refusals thrown as NetworkErrors before the library turns them into
- * a bare HubApiError (which drops X-Error-Code and Retry-After).
+ * The fetch bake hands to @huggingface/hub for its API calls (model info, tree pages): our redirect
+ * and token rules; each attempt reads the whole body before answering, so a connection cut or stalled
+ * mid-body is retried like a refused connection or a 429/5xx (with backoff, honouring Retry-After);
+ * a stall timer (HF_HUB_DOWNLOAD_TIMEOUT) gives up on an attempt that stops sending; refusals are
+ * thrown as NetworkErrors before the library turns them into a bare HubApiError (which drops
+ * X-Error-Code and Retry-After).
  */
 export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortSignal): typeof fetch {
   return (async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -197,46 +197,56 @@ export function apiFetch(cfg: HubConfig, ctx: HubRequestContext, signal?: AbortS
       if (k !== 'authorization') headers[k] = v; // we add it ourselves, only for the Hub's origin
     });
     const body = typeof init?.body === 'string' ? init.body : undefined;
-    for (let attempt = 0; ; attempt++) {
-      let result: Awaited<ReturnType<typeof fetchFollowing>>;
+    const stallMs = cfg.timeoutMs ?? 30_000;
+    return withRetries(hubRetryPolicy(cfg), async () => {
+      const stall = new StallTimer(stallMs, signal);
       try {
-        // A hung Hub must not hang bake: each attempt (headers and body) gets the download timeout.
-        const timeout = AbortSignal.timeout(cfg.timeoutMs ?? 30_000);
-        result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
-      } catch (err) {
-        if (signal?.aborted || err instanceof NetworkError) throw err;
-        if (attempt >= cfg.retries) throw unreachableError(cfg, url, ctx, err);
-        await sleep(backoffMs(cfg, attempt + 1), signal);
-        continue;
+        let result: Awaited<ReturnType<typeof fetchFollowing>>;
+        try {
+          result = await fetchFollowing(cfg, url, { method: init?.method, headers, body, signal: stall.signal });
+        } catch (err) {
+          if (signal?.aborted || err instanceof NetworkError) throw err;
+          const reason = stall.stalled ? `no answer for ${stallMs} ms` : describeCause(err);
+          throw new RetryableError(reason, { cause: err, final: unreachableError(cfg, url, ctx, new Error(reason)) });
+        }
+        const { response } = result;
+        stall.touch();
+        if (response.ok) {
+          try {
+            const bytes = await readBodyFully(response, { limit: MAX_API_BODY, stall });
+            return new Response(bytes as Uint8Array<ArrayBuffer>, { status: response.status, statusText: response.statusText, headers: response.headers });
+          } catch (err) {
+            if (signal?.aborted) throw err;
+            if (err instanceof BodyTooLargeError) {
+              throw new NetworkError(`the answer from ${redactToken(url, cfg)} is larger than ${MAX_API_BODY} bytes; refusing to read it`, { url: redactToken(url, cfg) });
+            }
+            const reason = stall.stalled ? `the answer stopped arriving for ${stallMs} ms` : `the answer was cut short (${describeCause(err)})`;
+            throw new RetryableError(reason, { cause: err, final: unreachableError(cfg, url, ctx, new Error(`${reason}, ${cfg.retries + 1} times`)) });
+          }
+        }
+        const text = errorText(await errorBody(response, stall));
+        const refusal = refusalError(cfg, response, result.url, ctx, text, !result.crossOrigin);
+        if (isRetryableStatus(response.status)) {
+          throw new RetryableError(`HTTP ${response.status}`, { status: response.status, retryAfter: response.headers.get('retry-after'), final: refusal });
+        }
+        throw refusal;
+      } finally {
+        stall.dispose();
       }
-      const { response } = result;
-      if (response.ok) return limitBody(response, MAX_API_BODY, url);
-      if (isRetryableStatus(response.status) && attempt < cfg.retries) {
-        await response.body?.cancel().catch(() => {});
-        await sleep(backoffMs(cfg, attempt + 1, response.headers.get('retry-after')), signal);
-        continue;
-      }
-      const text = await limitBody(response, 64 * 1024, url).text().catch(() => '');
-      throw refusalError(cfg, response, result.url, ctx, errorText(text));
-    }
+    }, { signal });
   }) as typeof fetch;
 }
 
 /** API answers (model info, one page of a tree) are JSON of a few MB at most; more is a broken or hostile server. */
 const MAX_API_BODY = 64 * 1024 * 1024;
 
-/** The same response with a body that errors once it passes `limit` bytes, so JSON parsing cannot exhaust memory. */
-function limitBody(response: Response, limit: number, url: string): Response {
-  if (!response.body) return response;
-  let seen = 0;
-  const guard = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, ctl) {
-      seen += chunk.length;
-      if (seen > limit) ctl.error(new NetworkError(`the answer from ${url} is larger than ${limit} bytes; refusing to read it`, { url }));
-      else ctl.enqueue(chunk);
-    },
-  });
-  return new Response(response.body.pipeThrough(guard), { status: response.status, statusText: response.statusText, headers: response.headers });
+/** An error answer's text, bounded; '' when it cannot be read. */
+async function errorBody(response: Response, stall: StallTimer): Promise<string> {
+  try {
+    return Buffer.from(await readBodyFully(response, { limit: 64 * 1024, stall })).toString('utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** The message inside a Hub JSON error body, or the start of a text one. */

@@ -1,14 +1,15 @@
 // `bake pull` for one model: every file of its lock entry into the Hugging Face cache, verified.
 import { rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import PQueue from 'p-queue';
 import { sha256File } from '../util/digest.js';
-import { InputError, NetworkError } from '../util/errors.js';
+import { InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import type { LockEntry, LockedFile } from '../lock/types.js';
 import type { HubConfig } from './config.js';
 import {
   blobPath,
   checkRepoId,
+  dropBlob,
   hasVerifiedStamp,
   isCommitSha,
   linkSnapshot,
@@ -77,6 +78,37 @@ export async function pullModel(entry: LockEntry, cfg: HubConfig, opts: PullOpti
   if (firstError !== undefined) throw opts.signal?.aborted ? (opts.signal.reason ?? firstError) : firstError;
   await writeRef(cfg, entry.repo, entry.revision, entry.commit);
   return { snapshotDir, downloadedBytes };
+}
+
+/**
+ * `pullModel`, then `read(snapshotDir)` (which hashes the files, e.g. into an artifact store). A cached
+ * blob is trusted by its stamp (size, mtime, inode) without re-hashing it, so damage that leaves those
+ * alone shows only when `read` hashes it: a file `read` finds corrupt (an IntegrityError on it) is
+ * deleted from the cache and downloaded again, and `read` runs once more. Offline that cannot be done:
+ * the error then says so. A fresh download that still does not match fails in downloadVerified,
+ * saying the upstream file differs from the lock.
+ */
+export async function pullAndRead<T>(entry: LockEntry, cfg: HubConfig, opts: PullOptions, read: (snapshotDir: string) => Promise<T>): Promise<T> {
+  const { snapshotDir } = await pullModel(entry, cfg, opts);
+  try {
+    return await read(snapshotDir);
+  } catch (err) {
+    const bad = err instanceof IntegrityError ? entry.files.find((f) => resolve(snapshotDir, f.path) === resolve(err.path)) : undefined;
+    if (!bad) throw err;
+    const cached = await snapshotEntryFile(cfg, entry.repo, entry.commit, bad.path);
+    if (cached) await dropBlob(cfg, entry.repo, cached);
+    const found = (err as IntegrityError).actualDigest;
+    if (cfg.offline) {
+      throw new IntegrityError(bad.path, bad.sha256, found, {
+        file: join(snapshotDir, bad.path),
+        hint: 'the copy in the Hugging Face cache was corrupt and has been removed; HF_HUB_OFFLINE=1 stops bake from downloading it again: unset HF_HUB_OFFLINE and run `bake pull` again',
+        cause: err,
+      });
+    }
+    opts.onEvent?.({ type: 'retry', path: bad.path, reason: `the cached copy does not match the lock (sha256 ${found.replace(/^sha256:/, '').slice(0, 12)}, lock ${bad.sha256.slice(0, 12)}); downloading it again` });
+    const again = await pullModel(entry, cfg, opts);
+    return read(again.snapshotDir);
+  }
 }
 
 /** Pulls one content blob and links every path that has it. Returns the bytes downloaded. */

@@ -4,6 +4,7 @@
 import { mkdir, rm, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import PQueue from 'p-queue';
+import { repairSnapshot } from '../hub/repair.js';
 import { frozenEntries, lockfilePath, serializeLockfile, writeLockfile } from '../lock/lockfile.js';
 import { lockRecipe, type LockChange } from '../lock/lock.js';
 import type { LockEntry } from '../lock/types.js';
@@ -13,7 +14,7 @@ import { listTree } from '../store/store.js';
 import { InputError } from '../util/errors.js';
 import type { VerifyReport } from '../verify/gates.js';
 import { assembleImage, type ImageLayerInfo } from './bake.js';
-import { chainFor, type Chain } from './chain.js';
+import { chainFor, hubEvents, type Chain } from './chain.js';
 import type { PipelineContext } from './context.js';
 import type { StepName } from './events.js';
 import { planChain, type PlannedStep } from './plan.js';
@@ -78,8 +79,15 @@ export async function lockModels(ctx: PipelineContext, recipe: Recipe, opts: { u
   return { lockfile: file, written: changed && !opts.check, changes };
 }
 
+/** Fetches the locked files; a pull also leaves the Hugging Face cache complete (repairing it when the store already had them). */
 export async function pullModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[] } = {}): Promise<{ models: ModelResult[] }> {
-  return { models: (await runModels(ctx, recipe, selectModels(recipe, opts.models), 'fetch')).results };
+  const { runs, results } = await runModels(ctx, recipe, selectModels(recipe, opts.models), 'fetch');
+  const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
+  for (const run of runs) {
+    const entry = entries.get(run.model)!;
+    if (entry.source === 'hub' && run.results.fetch?.cached) await repairSnapshot(entry, ctx.hub, { onEvent: hubEvents(ctx, run.model) });
+  }
+  return { models: results };
 }
 
 export async function quantizeModels(ctx: PipelineContext, recipe: Recipe, opts: { models?: string[] } = {}): Promise<{ models: ModelResult[] }> {

@@ -4,7 +4,7 @@
 // plan` (plan.ts) walks the same list against the store, so both compute the same keys.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pullModel } from '../hub/pull.js';
+import { pullAndRead, type PullEvent } from '../hub/pull.js';
 import { localModelDir } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec, Recipe } from '../recipe/types.js';
@@ -75,22 +75,23 @@ function fetchStep({ recipe, model, entry }: ChainInputs): StepDef {
     // Keyed by content only: the same bytes from another repo or commit are the same input.
     params: { files: entry.files.map((f) => [f.path, f.sha256, f.size]) },
     predicted: artifactDigest(sourceArtifact(entry)),
-    async run({ ctx, log }) {
-      let dir: string;
-      if (entry.source === 'hub') {
-        const { snapshotDir } = await pullModel(entry, ctx.hub, {
-          onEvent: (e) => {
-            if (e.type === 'progress' || e.type === 'done') ctx.onEvent({ type: 'progress', step: 'fetch', model: model.id, label: e.path, bytes: e.bytes ?? 0, total: e.total });
-            if (e.type === 'retry') log(`retrying ${e.path} (attempt ${e.attempt}): ${e.reason}`);
-          },
-        });
-        dir = snapshotDir;
-      } else {
-        dir = localModelDir(model, recipe.file, ctx.root);
-      }
-      for (const f of entry.files) await ctx.store.putFile(join(dir, f.path), f.sha256);
-      return ctx.store.putArtifact(sourceArtifact(entry));
+    async run({ ctx }) {
+      const store = async (dir: string) => {
+        for (const f of entry.files) await ctx.store.putFile(join(dir, f.path), f.sha256);
+        return ctx.store.putArtifact(sourceArtifact(entry));
+      };
+      // From the Hub cache: a cached file the store finds corrupt is downloaded again (once).
+      if (entry.source === 'hub') return pullAndRead(entry, ctx.hub, { onEvent: hubEvents(ctx, model.id) }, store);
+      return store(localModelDir(model, recipe.file, ctx.root));
     },
+  };
+}
+
+/** Hub transfer events as pipeline events of the fetch step. */
+export function hubEvents(ctx: PipelineContext, model: string): (e: PullEvent) => void {
+  return (e) => {
+    if (e.type === 'progress' || e.type === 'done') ctx.onEvent({ type: 'progress', step: 'fetch', model, label: e.path, bytes: e.bytes ?? 0, total: e.total });
+    if (e.type === 'retry') ctx.onEvent({ type: 'log', step: 'fetch', model, message: `retrying ${e.path}${e.attempt ? ` (attempt ${e.attempt})` : ''}: ${e.reason}` });
   };
 }
 

@@ -1,12 +1,14 @@
 // pullModel against the loopback Hub with faults: cuts, flipped bytes, slow answers, 429/5xx, 404.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, stat, truncate, writeFile, mkdir } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, stat, truncate, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { downloadFileToCacheDir } from '@huggingface/hub';
 import { resolveHubModel } from '../../src/lock/resolve.js';
-import { pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import { pullAndRead, pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import { sha256File } from '../../src/util/digest.js';
+import { checkSnapshot, repairSnapshot } from '../../src/hub/repair.js';
 import type { LockEntry } from '../../src/lock/types.js';
 import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
@@ -201,6 +203,20 @@ test('a slow server: answers slower than the idle timeout are retried; slow but 
   assert.match(retries[0]!.reason ?? '', /no data for 300 ms/);
 });
 
+test('a file body that stalls mid-way is given up after the stall timeout and resumed where it stopped', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors']);
+  withFaults(t, { kind: 'stall', path: 'weights.safetensors', stallAt: 1_000_000, times: 1 });
+  hub.stats.reset();
+  const events: PullEvent[] = [];
+  const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir, { timeoutMs: 300 }), { onEvent: (e) => events.push(e) });
+  assert.equal(sha256(await readFile(join(snapshotDir, 'weights.safetensors'))), sha256(bigBytes));
+  assert.deepEqual(events.filter((e) => e.type === 'retry').map((e) => e.reason), ['no data for 300 ms']);
+  const cdn = hub.stats.requests.filter((r) => r.host === 'cdn');
+  assert.equal(cdn.length, 2);
+  assert.equal(cdn[1]!.range, 'bytes=1000000-');
+});
+
 test('a locked file gone from the repo is reported as not found, with the file name', async (t) => {
   const dir = await tempDir(t);
   const entry = await locked(dir, 'org/big', ['weights.safetensors']);
@@ -343,4 +359,117 @@ test('a 33 MiB file: random cuts, a resume across runs and a flipped byte near t
     assert.equal(e.expectedDigest, `sha256:${sha256(largeBytes)}`);
     return true;
   });
+});
+
+test('repairSnapshot: a complete snapshot costs a stat per file; a deleted or truncated blob is downloaded again (that file only)', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir);
+  const cfg = hubConfig(hub.url, dir);
+  await pullModel(entry, cfg);
+  hub.stats.reset();
+  assert.deepEqual(await checkSnapshot(entry, cfg), []);
+  assert.deepEqual((await repairSnapshot(entry, cfg)).repaired, []);
+  assert.equal(hub.stats.requests.length, 0);
+
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  await rm(blob);
+  assert.deepEqual((await checkSnapshot(entry, cfg)).map((p) => [p.path, p.problem]), [['copy/same.safetensors', 'missing'], ['weights.safetensors', 'missing']]);
+  const fixed = await repairSnapshot(entry, cfg);
+  assert.deepEqual(fixed.repaired, ['copy/same.safetensors', 'weights.safetensors']);
+  assert.equal(fixed.downloadedBytes, BIG);
+  assert.equal(hub.stats.bytesFor('config.json'), 0, 'the intact file was left alone');
+  assert.equal(sha256(await readFile(join(snapshotPath(cfg, 'org/big', entry.commit), 'weights.safetensors'))), sha256(bigBytes));
+
+  await truncate(blob, 1000);
+  assert.deepEqual((await checkSnapshot(entry, cfg)).map((p) => [p.path, p.problem, p.size]), [['copy/same.safetensors', 'size', 1000], ['weights.safetensors', 'size', 1000]]);
+  assert.equal((await repairSnapshot(entry, cfg)).downloadedBytes, BIG);
+  assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
+});
+
+test('repairSnapshot offline: a missing file is a NetworkError naming it and the fix; a wrong size an IntegrityError; no request', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors', 'config.json']);
+  await pullModel(entry, hubConfig(hub.url, dir));
+  const offline = hubConfig(hub.url, dir, { offline: true });
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  hub.stats.reset();
+  await truncate(blob, 10);
+  await assert.rejects(repairSnapshot(entry, offline), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.match(e.message, /weights\.safetensors: expected 4194427 bytes, got 10 bytes/);
+    assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
+    return true;
+  });
+  await rm(blob);
+  await assert.rejects(repairSnapshot(entry, offline), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.equal(e.field, 'HF_HUB_OFFLINE');
+    assert.match(e.message, /weights\.safetensors of org\/big@[0-9a-f]{12} is missing from the Hugging Face cache/);
+    assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.length, 0);
+});
+
+test('pullAndRead: a cached blob corrupt with size and mtime unchanged (trusted by its stamp) is downloaded again, once; then an upstream that differs says so', async (t) => {
+  const dir = await tempDir(t);
+  const entry = await locked(dir, 'org/big', ['weights.safetensors', 'config.json']);
+  const cfg = hubConfig(hub.url, dir);
+  const { utimes } = await import('node:fs/promises');
+  const blob = join(dir, 'models--org--big', 'blobs', sha256(bigBytes));
+  const T = 1_700_000_000;
+  const corrupt = async () => {
+    const bytes = await readFile(blob);
+    bytes[7]! ^= 0xff;
+    await writeFile(blob, bytes);
+    await utimes(blob, T, T);
+  };
+  await pullModel(entry, cfg);
+  await utimes(blob, T, T);
+  await pullModel(entry, cfg); // re-hashed once (mtime changed) and stamped with mtime T
+  await corrupt();
+  // What the artifact store does with a snapshot: hash every file against the lock.
+  let reads = 0;
+  const read = async (snapshotDir: string) => {
+    reads++;
+    for (const f of entry.files) {
+      const { sha256: got } = await sha256File(join(snapshotDir, f.path));
+      if (got !== f.sha256) throw new IntegrityError(join(snapshotDir, f.path), f.sha256, got);
+    }
+    return 'read';
+  };
+  hub.stats.reset();
+  const events: PullEvent[] = [];
+  assert.equal(await pullAndRead(entry, cfg, { onEvent: (e) => events.push(e) }, read), 'read');
+  assert.equal(reads, 2);
+  assert.equal(hub.stats.bytesFor('weights.safetensors'), BIG, 'downloaded again');
+  assert.equal(hub.stats.bytesFor('config.json'), 0);
+  assert.equal(sha256(await readFile(blob)), sha256(bigBytes));
+  assert.ok(events.some((e) => e.type === 'retry' && e.path === 'weights.safetensors' && /does not match the lock/.test(e.reason ?? '')), JSON.stringify(events));
+
+  // The same, but the Hub now serves other bytes than the lock pins: exit 3, saying so.
+  await corrupt();
+  withFaults(t, { kind: 'flip', path: 'weights.safetensors', flipAt: 99 });
+  await assert.rejects(pullAndRead(entry, cfg, {}, read), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.equal(e.path, 'weights.safetensors');
+    assert.match(e.hint ?? '', /the upstream file differs from the lock/);
+    assert.doesNotMatch(e.hint ?? '', /run the command again/);
+    return true;
+  });
+  hub.faults.splice(0);
+
+  // Offline it cannot be downloaded again: an IntegrityError saying how to fix it, no request.
+  await pullModel(entry, cfg);
+  await utimes(blob, T, T);
+  await pullModel(entry, cfg);
+  await corrupt();
+  hub.stats.reset();
+  await assert.rejects(pullAndRead(entry, hubConfig(hub.url, dir, { offline: true }), {}, read), (e: unknown) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.match(e.message, /weights\.safetensors/);
+    assert.match(e.hint ?? '', /unset HF_HUB_OFFLINE/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.length, 0);
 });

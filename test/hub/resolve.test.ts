@@ -89,13 +89,21 @@ test('a tag and a commit sha resolve to the same commit; an unknown revision is 
   });
 });
 
-test('an unknown repo is named as not found (or private)', async (t) => {
+test('an unknown repo: without a token it may also be private or gated (the Hub will not say); with one, it does not exist for that account', async (t) => {
   const cfg = hubConfig(hub.url, await tempDir(t));
   await assert.rejects(resolveHubModel(model({ repo: 'org/missing' }), cfg), (e: unknown) => {
     assert.ok(e instanceof NetworkError);
     assert.equal(e.field, 'repo');
-    assert.match(e.message, /repository org\/missing not found/);
-    assert.match(e.hint ?? '', /HF_TOKEN/);
+    assert.equal(e.status, 401);
+    assert.match(e.message, /repo org\/missing does not exist, or it is private\/gated and needs a token: set HF_TOKEN/);
+    assert.match(e.hint ?? '', /settings\/tokens/);
+    return true;
+  });
+  await assert.rejects(resolveHubModel(model({ repo: 'org/missing' }), hubConfig(hub.url, await tempDir(t), { token: TOKEN })), (e: unknown) => {
+    assert.ok(e instanceof NetworkError);
+    assert.equal(e.status, 404);
+    assert.match(e.message, /repo org\/missing does not exist, or it is private and the HF_TOKEN account cannot read it/);
+    assert.doesNotMatch(e.message, /rejected/);
     return true;
   });
 });
@@ -148,8 +156,8 @@ test('private repos: 401 without a token says so; the right token works', async 
   await assert.rejects(resolveHubModel(model({ repo: 'org/private', files: ['*'] }), hubConfig(hub.url, dir)), (e: unknown) => {
     assert.ok(e instanceof NetworkError);
     assert.equal(e.status, 401);
-    assert.match(e.message, /org\/private not found .*no HF_TOKEN is set/);
-    assert.match(e.hint ?? '', /private, set HF_TOKEN/);
+    assert.match(e.message, /repo org\/private does not exist, or it is private\/gated and needs a token: set HF_TOKEN/);
+    assert.match(e.hint ?? '', /set HF_TOKEN to a read token/);
     return true;
   });
   const entry = await resolveHubModel(model({ repo: 'org/private', files: ['*'] }), hubConfig(hub.url, dir, { token: TOKEN }));
@@ -168,7 +176,10 @@ test('a token the Hub does not accept is reported without being shown', async (t
   await assert.rejects(resolveHubModel(model(), hubConfig(hub.url, await tempDir(t), { token: bad })), (e: unknown) => {
     assert.ok(e instanceof NetworkError);
     assert.equal(e.status, 401);
-    assert.match(e.message, /refused \(HTTP 401; the token in HF_TOKEN was sent\)/);
+    assert.equal(e.field, 'HF_TOKEN');
+    assert.match(e.message, /^the Hub rejected HF_TOKEN \(invalid or expired\): /);
+    assert.doesNotMatch(e.message, /private|gated|no access/);
+    assert.match(e.hint ?? '', /new .*token .*settings\/tokens/);
     assert.ok(!JSON.stringify({ ...e.toJSON(), url: e.url, stack: e.stack }).includes(bad));
     return true;
   });
@@ -182,8 +193,9 @@ test('gated repos: resolving lists files; pulling without access says gated (401
     await assert.rejects(pullModel({ ...entry, fragment: 'f' }, hubConfig(hub.url, dir, token ? { token } : {})), (e: unknown) => {
       assert.ok(e instanceof NetworkError, String(e));
       assert.equal(e.status, status);
-      assert.match(e.message, /org\/gated is a gated repo and access was refused/);
-      assert.match(e.hint ?? '', /accept the model's terms at http:\/\/127\.0\.0\.1:\d+\/org\/gated/);
+      assert.match(e.message, /org\/gated is gated: accept the conditions at http:\/\/127\.0\.0\.1:\d+\/org\/gated/);
+      if (token) assert.doesNotMatch(e.message, /set HF_TOKEN/);
+      else assert.match(e.message, /and set HF_TOKEN/);
       return true;
     });
   }
@@ -191,6 +203,39 @@ test('gated repos: resolving lists files; pulling without access says gated (401
   assert.equal((await readFile(join(ok.snapshotDir, 'model.safetensors'))).length, 300);
   const cdn = hub.stats.requests.filter((r) => r.host === 'cdn');
   assert.ok(cdn.length > 0 && cdn.every((r) => !r.authorization), 'the token never reaches the CDN origin');
+});
+
+test('without X-Error-Code headers, the status and whether a token was sent still tell the cases apart', async (t) => {
+  const own = await startHubServer({
+    repos: {
+      'org/tiny': { files: { 'config.json': '{}', 'model.safetensors': new Uint8Array(64) } },
+      'org/private': { files: { 'config.json': '{"p":1}' }, private: true, readers: [TOKEN] },
+      'org/gated': { files: { 'model.safetensors': new Uint8Array(300) }, gated: true, readers: [TOKEN] },
+    },
+    tokens: [TOKEN, OTHER_TOKEN],
+    errorHeaders: false,
+  });
+  t.after(() => own.close());
+  const dir = await tempDir(t);
+  const cfg = (token?: string) => hubConfig(own.url, dir, token ? { token } : {});
+  const refused = async (p: Promise<unknown>, status: number, message: RegExp) =>
+    assert.rejects(p, (e: unknown) => {
+      assert.ok(e instanceof NetworkError, String(e));
+      assert.equal(e.status, status);
+      assert.match(e.message, message);
+      return true;
+    });
+  const rejected = /^the Hub rejected HF_TOKEN \(invalid or expired\)/;
+  await refused(resolveHubModel(model({ files: ['*'] }), cfg('hf_notKnownToTheServer99')), 401, rejected);
+  await refused(resolveHubModel(model({ repo: 'org/missing' }), cfg()), 401, /repo org\/missing does not exist, or it is private\/gated and needs a token: set HF_TOKEN/);
+  await refused(resolveHubModel(model({ repo: 'org/private', files: ['*'] }), cfg()), 401, /repo org\/private does not exist, or it is private\/gated and needs a token/);
+  await refused(resolveHubModel(model({ repo: 'org/missing' }), cfg(OTHER_TOKEN)), 404, /repo org\/missing does not exist, or it is private and the HF_TOKEN account cannot read it/);
+  // Downloads: the resolve endpoint refuses in the same ways.
+  const tiny = { ...(await resolveHubModel(model({ files: ['*'] }), cfg())), fragment: 'f' };
+  await refused(pullModel(tiny, cfg('hf_notKnownToTheServer99')), 401, rejected);
+  const gated = { ...(await resolveHubModel(model({ repo: 'org/gated', files: ['*'] }), cfg())), fragment: 'f' };
+  await refused(pullModel(gated, cfg(OTHER_TOKEN)), 403, /org\/gated is gated: accept the conditions at http:\/\/127\.0\.0\.1:\d+\/org\/gated/);
+  await refused(pullModel(gated, cfg()), 401, /org\/gated is gated: accept the conditions at http:\/\/127\.0\.0\.1:\d+\/org\/gated and set HF_TOKEN/);
 });
 
 test('429 with Retry-After and 503 on the API are retried, then succeed', async (t) => {
@@ -274,4 +319,40 @@ test('after a push, main resolves to the new commit while the old lock still pul
   assert.equal(await readFile(join(dir, 'models--org--moving', 'refs', 'main'), 'utf8'), v1.commit);
   await pullModel({ ...v2, fragment: 'f' }, cfg);
   assert.equal(await readFile(join(dir, 'models--org--moving', 'refs', 'main'), 'utf8'), v2.commit);
+});
+
+test('a Hub API answer cut mid-body (model info, then a tree page) is asked again', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  hub.faults.push({ kind: 'cut', on: 'api', endpoint: 'info', times: 1 }, { kind: 'cut', on: 'api', endpoint: 'tree', times: 2 });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  const entry = await resolveHubModel(model({ repo: 'org/nested', files: ['**/*.json'] }), cfg);
+  assert.equal(entry.files.length, 7);
+  assert.equal(hub.faults.reduce((n, f) => n + (f.times ?? 0), 0), 0, 'every injected cut was met');
+  assert.equal(hub.stats.requests.filter((r) => r.cut).length, 3);
+});
+
+test('a Hub API answer that stalls mid-body is given up after the stall timeout and asked again', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t), { timeoutMs: 300 });
+  hub.faults.push({ kind: 'stall', on: 'api', endpoint: 'tree', times: 1 });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  const started = Date.now();
+  const entry = await resolveHubModel(model({ files: ['config.json'] }), cfg);
+  assert.equal(entry.files.length, 1);
+  assert.equal(hub.faults[0]!.times, 0);
+  assert.ok(Date.now() - started < 4_000, 'the stall was noticed by the stall timeout, not waited out');
+});
+
+test('a Hub API answer cut on every attempt ends in a NetworkError naming the repo, after the retries', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t), { retries: 2 });
+  hub.faults.push({ kind: 'cut', on: 'api', endpoint: 'info' });
+  t.after(() => hub.faults.splice(0));
+  hub.stats.reset();
+  await assert.rejects(resolveHubModel(model(), cfg), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.match(e.message, /org\/tiny/);
+    return true;
+  });
+  assert.equal(hub.stats.requests.filter((r) => r.cut).length, 3, 'the first attempt and 2 retries');
 });

@@ -79,3 +79,27 @@ test('resolve answers carry the Hub headers; Range requests are honoured', async
   assert.equal(missing.headers.get('x-error-code'), 'EntryNotFound');
   await missing.body?.cancel();
 });
+
+test('API faults: a cut model-info answer fails the library mid-body; the next answer is whole', async () => {
+  hub.faults.push({ kind: 'cut', on: 'api', endpoint: 'info', times: 1 });
+  try {
+    await assert.rejects(modelInfo({ name: 'org/tiny', hubUrl: hub.url, additionalFields: ['sha'] }));
+    assert.equal(hub.stats.requests.at(-1)!.cut, true);
+    assert.equal((await modelInfo({ name: 'org/tiny', hubUrl: hub.url, additionalFields: ['sha'] })).sha, hub.commitOf('org/tiny'));
+  } finally {
+    hub.faults.splice(0);
+  }
+});
+
+test('errorHeaders: false leaves X-Error-Code and X-Error-Message off; the JSON body stays', async () => {
+  const bare = await startHubServer({ repos: { 'org/tiny': { files: { 'a.json': '{}' } } }, errorHeaders: false });
+  try {
+    const res = await fetch(`${bare.url}/api/models/org/missing`);
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get('x-error-code'), null);
+    assert.equal(res.headers.get('x-error-message'), null);
+    assert.deepEqual(await res.json(), { error: 'Repository not found' });
+  } finally {
+    await bare.close();
+  }
+});

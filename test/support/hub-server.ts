@@ -5,7 +5,8 @@
 //   const hub = await startHubServer({
 //     repos: { 'org/tiny': { files: await filesFromDir('/work/shared/models/stories260K/hf') } },
 //     tokens: ['hf_testtoken123'],           // tokens the server accepts (others get 401)
-//     faults: [{ kind: 'cut', path: 'model.safetensors', times: 3, cutAt: 'random' }],
+//     faults: [{ kind: 'cut', path: 'model.safetensors', times: 3, cutAt: 'random' },
+//              { kind: 'stall', on: 'api', endpoint: 'tree', times: 1 }],   // a tree page stops mid-body
 //   });
 //   hub.url                 // http://127.0.0.1:<port>  -> use as HF_ENDPOINT
 //   hub.commitOf('org/tiny') // current commit sha of main
@@ -29,8 +30,11 @@
 // 401 anonymous, 403 token without access). A Bearer token not in `tokens` is a 401 everywhere.
 // The CDN refuses (403) URLs older than `cdnTtlMs`, like an expired signed URL.
 // Faults (HubFault): `status` answers a status instead (at resolve or the API), `cut` closes the
-// connection mid-body, `flip` corrupts one byte, `slow` delays or throttles; each matches by
-// repo/path and fires `times` times (default: always).
+// connection mid-body (file bodies and JSON API answers), `stall` stops sending mid-body for a while
+// (or for good), `flip` corrupts one byte, `slow` delays or throttles; each matches by
+// repo/path (API faults: by `endpoint`) and fires `times` times (default: always).
+// `errorHeaders: false` leaves X-Error-Code/X-Error-Message off error answers (the JSON body stays), as
+// some Hub routes and mirrors do, so a client must read the status and what it sent.
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -55,9 +59,11 @@ export interface HubRepoSpec {
 }
 
 export interface HubFault {
-  kind: 'status' | 'cut' | 'flip' | 'slow';
+  kind: 'status' | 'cut' | 'stall' | 'flip' | 'slow';
   /** 'file' (resolve and CDN answers, the default), 'api' (JSON API) or 'any'. */
   on?: 'file' | 'api' | 'any';
+  /** API faults only: which call (model info, a tree page, paths-info); default any. */
+  endpoint?: 'info' | 'tree' | 'paths-info';
   /** Only requests for this file path (exact string or RegExp). */
   path?: string | RegExp;
   repo?: string;
@@ -70,8 +76,11 @@ export interface HubFault {
   /**
    * kind cut: close the connection after this many body bytes of the response; or 'random': `times`
    * (default 1) distinct file offsets drawn uniformly over the file, each request cut at the next one.
+   * On API answers: after this many bytes of the JSON body (default: half of it).
    */
   cutAt?: number | 'random';
+  /** kind stall: stop after this many body bytes (default: half the answer) for `delayMs` (default: until the client gives up). */
+  stallAt?: number;
   /** kind flip: XOR 0xff into the byte at this file offset (default: the middle of the file). */
   flipAt?: number;
   /** kind slow: wait this long before answering, and/or send the body at this rate. */
@@ -125,6 +134,8 @@ export interface HubServerOptions {
   cdnTtlMs?: number;
   /** Seed for random cut points, so a failing run can be replayed. */
   seed?: number;
+  /** Send X-Error-Code and X-Error-Message with errors (default true). */
+  errorHeaders?: boolean;
 }
 
 interface StoredFile {
@@ -211,6 +222,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   const random = prng(options.seed ?? 42);
   const cdnKey = randomBytes(16);
   const faults: HubFault[] = options.faults ?? [];
+  const errorHeaders = options.errorHeaders ?? true;
   /** Planned file offsets of 'random' cut faults, drawn on first use. */
   const cutPlans = new WeakMap<HubFault, number[]>();
 
@@ -250,11 +262,12 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   }
   for (const [name, spec] of Object.entries(options.repos)) await push(name, spec);
 
-  function takeFault(kinds: HubFault['kind'][], where: 'file' | 'api', repo: string | undefined, path: string | undefined): HubFault | undefined {
+  function takeFault(kinds: HubFault['kind'][], where: 'file' | 'api', repo: string | undefined, path: string | undefined, endpoint?: HubFault['endpoint']): HubFault | undefined {
     for (const f of faults) {
       if (!kinds.includes(f.kind)) continue;
       const on = f.on ?? 'file';
       if (on !== 'any' && on !== where) continue;
+      if (f.endpoint !== undefined && f.endpoint !== endpoint) continue;
       if (f.repo !== undefined && f.repo !== repo) continue;
       if (f.path !== undefined) {
         if (path === undefined) continue;
@@ -291,18 +304,34 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(body),
       'x-request-id': `req-${requests.length}`,
-      ...(code ? { 'x-error-code': code } : {}),
-      'x-error-message': message,
+      ...(code && errorHeaders ? { 'x-error-code': code } : {}),
+      ...(errorHeaders ? { 'x-error-message': message } : {}),
       ...headers,
     });
     res.end(body);
   }
 
-  function sendJson(res: ServerResponse, rec: HubRequestRecord, value: unknown, headers: Record<string, string> = {}): void {
+  /** A JSON answer; a `cut` or `stall` fault sends only part of its body (the headers promise all of it). */
+  async function sendJson(res: ServerResponse, rec: HubRequestRecord, value: unknown, headers: Record<string, string> = {}, fault?: HubFault): Promise<void> {
     rec.status = 200;
-    const body = JSON.stringify(value);
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
-    res.end(body);
+    const body = Buffer.from(JSON.stringify(value));
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': body.length, ...headers });
+    if (!fault) {
+      rec.bytes = body.length;
+      return void res.end(body);
+    }
+    const at = Math.max(1, Math.min(body.length - 1, (fault.kind === 'cut' ? (typeof fault.cutAt === 'number' ? fault.cutAt : undefined) : fault.stallAt) ?? Math.floor(body.length / 2)));
+    await writeAndWait(res, body.subarray(0, at));
+    rec.bytes = at;
+    if (fault.kind === 'cut') {
+      rec.cut = true;
+      res.socket?.destroy();
+      return;
+    }
+    await stall(res, fault.delayMs);
+    if (res.destroyed) return;
+    rec.bytes = body.length;
+    res.end(body.subarray(at));
   }
 
   /** undefined = anonymous, null = unknown token (already answered 401). */
@@ -367,16 +396,18 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     if (!m) return sendError(res, rec, 404, undefined, `no route for ${url.pathname}`);
     const name = `${decodeURIComponent(m[1]!)}/${decodeURIComponent(m[2]!)}`;
     rec.repo = name;
-    const fault = takeFault(['status', 'slow'], 'api', name, undefined);
+    const action = m[3] ?? 'revision';
+    const endpoint = action === 'revision' ? 'info' : (action as 'tree' | 'paths-info');
+    const fault = takeFault(['status', 'slow'], 'api', name, undefined, endpoint);
     if (fault?.kind === 'slow' && fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
     if (fault?.kind === 'status') return faultStatus(res, rec, fault);
     const token = caller(req, res, rec);
     if (token === null) return;
     const repo = findRepo(name, token, res, rec);
     if (!repo) return;
-    const action = m[3] ?? 'revision';
     const commit = findCommit(repo, decodeURIComponent(m[4] ?? 'main'), res, rec);
     if (!commit) return;
+    const bodyFault = takeFault(['cut', 'stall'], 'api', name, undefined, endpoint);
     if (action === 'revision') {
       return sendJson(res, rec, {
         _id: createHash('sha1').update(name).digest('hex').slice(0, 24),
@@ -392,7 +423,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
         createdAt: '2024-01-01T00:00:00.000Z',
         tags: [],
         siblings: [...commit.files.keys()].map((rfilename) => ({ rfilename })),
-      });
+      }, {}, bodyFault);
     }
     if (action === 'tree') {
       const under = m[5] ? decodeURIComponent(m[5].slice(1)) : '';
@@ -415,7 +446,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
         next.searchParams.set('cursor', String(cursor + pageSize));
         headers.link = `<${hubUrl}${next.pathname}${next.search}>; rel="next"`;
       }
-      return sendJson(res, rec, page, headers);
+      return sendJson(res, rec, page, headers, bodyFault);
     }
     // paths-info
     const body = await readBody(req);
@@ -436,7 +467,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       const d = dirs.get(String(p));
       return d ? [d] : [];
     });
-    return sendJson(res, rec, out);
+    return sendJson(res, rec, out, {}, bodyFault);
   }
 
   function faultStatus(res: ServerResponse, rec: HubRequestRecord, fault: HubFault): void {
@@ -523,6 +554,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     }
     const slow = takeFault(['slow'], 'file', rec.repo, file.path);
     const cut = end - start >= 2 ? takeFault(['cut'], 'file', rec.repo, file.path) : undefined;
+    const stalled = end - start >= 2 ? takeFault(['stall'], 'file', rec.repo, file.path) : undefined;
     const flip = takeFault(['flip'], 'file', rec.repo, file.path);
     if (slow?.delayMs) await new Promise((r) => setTimeout(r, slow.delayMs));
     rec.status = status;
@@ -539,6 +571,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       }
     }
     const flipAt = flip ? (flip.flipAt ?? Math.floor(file.size / 2)) : -1;
+    let stallAfter = stalled ? Math.min(stalled.stallAt ?? Math.floor((end - start) / 2), end - start - 1) : Infinity;
     const rate = slow?.bytesPerSecond;
     let sent = 0;
     const began = Date.now();
@@ -549,6 +582,16 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
         chunk[flipAt - start - sent] ^= 0xff;
       }
       if (sent + chunk.length > cutAfter) chunk = chunk.subarray(0, cutAfter - sent);
+      if (sent + chunk.length > stallAfter) {
+        const head = chunk.subarray(0, stallAfter - sent);
+        await writeAndWait(res, head);
+        sent += head.length;
+        rec.bytes += head.length;
+        await stall(res, stalled!.delayMs);
+        if (res.destroyed) return;
+        chunk = chunk.subarray(head.length);
+        stallAfter = Infinity;
+      }
       if (chunk.length > 0) {
         const ok = res.write(chunk);
         sent += chunk.length;
@@ -598,6 +641,23 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
 
   const hubServer = createServer((req, res) => void onRequest(req, res, 'hub'));
   const cdnServer = createServer((req, res) => void onRequest(req, res, 'cdn'));
+  function writeAndWait(res: ServerResponse, chunk: Uint8Array): Promise<void> {
+    return new Promise<void>((r) => res.write(chunk, () => r()));
+  }
+
+  /** Sends nothing for `ms` (default: until the client closes the connection). */
+  function stall(res: ServerResponse, ms: number | undefined): Promise<void> {
+    return new Promise<void>((r) => {
+      const timer = ms === undefined ? undefined : setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        res.off('close', done);
+        r();
+      }
+      res.on('close', done);
+    });
+  }
+
   const listen = (s: Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
   const hubUrl = `http://127.0.0.1:${await listen(hubServer)}`;
   const cdnUrl = `http://127.0.0.1:${await listen(cdnServer)}`;

@@ -1,5 +1,6 @@
 // A small client for the OCI distribution API: base URL, auth challenges and retries. Operations
 // (push, pull, tags) are functions in their own files that use it.
+import { isRetryableStatus, RetryableError, retryDelayMs, withRetries, type RetryPolicy } from '../../net/retry.js';
 import { NetworkError } from '../../util/errors.js';
 import { isLoopbackHost } from './ref.js';
 
@@ -10,7 +11,7 @@ export interface RegistryOptions {
   auth?: { username: string; password: string } | { token: string };
   /** Attempts after the first for transient failures (network, 408, 429, 5xx). Default 4. */
   retries?: number;
-  /** First back-off delay in ms; doubles each attempt. Default 250. */
+  /** First back-off delay in ms; doubles each attempt (jittered, see src/net/retry.ts). Default 250. */
   retryDelayMs?: number;
   /** Most bytes per PATCH (streamed, not held in memory); proxies often cap request bodies. Default 512 MiB. */
   chunkSize?: number;
@@ -28,8 +29,6 @@ export interface RequestOptions {
   /** Do not retry (the caller resumes on its own). */
   noRetry?: boolean;
 }
-
-const TRANSIENT = new Set([408, 429, 500, 502, 503, 504]);
 
 export class RegistryClient {
   readonly baseUrl: string;
@@ -57,46 +56,45 @@ export class RegistryClient {
   async request(method: string, pathOrUrl: string, ro: RequestOptions): Promise<Response> {
     const url = this.url(pathOrUrl);
     let challenged = false;
-    for (let attempt = 0; ; attempt++) {
-      let res: Response;
-      try {
-        const body = ro.body?.();
-        res = await this.fetchFn(url, {
-          method,
-          headers: { ...this.authHeader(), ...(ro.headers ?? {}) },
-          // duplex: Node's fetch needs it to stream a request body.
-          ...(body !== undefined ? { body: body as unknown as BodyInit, ...(body instanceof ReadableStream ? { duplex: 'half' } : {}) } : {}),
-          redirect: 'follow',
-        });
-      } catch (err) {
-        if (!ro.noRetry && attempt < this.retries) {
-          await sleep(this.backoff(attempt));
-          continue;
+    return withRetries({ ...this.policy(), ...(ro.noRetry ? { retries: 0 } : {}) }, async () => {
+      for (;;) {
+        let res: Response;
+        try {
+          const body = ro.body?.();
+          res = await this.fetchFn(url, {
+            method,
+            headers: { ...this.authHeader(), ...(ro.headers ?? {}) },
+            // duplex: Node's fetch needs it to stream a request body.
+            ...(body !== undefined ? { body: body as unknown as BodyInit, ...(body instanceof ReadableStream ? { duplex: 'half' } : {}) } : {}),
+            redirect: 'follow',
+          });
+        } catch (err) {
+          const final = new NetworkError(`${ro.what}: cannot reach ${this.host} (${(err as Error).message})`, {
+            url,
+            cause: err,
+            hint: `is the registry running at ${this.baseUrl}? for a plain-HTTP registry pass --insecure`,
+          });
+          throw new RetryableError((err as Error).message, { cause: err, final });
         }
-        throw new NetworkError(`${ro.what}: cannot reach ${this.host} (${(err as Error).message})`, {
-          url,
-          cause: err,
-          hint: `is the registry running at ${this.baseUrl}? for a plain-HTTP registry pass --insecure`,
-        });
-      }
-      if (res.status === 401 && !challenged) {
-        challenged = true;
-        const www = res.headers.get('www-authenticate');
-        await res.body?.cancel();
-        if (www && (await this.answerChallenge(www))) {
-          attempt--;
-          continue;
+        if (res.status === 401 && !challenged) {
+          challenged = true;
+          const www = res.headers.get('www-authenticate');
+          await res.body?.cancel();
+          if (www && (await this.answerChallenge(www))) continue; // the same attempt, now with a token
+          throw await this.failure(res, url, ro.what);
+        }
+        if (ro.ok.includes(res.status)) return res;
+        if (isRetryableStatus(res.status)) {
+          throw new RetryableError(`HTTP ${res.status}`, { status: res.status, retryAfter: res.headers.get('retry-after'), final: await this.failure(res, url, ro.what) });
         }
         throw await this.failure(res, url, ro.what);
       }
-      if (ro.ok.includes(res.status)) return res;
-      if (TRANSIENT.has(res.status) && !ro.noRetry && attempt < this.retries) {
-        await res.body?.cancel();
-        await sleep(this.retryAfter(res) ?? this.backoff(attempt));
-        continue;
-      }
-      throw await this.failure(res, url, ro.what);
-    }
+    });
+  }
+
+  /** The shared retry policy (src/net/retry.ts) with this client's budget and first delay. */
+  policy(): RetryPolicy {
+    return { retries: this.retries, baseDelayMs: this.retryDelayMs, maxRetryAfterMs: 30_000 };
   }
 
   private authHeader(): Record<string, string> {
@@ -128,14 +126,9 @@ export class RegistryClient {
     return true;
   }
 
-  /** Delay before retry number `attempt` (0-based): doubles each time. */
+  /** Delay before retry number `attempt` (0-based), for loops of their own (chunk resumes in push.ts). */
   backoff(attempt: number): number {
-    return this.retryDelayMs * 2 ** attempt;
-  }
-
-  private retryAfter(res: Response): number | undefined {
-    const v = Number(res.headers.get('retry-after'));
-    return Number.isFinite(v) && v > 0 ? Math.min(v, 30) * 1000 : undefined;
+    return retryDelayMs(this.policy(), attempt + 1);
   }
 
   /** A NetworkError carrying the registry's own error code and message (distribution error format). */
@@ -163,8 +156,4 @@ export class RegistryClient {
       ...(hint ? { hint } : {}),
     });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
