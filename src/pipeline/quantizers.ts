@@ -63,7 +63,7 @@ const gguf: Quantizer = {
       const src = await materialize(ctx, source, join(scratch, 'src'));
       const out = join(scratch, 'out');
       await mkdir(out, { recursive: true });
-      await convertHfToGguf(src, join(out, `${model.id}-${sourceType}.gguf`), { type: sourceType, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
+      await convertHfToGguf(src, join(out, `${model.id}-${sourceType}.gguf`), { type: sourceType, modelId: model.id, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
       return ctx.store.putTree(out, 'gguf-reference', {});
     }, { force: ctx.force });
     if (spec.type === sourceType) return { quantized: reference, reference };
