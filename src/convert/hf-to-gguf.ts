@@ -8,12 +8,21 @@ import { openCheckpoint, readTensorF32, type SafetensorsTensor } from '../format
 import { InputError } from '../util/errors.js';
 import { architectureFor } from './architectures/index.js';
 import type { ModelSource, SourceTensor } from './source.js';
+import { ggufModelName } from './model-name.js';
 import { checkTensorSet } from './tensor-set.js';
 import { tokenizerKvs } from './tokenizer/index.js';
 
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
-export async function hfModelSource(srcDir: string): Promise<ModelSource> {
+export interface HfSourceOptions {
+  /**
+   * The model folder's name as the user knows it, for general.name when neither the model card nor
+   * config.json names the model (default: the last segment of `srcDir`).
+   */
+  folderName?: string;
+}
+
+export async function hfModelSource(srcDir: string, opts: HfSourceOptions = {}): Promise<ModelSource> {
   const configFile = join(srcDir, 'config.json');
   let config: Record<string, unknown>;
   try {
@@ -46,7 +55,7 @@ export async function hfModelSource(srcDir: string): Promise<ModelSource> {
     tensors.push(hfTensor(name, t, arch.transform ? (d) => arch.transform!(name, d, t.shape, shape) : undefined));
   }
 
-  const name = typeof config._name_or_path === 'string' && config._name_or_path ? basename(config._name_or_path) : basename(resolve(srcDir));
+  const name = await ggufModelName(srcDir, config, opts.folderName ?? basename(resolve(srcDir)));
   const kvs: GgufKv[] = [
     { key: 'general.architecture', type: 'string', value: arch.ggufArch },
     { key: 'general.type', type: 'string', value: 'model' },

@@ -2,6 +2,7 @@
 // Adding a format means adding an entry here; the chain in model.ts does not change.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { modelFolderName } from '../convert/model-name.js';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec } from '../recipe/types.js';
 import type { ArtifactFile } from '../store/store.js';
 import { InputError } from '../util/errors.js';
@@ -60,7 +61,8 @@ const onnx: Quantizer = {
 /** convert: HF checkpoint -> full-precision GGUF (what convert_hf_to_gguf.py gives), the verify reference. */
 export function ggufConvertDef(model: ModelSpec, sourceDigest: string): StepDef {
   const spec = model.quantize as GgufQuantSpec;
-  return { step: 'convert', version: gguf.version, inputs: [sourceDigest], params: { type: spec.source_type ?? 'F16' }, model: model.id };
+  // general.name falls back to the folder name, so it is keyed; it comes from the recipe, not the model id.
+  return { step: 'convert', version: gguf.version, inputs: [sourceDigest], params: { type: spec.source_type ?? 'F16', folder: modelFolderName(model) }, model: model.id };
 }
 
 const gguf: Quantizer = {
@@ -74,7 +76,7 @@ const gguf: Quantizer = {
       const src = await materialize(ctx, source, join(scratch, 'src'));
       const out = join(scratch, 'out');
       await mkdir(out, { recursive: true });
-      await convertHfToGguf(src, join(out, `model-${sourceType}.gguf`), { type: sourceType, modelId: model.id, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
+      await convertHfToGguf(src, join(out, `model-${sourceType}.gguf`), { type: sourceType, modelId: model.id, folderName: modelFolderName(model), onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
       return ctx.store.putTree(out, 'gguf-reference', {});
     }, { force: ctx.force });
     if (spec.type === sourceType) return { quantized: reference, reference };

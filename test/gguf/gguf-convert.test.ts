@@ -273,6 +273,49 @@ describe('the checkpoint is checked against config.json before anything is writt
   });
 });
 
+describe('general.name, as convert_hf_to_gguf.py chooses it', () => {
+  /** general.name of stories260K converted from a copy in `folder`, with config.json keys and a README.md. */
+  async function nameOf(folder: string, opts: { config?: Record<string, unknown>; readme?: string; folderName?: string } = {}): Promise<string> {
+    const d = join(dir, 'named', folder);
+    await rm(d, { recursive: true, force: true });
+    await cp(STORIES_HF, d, { recursive: true });
+    const config = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(d, 'config.json'), JSON.stringify({ ...config, ...opts.config }));
+    if (opts.readme !== undefined) await writeFile(join(d, 'README.md'), opts.readme);
+    const out = join(dir, 'named.gguf');
+    await convertHfToGguf(d, out, { type: 'F32', folderName: opts.folderName });
+    return kvValue(await readGguf(out), 'general.name') as string;
+  }
+
+  test('the folder name, as a title (gguf-py id_to_title): words split at dashes, lower-case words capitalised except versions and numbers', async () => {
+    assert.equal(await nameOf('Mixtral-8x7B-Instruct-v0.1'), 'Mixtral 8x7B Instruct v0.1');
+    assert.equal(await nameOf('src', { folderName: 'hermes-2-pro-llama-3-8b-DPO' }), 'Hermes 2 Pro Llama 3 8b DPO');
+    assert.equal(await nameOf('src', { folderName: 'TinyLlama-1.1B-Chat-v1.0' }), 'TinyLlama 1.1B Chat v1.0');
+  });
+
+  test('config.json _name_or_path when it is a Hub id, not when it is a path', async () => {
+    assert.equal(await nameOf('src', { folderName: 'x', config: { _name_or_path: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0' } }), 'TinyLlama 1.1B Chat v1.0');
+    assert.equal(await nameOf('src', { folderName: 'stories-260k', config: { _name_or_path: '/home/me/checkpoints/run-7' } }), 'Stories 260k');
+  });
+
+  test('the model card front matter (name, then model_name) wins; a card without one, or with bad YAML, is ignored', async () => {
+    const card = (yaml: string) => `---\n${yaml}\n---\n# A model\n\nText.\n`;
+    assert.equal(await nameOf('src', { folderName: 'x', readme: card('model_name: Stories 260K (F32)\nlicense: mit'), config: { _name_or_path: 'a/b' } }), 'Stories 260K (F32)');
+    assert.equal(await nameOf('src', { folderName: 'x', readme: card('name: first\nmodel_name: second') }), 'first');
+    assert.equal(await nameOf('src', { folderName: 'my-model', readme: '# no front matter\n' }), 'My Model');
+    assert.equal(await nameOf('src', { folderName: 'my-model', readme: card('model_name: [unclosed') }), 'My Model');
+    assert.equal(await nameOf('src', { folderName: 'my-model', readme: card('model_name: 42') }), 'My Model');
+  });
+
+  test('the folder name a recipe model stands for: the Hub repo name or the local folder, never where bake keeps its copy', async () => {
+    const { modelFolderName } = await import('../../src/convert/model-name.js');
+    assert.equal(modelFolderName({ id: 'chat', repo: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0' }), 'TinyLlama-1.1B-Chat-v1.0');
+    assert.equal(modelFolderName({ id: 'm', path: '../models/stories260K/' }), 'stories260K');
+    assert.equal(modelFolderName({ id: 'm', path: 'npm:@acme/models/llama-small' }), 'llama-small');
+    assert.equal(modelFolderName({ id: 'm', path: '..' }), 'm');
+  });
+});
+
 describe('Qwen2 with a byte-level BPE tokenizer', () => {
   test('tokenizer.json gives gpt2 tokens, types, merges and the qwen2 pre-tokenizer; Q/K biases are kept unpermuted', async () => {
     const { writeBpeTokenizer } = await import('../support/gguf-fixtures.js');

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { extract } from 'tar-stream';
+import { kvValue, readGguf } from '../../src/formats/gguf/index.js';
 import { readSafetensorsHeader, readTensorRaw } from '../../src/formats/safetensors/index.js';
 import { bake } from '../support/cli.js';
 import { encodeSafetensors, writeRandomLlama, type StTensor } from '../support/gguf-fixtures.js';
@@ -87,6 +88,16 @@ test('two models sharing one GGUF conversion: the same digest from a fresh store
   const plan = await bake(['-C', root, '--json', 'plan', 'two'], { cwd: root, env: usedEnv });
   const steps = JSON.parse(plan.stdout).steps as { model: string; step: string; action: string }[];
   assert.deepEqual(steps.filter((s) => s.step === 'convert').map((s) => [s.model, s.action]), [['alpha', 'cached'], ['beta', 'cached']]);
+});
+
+test('the converted GGUF is named after the model folder (as convert_hf_to_gguf.py names it), not bake\'s scratch folder', { timeout: 600_000 }, async () => {
+  const { root, env } = await project('named', 'Tiny-Story-Llama-v0.1', ['alpha']);
+  const r = await bake(['-C', root, '--json', 'build', 'two', '--output', `oci:${join(root, 'out')}`], { cwd: root, env });
+  assert.equal(r.code, 0, r.stderr);
+  const files = await imageFiles(join(root, 'out'), JSON.parse(r.stdout).images[0].manifestDigest);
+  const path = join(root, 'alpha.gguf');
+  await writeFile(path, files.get('app/models/alpha/alpha-Q8_0.gguf')!);
+  assert.equal(kvValue(await readGguf(path), 'general.name'), 'Tiny Story Llama v0.1');
 });
 
 test('a checkpoint missing a tensor stops the build with exit 2 naming the model, its file and the tensor; nothing is cached or written', { timeout: 600_000 }, async () => {

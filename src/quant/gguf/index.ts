@@ -41,12 +41,14 @@ export interface GgufWriteResult {
 export interface ConvertOptions extends GgufWriteOptions {
   /** The recipe's model id: errors about the files name it, with paths relative to `srcDir`. */
   modelId?: string;
+  /** The model folder's name as the user knows it (general.name falls back to it); default: srcDir's. */
+  folderName?: string;
 }
 
 export async function convertHfToGguf(srcDir: string, outFile: string, opts: ConvertOptions): Promise<GgufWriteResult> {
   checkType(opts.type);
   try {
-    const source = await hfModelSource(srcDir);
+    const source = await hfModelSource(srcDir, { folderName: opts.folderName });
     opts.onEvent?.({ type: 'source', message: `${opts.modelId ? 'model files' : srcDir}: ${source.arch}, ${source.tensors.length} tensors` });
     return await writeModel(source, outFile, opts);
   } catch (err) {
