@@ -78,7 +78,8 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
       },
       { force: ctx.force },
     );
-    report = JSON.parse(await readFile(ctx.store.blobPath(reportStep.artifact.files[0]!.sha256), 'utf8')) as VerifyReport;
+    // The verify step is keyed without the model id (models with the same input share it): name this one.
+    report = { ...(JSON.parse(await readFile(ctx.store.blobPath(reportStep.artifact.files[0]!.sha256), 'utf8')) as VerifyReport), model: model.id };
     enforceGates(model.id, report);
   }
 

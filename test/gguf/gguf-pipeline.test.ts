@@ -20,7 +20,7 @@ after(async () => { if (dir) await rm(dir, { recursive: true, force: true }); })
 const SHAPE = { embd: 64, ff: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 512, tied: false };
 
 /** A project folder with one recipe `two` (models alpha and beta, both from `folder`), locked. */
-async function project(name: string, folder: string, models: string[], edit?: (ts: StTensor[]) => StTensor[]): Promise<{ root: string; env: Record<string, string> }> {
+async function project(name: string, folder: string, models: string[], edit?: (ts: StTensor[]) => StTensor[], verify = '{ skip: true }'): Promise<{ root: string; env: Record<string, string> }> {
   const root = join(dir, name);
   const modelDir = join(root, 'models', folder);
   await writeRandomLlama(modelDir, SHAPE, 4);
@@ -31,7 +31,7 @@ async function project(name: string, folder: string, models: string[], edit?: (t
     await writeFile(join(modelDir, 'model.safetensors'), encodeSafetensors(edit(ts)));
   }
   await mkdir(join(root, 'recipes'), { recursive: true });
-  const entries = models.map((id) => `  - id: ${id}\n    path: ../models/${folder}\n    quantize: { format: gguf, type: Q8_0 }\n    verify: { skip: true }\n`);
+  const entries = models.map((id) => `  - id: ${id}\n    path: ../models/${folder}\n    quantize: { format: gguf, type: Q8_0 }\n    verify: ${verify}\n`);
   await writeFile(join(root, 'recipes', 'two.yaml'), `image: { name: acme/two, version: 1.0.0 }\nmodels:\n${entries.join('')}targets: { cpu: { base: scratch } }\n`);
   const env = { SOURCE_DATE_EPOCH: '1700000000', BAKE_STORE: join(root, 'store'), HF_HUB_OFFLINE: '1' };
   const lock = await bake(['-C', root, 'lock', 'two'], { cwd: root, env });
@@ -113,4 +113,15 @@ test('a checkpoint missing a tensor stops the build with exit 2 naming the model
   const steps = await readdir(join(env.BAKE_STORE!, 'steps')).catch(() => [] as string[]);
   const ran = await Promise.all(steps.map(async (s) => (JSON.parse(await readFile(join(env.BAKE_STORE!, 'steps', s), 'utf8')) as { step: string }).step));
   assert.deepEqual(ran, ['fetch']);
+});
+
+test('a verify report shared by two models names the model it is shown for', { timeout: 600_000 }, async () => {
+  const { root, env } = await project('verified', 'tiny', ['alpha', 'beta'], undefined, '{ max_kld: 10 }');
+  const first = await bake(['-C', root, 'verify', 'two', '--model', 'beta'], { cwd: root, env });
+  assert.equal(first.code, 0, first.stderr);
+  const r = await bake(['-C', root, '--json', 'verify', 'two'], { cwd: root, env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /"step":"verify","model":"alpha","status":"cached"/, 'alpha reuses the report beta made');
+  const reports = JSON.parse(r.stdout).reports as { model: string }[];
+  assert.deepEqual(reports.map((x) => x.model).sort(), ['alpha', 'beta']);
 });
