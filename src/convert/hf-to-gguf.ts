@@ -38,8 +38,12 @@ export async function hfModelSource(srcDir: string, opts: HfSourceOptions = {}):
   const arch = architectureFor(config, configFile);
   const shape = arch.shape(config, configFile);
   const checkpoint = await openCheckpoint(srcDir);
-  checkTensorSet(checkpoint, arch.expectedTensors(config, shape, configFile), {
-    configFile, hfArchitecture: (config.architectures as string[])[0]!, dropped: (n) => arch.tensorName(n) === null,
+  checkTensorSet(checkpoint, {
+    configFile,
+    hfArchitecture: (config.architectures as string[])[0]!,
+    nLayer: shape.nLayer,
+    expected: () => arch.expectedTensors(config, shape, configFile),
+    dropped: (n) => arch.tensorName(n) === null,
   });
   const tokenizer = await tokenizerKvs(srcDir, config);
 

@@ -13,12 +13,24 @@ export interface TensorSetContext {
   /** config.json's path and `architectures[0]`, for the message. */
   configFile: string;
   hfArchitecture: string;
+  /** num_hidden_layers: checked first, so an absurd count is refused before any list is made from it. */
+  nLayer: number;
+  /** The tensors config.json calls for (Architecture.expectedTensors). */
+  expected(): Map<string, ExpectedTensor>;
   /** True for tensors the converter drops on purpose (rotary caches): neither expected nor unexpected. */
   dropped(hfName: string): boolean;
 }
 
 /** Throws one InputError listing every missing, unexpected and mis-shaped tensor; returns when all match. */
-export function checkTensorSet(checkpoint: Checkpoint, expected: Map<string, ExpectedTensor>, ctx: TensorSetContext): void {
+export function checkTensorSet(checkpoint: Checkpoint, ctx: TensorSetContext): void {
+  const file = checkpoint.index ?? checkpoint.files[0]?.path ?? join(checkpoint.dir, 'model.safetensors');
+  // Each layer holds several tensors, so more layers than tensors cannot match.
+  if (ctx.nLayer > checkpoint.tensors.size) {
+    throw new InputError(`${basename(ctx.configFile)} says ${ctx.nLayer} layers but ${basename(file)} holds ${checkpoint.tensors.size} tensors`, {
+      file: ctx.configFile, field: 'num_hidden_layers', hint: 'the download is incomplete or config.json belongs to another model',
+    });
+  }
+  const expected = ctx.expected();
   const missing: string[] = [];
   const misShaped: string[] = [];
   for (const [name, want] of expected) {
@@ -35,7 +47,6 @@ export function checkTensorSet(checkpoint: Checkpoint, expected: Map<string, Exp
   const unexpected = [...checkpoint.tensors.keys()].filter((name) => !expected.has(name) && !ctx.dropped(name));
   if (missing.length + unexpected.length + misShaped.length === 0) return;
 
-  const file = checkpoint.index ?? checkpoint.files[0]?.path ?? join(checkpoint.dir, 'model.safetensors');
   const lines: string[] = [];
   if (missing.length) lines.push(`${counted(missing.length, 'missing')}: ${listed(missing)}`);
   if (unexpected.length) lines.push(`${counted(unexpected.length, 'unexpected')}: ${listed(unexpected)}`);

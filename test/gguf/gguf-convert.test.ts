@@ -221,6 +221,11 @@ describe('the checkpoint is checked against config.json before anything is writt
     await refused(d, /9 missing: model\.layers\.2\.input_layernorm\.weight, [^]* and 1 more/, 'model.safetensors.index.json');
   });
 
+  test('a config.json claiming more layers than the checkpoint has tensors is refused without listing them all', { timeout: 60_000 }, async () => {
+    const d = await edited(SMALL, (ts) => ts, { num_hidden_layers: 1_000_000_000 });
+    await refused(d, /config\.json says 1000000000 layers but model\.safetensors holds 21 tensors/, 'config.json');
+  });
+
   test('tensors config.json does not call for are refused (a layer past num_hidden_layers, an unknown name); rotary caches are dropped', async () => {
     const d = await edited(SMALL, (ts) => [
       ...ts,
