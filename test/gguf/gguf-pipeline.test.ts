@@ -1,6 +1,7 @@
 // GGUF models through the CLI as a user builds them (daemonless, no Hub, no llama.cpp tools): what the
 // cache holds and what ships must depend on the recipe and the lock only, never on what the store ran
-// before; a checkpoint that does not match its config.json stops the build before anything is cached.
+// before (file names, general.name, report names); a checkpoint that does not match its config.json stops
+// the build before anything is cached.
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
