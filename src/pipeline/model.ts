@@ -81,7 +81,8 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
       },
       { force: ctx.force },
     );
-    report = JSON.parse(await readFile(ctx.store.blobPath(reportStep.artifact.files[0]!.sha256), 'utf8')) as VerifyReport;
+    // The verify step is keyed without the model id (models with the same input share it): name this one.
+    report = { ...(JSON.parse(await readFile(ctx.store.blobPath(reportStep.artifact.files[0]!.sha256), 'utf8')) as VerifyReport), model: model.id };
     enforceGates(model.id, report);
   }
 
@@ -90,9 +91,10 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
     { step: 'package', version: 1, inputs: [quantized.digest, ...(reportStep ? [reportStep.digest] : [])], params: { id: model.id, entry: { ...entry, fragment: undefined } }, model: model.id },
     ctx.onEvent,
     async () => {
-      const manifest = modelManifest(model, entry, quantized, report);
+      const files = quantizer.packagedFiles?.(model, quantized.artifact.files) ?? quantized.artifact.files;
+      const manifest = modelManifest(model, entry, quantized, report, files);
       const m = await ctx.store.putBytes(prettyJson(manifest));
-      return ctx.store.putArtifact({ kind: 'model', files: [...quantized.artifact.files, { path: MANIFEST_NAME, ...m }], meta: {} });
+      return ctx.store.putArtifact({ kind: 'model', files: [...files, { path: MANIFEST_NAME, ...m }], meta: {} });
     },
     { force: ctx.force },
   );
@@ -100,7 +102,7 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
 }
 
 /** /app/models/<id>/manifest.json: what shipped, where it came from, how it was made and checked. */
-export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: StepResult, report: VerifyReport | undefined): Record<string, unknown> {
+export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: StepResult, report: VerifyReport | undefined, files = quantized.artifact.files): Record<string, unknown> {
   if (quantized.artifact.files.some((f) => f.path === MANIFEST_NAME)) {
     throw new BakeError(`model ${model.id}: the quantized output already has a ${MANIFEST_NAME}`, 'failure');
   }
@@ -109,7 +111,7 @@ export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Ste
     id: model.id,
     task: model.task,
     source: { type: entry.source, repo: entry.repo, revision: entry.revision, commit: entry.commit, files: entry.files },
-    files: quantized.artifact.files,
+    files,
     quantization: { format: model.quantize.format, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
     verification: report ? { passed: report.passed, metrics: reproducibleMetrics(report.metrics), gates: report.gates } : { skipped: true },
   };

@@ -4,7 +4,7 @@ import type { Recipe } from '../recipe/types.js';
 import type { PipelineContext } from './context.js';
 import { fetchDef } from './model.js';
 import { cachedStep, keyOf, type StepDef } from './step.js';
-import { quantizerFor } from './quantizers.js';
+import { ggufConvertDef, quantizerFor } from './quantizers.js';
 
 export interface PlannedStep {
   model: string;
@@ -41,8 +41,7 @@ async function quantizeChain(ctx: PipelineContext, model: Recipe['models'][numbe
   const defs: StepDef[] = [];
   if (fmt === 'none') return [{ step: 'quantize', action: 'cached', reason: 'format none: the fetched files ship as they are' }];
   if (fmt === 'gguf') {
-    const spec = model.quantize;
-    defs.push({ step: 'convert', version: 1, inputs: [sourceDigest], params: { type: spec.source_type ?? 'F16' } });
+    defs.push(ggufConvertDef(model, sourceDigest));
   } else {
     defs.push({ step: 'quantize', version: 1, inputs: [sourceDigest], params: { spec: model.quantize, task: model.task } });
   }

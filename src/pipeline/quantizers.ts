@@ -2,11 +2,13 @@
 // Adding a format means adding an entry here; the chain in model.ts does not change.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { modelFolderName } from '../convert/model-name.js';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec } from '../recipe/types.js';
+import type { ArtifactFile } from '../store/store.js';
 import { InputError } from '../util/errors.js';
 import type { VerifyReport } from '../verify/gates.js';
 import type { PipelineContext } from './context.js';
-import { runStep, type StepResult } from './step.js';
+import { runStep, type StepDef, type StepResult } from './step.js';
 
 export interface Quantizer {
   version: number;
@@ -14,6 +16,11 @@ export interface Quantizer {
   quantize(ctx: PipelineContext, model: ModelSpec, source: StepResult, recipeDir: string): Promise<{ quantized: StepResult; reference?: StepResult }>;
   verifyVersion: number;
   verify?: (ctx: PipelineContext, model: ModelSpec, reference: StepResult, quantized: StepResult, scratch: string, evalText?: string) => Promise<VerifyReport>;
+  /**
+   * The quantized files as they ship for `model` (default: as cached). Cached steps may be shared by
+   * models with the same input, so they name nothing after a model; the package step does.
+   */
+  packagedFiles?(model: ModelSpec, files: ArtifactFile[]): ArtifactFile[];
 }
 
 /** One eval or calibration sample per non-empty line. */
@@ -51,19 +58,25 @@ const onnx: Quantizer = {
   },
 };
 
+/** convert: HF checkpoint -> full-precision GGUF (what convert_hf_to_gguf.py gives), the verify reference. */
+export function ggufConvertDef(model: ModelSpec, sourceDigest: string): StepDef {
+  const spec = model.quantize as GgufQuantSpec;
+  // general.name falls back to the folder name, so it is keyed; it comes from the recipe, not the model id.
+  return { step: 'convert', version: gguf.version, inputs: [sourceDigest], params: { type: spec.source_type ?? 'F16', folder: modelFolderName(model) }, model: model.id };
+}
+
 const gguf: Quantizer = {
-  version: 1,
+  version: 2,
   async quantize(ctx, model, source) {
     const spec = model.quantize as GgufQuantSpec;
     const sourceType = spec.source_type ?? 'F16';
     const fileOf = (r: StepResult) => r.artifact.files.find((f) => f.path.endsWith('.gguf'))!;
-    // convert: HF checkpoint -> full-precision GGUF (what convert_hf_to_gguf.py gives), the verify reference.
-    const reference = await runStep(ctx.store, { step: 'convert', version: this.version, inputs: [source.digest], params: { type: sourceType }, model: model.id }, ctx.onEvent, async (scratch) => {
+    const reference = await runStep(ctx.store, ggufConvertDef(model, source.digest), ctx.onEvent, async (scratch) => {
       const { convertHfToGguf } = await import('../quant/gguf/index.js');
       const src = await materialize(ctx, source, join(scratch, 'src'));
       const out = join(scratch, 'out');
       await mkdir(out, { recursive: true });
-      await convertHfToGguf(src, join(out, `${model.id}-${sourceType}.gguf`), { type: sourceType, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
+      await convertHfToGguf(src, join(out, `model-${sourceType}.gguf`), { type: sourceType, modelId: model.id, folderName: modelFolderName(model), onEvent: (e) => ctx.onEvent({ type: 'log', step: 'convert', model: model.id, message: e.message }) });
       return ctx.store.putTree(out, 'gguf-reference', {});
     }, { force: ctx.force });
     if (spec.type === sourceType) return { quantized: reference, reference };
@@ -72,10 +85,14 @@ const gguf: Quantizer = {
       const { requantizeGguf } = await import('../quant/gguf/index.js');
       const out = join(scratch, 'out');
       await mkdir(out, { recursive: true });
-      const r = await requantizeGguf(ctx.store.blobPath(fileOf(reference).sha256), join(out, `${model.id}-${spec.type}.gguf`), { type: spec.type });
+      const r = await requantizeGguf(ctx.store.blobPath(fileOf(reference).sha256), join(out, `model-${spec.type}.gguf`), { type: spec.type });
       return ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts } });
     }, { force: ctx.force });
     return { quantized, reference };
+  },
+  packagedFiles(model, files) {
+    const { type } = model.quantize as GgufQuantSpec;
+    return files.map((f) => (f.path.endsWith('.gguf') ? { ...f, path: `${model.id}-${type}.gguf` } : f));
   },
   verifyVersion: 1,
   async verify(ctx, model, reference, quantized, _scratch, evalText) {
