@@ -1,18 +1,28 @@
-// Hugging Face checkpoint folder -> ModelSource for GGUF: picks the architecture from config.json, maps
-// tensor names, applies the architecture's transforms, and gathers hyper-parameter and tokenizer metadata.
-// Tensors are read one at a time when the writer asks for them.
+// Hugging Face checkpoint folder -> ModelSource for GGUF: picks the architecture from config.json, checks
+// the checkpoint's tensors against it, maps tensor names, applies the architecture's transforms, and
+// gathers hyper-parameter and tokenizer metadata. Tensors are read one at a time when the writer asks.
 import { readFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import type { GgufKv } from '../formats/gguf/index.js';
 import { openCheckpoint, readTensorF32, type SafetensorsTensor } from '../formats/safetensors/index.js';
 import { InputError } from '../util/errors.js';
 import { architectureFor } from './architectures/index.js';
 import type { ModelSource, SourceTensor } from './source.js';
+import { ggufModelName } from './model-name.js';
+import { checkTensorSet } from './tensor-set.js';
 import { tokenizerKvs } from './tokenizer/index.js';
 
 const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16']);
 
-export async function hfModelSource(srcDir: string): Promise<ModelSource> {
+export interface HfSourceOptions {
+  /**
+   * The model folder's name as the user knows it, for general.name when neither the model card nor
+   * config.json names the model (default: the last segment of `srcDir`).
+   */
+  folderName?: string;
+}
+
+export async function hfModelSource(srcDir: string, opts: HfSourceOptions = {}): Promise<ModelSource> {
   const configFile = join(srcDir, 'config.json');
   let config: Record<string, unknown>;
   try {
@@ -28,27 +38,28 @@ export async function hfModelSource(srcDir: string): Promise<ModelSource> {
   const arch = architectureFor(config, configFile);
   const shape = arch.shape(config, configFile);
   const checkpoint = await openCheckpoint(srcDir);
+  checkTensorSet(checkpoint, {
+    configFile,
+    hfArchitecture: (config.architectures as string[])[0]!,
+    nLayer: shape.nLayer,
+    expected: () => arch.expectedTensors(config, shape, configFile),
+    dropped: (n) => arch.tensorName(n) === null,
+  });
   const tokenizer = await tokenizerKvs(srcDir, config);
 
   const tensors: SourceTensor[] = [];
   for (const [hfName, t] of checkpoint.tensors) {
     const name = arch.tensorName(hfName);
     if (name === null) continue;
-    if (name === undefined) {
-      throw new InputError(`${t.file}: tensor ${hfName} has no GGUF name for architecture ${arch.ggufArch}`, {
-        file: t.file, field: hfName, hint: 'the checkpoint has layers this converter does not know; it may be a different architecture than config.json says',
-      });
-    }
+    // Every tensor that passed checkTensorSet is one the architecture expects, so it has a name.
+    if (name === undefined) throw new Error(`internal: ${arch.ggufArch} expects ${hfName} but has no GGUF name for it`);
     if (!FLOAT_DTYPES.has(t.dtype)) {
       throw new InputError(`${t.file}: tensor ${hfName} is ${t.dtype}`, { file: t.file, field: hfName, expected: 'F32, F16 or BF16 weights (quantized checkpoints are not converted)' });
     }
     tensors.push(hfTensor(name, t, arch.transform ? (d) => arch.transform!(name, d, t.shape, shape) : undefined));
   }
-  if (!tensors.some((t) => t.name === 'token_embd.weight')) {
-    throw new InputError(`${srcDir}: no model.embed_tokens.weight in the checkpoint`, { file: srcDir, expected: 'a complete decoder checkpoint' });
-  }
 
-  const name = typeof config._name_or_path === 'string' && config._name_or_path ? basename(config._name_or_path) : basename(resolve(srcDir));
+  const name = await ggufModelName(srcDir, config, opts.folderName ?? basename(resolve(srcDir)));
   const kvs: GgufKv[] = [
     { key: 'general.architecture', type: 'string', value: arch.ggufArch },
     { key: 'general.type', type: 'string', value: 'model' },
@@ -74,4 +85,16 @@ function hfTensor(name: string, t: SafetensorsTensor, transform?: (d: Float32Arr
       return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
     },
   };
+}
+
+/**
+ * The pipeline converts a scratch copy of a model's files. An InputError about that copy is given back
+ * naming the model, with the files named as the lock lists them (relative to the model folder) and no
+ * `file` location: the scratch folder is gone by the time the user reads the message.
+ */
+export function forModel(err: unknown, modelId: string, srcDir: string): unknown {
+  if (!(err instanceof InputError)) return err;
+  let message = err.message;
+  for (const root of new Set([resolve(srcDir), srcDir])) message = message.split(root + sep).join('').split(root).join('the model folder');
+  return new InputError(`model ${modelId}: ${message}`, { field: err.field, expected: err.expected, hint: err.hint, cause: err });
 }

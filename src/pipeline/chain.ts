@@ -5,6 +5,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pullAndRead, type PullEvent } from '../hub/pull.js';
+import { modelFolderName } from '../convert/model-name.js';
 import { localModelDir } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec, Recipe } from '../recipe/types.js';
@@ -171,29 +172,33 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
   if (!fromGguf) {
     steps.push({
       name: 'convert',
-      version: 1,
       // The F16/BF16 rounding of the converted file runs in the GGUF kernels.
       tools: ['gguf-kernels'],
       inputs: ['fetch'],
-      params: { type: sourceType },
+      version: 2,
+      // general.name falls back to the folder name, so it is keyed; it comes from the recipe, not the model id.
+      params: { type: sourceType, folder: modelFolderName(model) },
       async run(io) {
         const { convertHfToGguf } = await import('../quant/gguf/index.js');
         const src = await materialize(io, io.inputs[0]!, 'src');
         const out = join(io.scratch, 'out');
         await mkdir(out, { recursive: true });
-        await convertHfToGguf(src, join(out, `${model.id}-${sourceType}.gguf`), { type: sourceType, onEvent: (e) => io.log(e.message) });
+        // Cached steps may be shared by models with the same input: their files are named for no model.
+        await convertHfToGguf(src, join(out, `model-${sourceType}.gguf`), { type: sourceType, modelId: model.id, folderName: modelFolderName(model), onEvent: (e) => io.log(e.message) });
         return io.ctx.store.putTree(out, 'gguf-reference', {});
       },
     });
     reference = 'convert';
   }
+  // The package step (keyed by the model id) names the file for the model.
+  const shipAs = `${model.id}-${spec.type}.gguf`;
   if (spec.type === sourceType && !fromGguf) {
-    steps.push(packageStep(c, 'convert'));
+    steps.push(packageStep(c, 'convert', undefined, shipAs));
     return { steps, quantized: 'convert', reference };
   }
   steps.push({
     name: 'quantize',
-    version: 1,
+    version: 2,
     tools: ['gguf-kernels'],
     inputs: [reference],
     params: { type: spec.type },
@@ -202,7 +207,7 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
       const input = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
       const out = join(io.scratch, 'out');
       await mkdir(out, { recursive: true });
-      const r = await requantizeGguf(input, join(out, `${model.id}-${spec.type}.gguf`), { type: spec.type });
+      const r = await requantizeGguf(input, join(out, `model-${spec.type}.gguf`), { type: spec.type });
       return io.ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts } });
     },
   });
@@ -213,7 +218,7 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
     return verifyGguf(model.id, ref, q, model.verify, { evalText });
   });
   if (verify) steps.push(verify);
-  steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined));
+  steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined, shipAs));
   return { steps, quantized: 'quantize', reference };
 }
 
@@ -242,35 +247,40 @@ async function verifyStep(
       return io.ctx.store.putArtifact({ kind: 'verify-report', files: [{ path: REPORT_NAME, sha256, size }], meta: {} });
     },
     async check(result, ctx) {
-      enforceGates(model.id, await readReport(ctx, result));
+      enforceGates(model.id, await readReport(ctx, result, model.id));
     },
   };
 }
 
-export async function readReport(ctx: PipelineContext, r: Stored): Promise<VerifyReport> {
-  return JSON.parse(await readFile(ctx.store.blobPath(r.artifact.files[0]!.sha256), 'utf8')) as VerifyReport;
+/** A stored verify report, named for `model` (the step is keyed without the id: models with the same input share it). */
+export async function readReport(ctx: PipelineContext, r: Stored, model: string): Promise<VerifyReport> {
+  return { ...(JSON.parse(await readFile(ctx.store.blobPath(r.artifact.files[0]!.sha256), 'utf8')) as VerifyReport), model };
 }
 
-/** package: the shipped files plus manifest.json (what shipped, where from, how made and checked). */
-function packageStep({ model, entry }: ChainInputs, quantized: StepName, verify?: StepName): StepDef {
+/**
+ * package: the shipped files plus manifest.json (what shipped, where from, how made and checked).
+ * `ggufName` renames the one GGUF file for the model (cached GGUF steps name theirs for no model).
+ */
+function packageStep({ model, entry }: ChainInputs, quantized: StepName, verify?: StepName, ggufName?: string): StepDef {
   return {
     name: 'package',
-    version: 1,
+    version: 2,
     tools: [],
     inputs: verify ? [quantized, verify] : [quantized],
-    params: { id: model.id, entry: { ...entry, fragment: undefined } },
+    params: { id: model.id, entry: { ...entry, fragment: undefined }, ggufName },
     async run({ ctx, inputs }) {
       const [q, v] = inputs as [StepResult, StepResult | undefined];
-      const report = v ? await readReport(ctx, v) : undefined;
-      const manifest = modelManifest(model, entry, q, report);
+      const report = v ? await readReport(ctx, v, model.id) : undefined;
+      const files = ggufName ? q.artifact.files.map((f) => (f.path.endsWith('.gguf') ? { ...f, path: ggufName } : f)) : q.artifact.files;
+      const manifest = modelManifest(model, entry, q, report, files);
       const m = await ctx.store.putBytes(prettyJson(manifest));
-      return ctx.store.putArtifact({ kind: 'model', files: [...q.artifact.files, { path: MANIFEST_NAME, ...m }], meta: {} });
+      return ctx.store.putArtifact({ kind: 'model', files: [...files, { path: MANIFEST_NAME, ...m }], meta: {} });
     },
   };
 }
 
 /** /app/models/<id>/manifest.json: what shipped, where it came from, how it was made and checked. */
-export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Stored, report: VerifyReport | undefined): Record<string, unknown> {
+export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Stored, report: VerifyReport | undefined, files = quantized.artifact.files): Record<string, unknown> {
   if (quantized.artifact.files.some((f) => f.path === MANIFEST_NAME)) {
     throw new BakeError(`model ${model.id}: the quantized output already has a ${MANIFEST_NAME}`, 'failure');
   }
@@ -279,7 +289,7 @@ export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Sto
     id: model.id,
     task: model.task,
     source: { type: entry.source, repo: entry.repo, revision: entry.revision, commit: entry.commit, files: entry.files },
-    files: quantized.artifact.files,
+    files,
     quantization: { format: model.quantize.format, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
     verification: report ? { passed: report.passed, metrics: reproducibleMetrics(report.metrics), gates: report.gates } : { skipped: true },
   };

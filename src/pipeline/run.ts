@@ -58,6 +58,6 @@ export async function runChain(ctx: PipelineContext, chain: Chain, opts: { until
     results,
     quantized: results[chain.quantized],
     packaged: results.package,
-    report: results.verify ? await readReport(ctx, results.verify) : undefined,
+    report: results.verify ? await readReport(ctx, results.verify, model) : undefined,
   };
 }

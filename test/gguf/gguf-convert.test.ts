@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { kvValue, readGguf, readTensorBytes } from '../../src/formats/gguf/index.js';
-import { openCheckpoint, readSafetensorsHeader, readTensorF32 } from '../../src/formats/safetensors/index.js';
+import { openCheckpoint, readSafetensorsHeader, readTensorF32, readTensorRaw } from '../../src/formats/safetensors/index.js';
 import { convertHfToGguf, GGUF_TYPES, requantizeGguf, writeModel } from '../../src/quant/gguf/index.js';
 import { ggufModelSource } from '../../src/quant/gguf/gguf-source.js';
 import { InputError } from '../../src/util/errors.js';
-import { encodeSafetensors, STORIES_HF, writeRandomLlama } from '../support/gguf-fixtures.js';
+import { encodeSafetensors, STORIES_HF, writeRandomLlama, type RandomLlamaShape, type StTensor } from '../support/gguf-fixtures.js';
 
 let dir: string;
 before(async () => { dir = await mkdtemp(join(tmpdir(), 'bake-gguf-convert-')); });
@@ -174,6 +174,150 @@ describe('HF -> GGUF converter', () => {
     await unlink(join(d, 'model.safetensors'));
     await rejectsInput(convertHfToGguf(d, out, { type: 'F32' }), /no model.safetensors/);
     await assert.rejects(readFile(out), /ENOENT/); // nothing half-written
+  });
+});
+
+describe('the checkpoint is checked against config.json before anything is written', () => {
+  const SMALL: RandomLlamaShape = { embd: 64, ff: 128, layers: 2, heads: 4, kvHeads: 2, vocab: 512, tied: false };
+  let n = 0;
+
+  /** A random checkpoint whose tensors (and config.json) were edited after writing. */
+  async function edited(shape: RandomLlamaShape, edit: (ts: StTensor[]) => StTensor[], config: Record<string, unknown> = {}): Promise<string> {
+    const d = join(dir, `checked-${n++}`);
+    await writeRandomLlama(d, shape, 11);
+    const f = await readSafetensorsHeader(join(d, 'model.safetensors'));
+    const ts: StTensor[] = [];
+    for (const [name, t] of f.tensors) ts.push({ name, dtype: 'F32', shape: [...t.shape], data: await readTensorRaw(t) });
+    await writeFile(join(d, 'model.safetensors'), encodeSafetensors(edit(ts)));
+    const c = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(d, 'config.json'), JSON.stringify({ ...c, ...config }));
+    return d;
+  }
+  const zeros = (name: string, shape: number[]): StTensor => ({ name, dtype: 'F32', shape, data: new Uint8Array(shape.reduce((a, b) => a * b, 1) * 4) });
+
+  async function refused(d: string, pattern: RegExp, file = 'model.safetensors'): Promise<void> {
+    const out = join(d, 'out.gguf');
+    await assert.rejects(convertHfToGguf(d, out, { type: 'Q8_0' }), (err: unknown) => {
+      assert.ok(err instanceof InputError, `expected InputError, got ${String(err)}`);
+      assert.equal(err.exit, 'usage');
+      assert.match(err.message, pattern);
+      assert.equal(err.file, join(d, file));
+      return true;
+    });
+    await assert.rejects(readFile(out), /ENOENT/);
+    assert.deepEqual((await readdir(d)).filter((f) => f.includes('gguf')), [], 'not even a temp file');
+  }
+
+  test('a missing tensor is refused, naming it and the checkpoint file', async () => {
+    const d = await edited(SMALL, (ts) => ts.filter((t) => t.name !== 'model.layers.1.mlp.up_proj.weight'));
+    await refused(d, /model\.safetensors does not match config\.json[^]*missing: model\.layers\.1\.mlp\.up_proj\.weight/);
+  });
+
+  test('a whole missing layer is listed shortly; a sharded checkpoint is named by its index', async () => {
+    const d = join(dir, 'checked-sharded');
+    await writeRandomLlama(d, SMALL, 12, { shards: 2 });
+    const c = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(d, 'config.json'), JSON.stringify({ ...c, num_hidden_layers: 3 }));
+    await refused(d, /9 missing: model\.layers\.2\.input_layernorm\.weight, [^]* and 1 more/, 'model.safetensors.index.json');
+  });
+
+  test('a config.json claiming more layers than the checkpoint has tensors is refused without listing them all', { timeout: 60_000 }, async () => {
+    const d = await edited(SMALL, (ts) => ts, { num_hidden_layers: 1_000_000_000 });
+    await refused(d, /config\.json says 1000000000 layers but model\.safetensors holds 21 tensors/, 'config.json');
+  });
+
+  test('tensors config.json does not call for are refused (a layer past num_hidden_layers, an unknown name); rotary caches are dropped', async () => {
+    const d = await edited(SMALL, (ts) => [
+      ...ts,
+      zeros('model.layers.2.input_layernorm.weight', [64]),
+      zeros('model.layers.0.self_attn.rotary_emb.inv_freq', [8]),
+      zeros('model.vision_tower.proj.weight', [4, 4]),
+    ]);
+    await refused(d, /unexpected: model\.layers\.2\.input_layernorm\.weight, model\.vision_tower\.proj\.weight$/m);
+    const ok = await edited(SMALL, (ts) => [...ts, zeros('model.layers.0.self_attn.rotary_emb.inv_freq', [8])]);
+    const r = await convertHfToGguf(ok, join(dir, 'rotary.gguf'), { type: 'F32' });
+    assert.equal(r.tensors, 21);
+  });
+
+  test('shapes are checked against hidden_size, intermediate_size, heads, kv heads and vocab_size', async () => {
+    const kv = await edited(SMALL, (ts) => ts.map((t) => (t.name === 'model.layers.0.self_attn.k_proj.weight' ? zeros(t.name, [64, 64]) : t)));
+    await refused(kv, /model\.layers\.0\.self_attn\.k_proj\.weight is \[64, 64\] where config\.json implies \[32, 64\]/);
+    const ff = await edited(SMALL, (ts) => ts, { intermediate_size: 256 });
+    await refused(ff, /model\.layers\.0\.mlp\.down_proj\.weight is \[64, 128\] where config\.json implies \[64, 256\]/);
+    const vocab = await edited(SMALL, (ts) => ts, { vocab_size: 600 });
+    await refused(vocab, /model\.embed_tokens\.weight is \[512, 64\] where config\.json implies \[600, 64\]/);
+    const heads = await edited(SMALL, (ts) => ts, { num_key_value_heads: 4 });
+    await refused(heads, /k_proj\.weight is \[32, 64\] where config\.json implies \[64, 64\]/);
+  });
+
+  test('lm_head.weight: required unless tie_word_embeddings; allowed when tied', async () => {
+    const untied = await edited(SMALL, (ts) => ts.filter((t) => t.name !== 'lm_head.weight'));
+    await refused(untied, /missing: lm_head\.weight/);
+    const noKey = await edited(SMALL, (ts) => ts.filter((t) => t.name !== 'lm_head.weight'), { tie_word_embeddings: undefined });
+    await refused(noKey, /missing: lm_head\.weight/);
+    const tied = await edited({ ...SMALL, tied: true }, (ts) => [...ts, zeros('lm_head.weight', [512, 64])]);
+    const g = await readGguf((await convertHfToGguf(tied, join(dir, 'tied-head.gguf'), { type: 'F32' })).outFile);
+    assert.ok(g.tensors.some((t) => t.name === 'output.weight'));
+  });
+
+  test('attention biases: always for qwen2, with attention_bias for llama (q, k, v and o)', async () => {
+    const qwen = await edited({ ...SMALL, arch: 'qwen2' }, (ts) => ts.filter((t) => t.name !== 'model.layers.1.self_attn.q_proj.bias'));
+    await refused(qwen, /missing: model\.layers\.1\.self_attn\.q_proj\.bias/);
+    const llamaNoBias = await edited(SMALL, (ts) => ts, { attention_bias: true });
+    await refused(llamaNoBias, /8 missing: model\.layers\.0\.self_attn\.q_proj\.bias, model\.layers\.0\.self_attn\.k_proj\.bias, model\.layers\.0\.self_attn\.v_proj\.bias, model\.layers\.0\.self_attn\.o_proj\.bias/);
+    const biases = (ts: StTensor[]): StTensor[] => [...ts, ...[0, 1].flatMap((l) => [
+      zeros(`model.layers.${l}.self_attn.q_proj.bias`, [64]), zeros(`model.layers.${l}.self_attn.k_proj.bias`, [32]),
+      zeros(`model.layers.${l}.self_attn.v_proj.bias`, [32]), zeros(`model.layers.${l}.self_attn.o_proj.bias`, [64]),
+    ])];
+    const unasked = await edited(SMALL, biases);
+    await refused(unasked, /8 unexpected: model\.layers\.0\.self_attn\.q_proj\.bias/);
+    const llamaBias = await edited(SMALL, biases, { attention_bias: true });
+    const g = await readGguf((await convertHfToGguf(llamaBias, join(dir, 'llama-bias.gguf'), { type: 'F32' })).outFile);
+    assert.deepEqual(g.tensors.filter((t) => t.name.startsWith('blk.1.') && t.name.endsWith('.bias')).map((t) => t.name).sort(),
+      ['blk.1.attn_k.bias', 'blk.1.attn_output.bias', 'blk.1.attn_q.bias', 'blk.1.attn_v.bias']);
+  });
+});
+
+describe('general.name, as convert_hf_to_gguf.py chooses it', () => {
+  /** general.name of stories260K converted from a copy in `folder`, with config.json keys and a README.md. */
+  async function nameOf(folder: string, opts: { config?: Record<string, unknown>; readme?: string; folderName?: string } = {}): Promise<string> {
+    const d = join(dir, 'named', folder);
+    await rm(d, { recursive: true, force: true });
+    await cp(STORIES_HF, d, { recursive: true });
+    const config = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(d, 'config.json'), JSON.stringify({ ...config, ...opts.config }));
+    if (opts.readme !== undefined) await writeFile(join(d, 'README.md'), opts.readme);
+    const out = join(dir, 'named.gguf');
+    await convertHfToGguf(d, out, { type: 'F32', folderName: opts.folderName });
+    return kvValue(await readGguf(out), 'general.name') as string;
+  }
+
+  test('the folder name, as a title (gguf-py id_to_title): words split at dashes, lower-case words capitalised except versions and numbers', async () => {
+    assert.equal(await nameOf('Mixtral-8x7B-Instruct-v0.1'), 'Mixtral 8x7B Instruct v0.1');
+    assert.equal(await nameOf('src', { folderName: 'hermes-2-pro-llama-3-8b-DPO' }), 'Hermes 2 Pro Llama 3 8b DPO');
+    assert.equal(await nameOf('src', { folderName: 'TinyLlama-1.1B-Chat-v1.0' }), 'TinyLlama 1.1B Chat v1.0');
+  });
+
+  test('config.json _name_or_path when it is a Hub id, not when it is a path', async () => {
+    assert.equal(await nameOf('src', { folderName: 'x', config: { _name_or_path: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0' } }), 'TinyLlama 1.1B Chat v1.0');
+    assert.equal(await nameOf('src', { folderName: 'stories-260k', config: { _name_or_path: '/home/me/checkpoints/run-7' } }), 'Stories 260k');
+  });
+
+  test('the model card front matter (name, then model_name) wins; a card without one, or with bad YAML, is ignored', async () => {
+    const card = (yaml: string) => `---\n${yaml}\n---\n# A model\n\nText.\n`;
+    assert.equal(await nameOf('src', { folderName: 'x', readme: card('model_name: Stories 260K (F32)\nlicense: mit'), config: { _name_or_path: 'a/b' } }), 'Stories 260K (F32)');
+    assert.equal(await nameOf('src', { folderName: 'x', readme: card('name: first\nmodel_name: second') }), 'first');
+    assert.equal(await nameOf('src', { folderName: 'my-model', readme: '# no front matter\n' }), 'My Model');
+    assert.equal(await nameOf('src', { folderName: 'my-model', readme: card('model_name: [unclosed') }), 'My Model');
+    assert.equal(await nameOf('src', { folderName: 'my-model', readme: card('model_name: 42') }), 'My Model');
+  });
+
+  test('the folder name a recipe model stands for: the Hub repo name or the local folder, never where bake keeps its copy', async () => {
+    const { modelFolderName } = await import('../../src/convert/model-name.js');
+    assert.equal(modelFolderName({ id: 'chat', repo: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0' }), 'TinyLlama-1.1B-Chat-v1.0');
+    assert.equal(modelFolderName({ id: 'm', path: '../models/stories260K/' }), 'stories260K');
+    assert.equal(modelFolderName({ id: 'm', path: 'npm:@acme/models/llama-small' }), 'llama-small');
+    assert.equal(modelFolderName({ id: 'm', path: '..' }), 'm');
   });
 });
 

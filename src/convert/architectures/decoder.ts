@@ -1,8 +1,8 @@
-// The LLaMA-style decoder layout shared by llama, mistral and qwen2: config keys, tensor names and the
-// rotate-half -> interleaved Q/K permutation (convert_hf_to_gguf.py LlamaModel.permute).
+// The LLaMA-style decoder layout shared by llama, mistral and qwen2: config keys, the tensors they call
+// for, tensor names and the rotate-half -> interleaved Q/K permutation (convert_hf_to_gguf.py LlamaModel.permute).
 import type { GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
-import type { HfConfig, ModelShape } from './types.js';
+import type { ExpectedTensor, HfConfig, ModelShape } from './types.js';
 
 export function positiveInt(config: HfConfig, key: string, file: string, fallback?: number): number {
   const v = config[key] ?? fallback;
@@ -12,15 +12,27 @@ export function positiveInt(config: HfConfig, key: string, file: string, fallbac
   return v;
 }
 
+/** A true/false key of config.json; `fallback` when absent or null (as the transformers config class defaults it). */
+export function flag(config: HfConfig, key: string, file: string, fallback: boolean): boolean {
+  const v = config[key] ?? fallback;
+  if (typeof v !== 'boolean') throw new InputError(`${file}: ${key} is ${JSON.stringify(config[key])}`, { file, field: key, expected: 'true or false' });
+  return v;
+}
+
 export function decoderShape(config: HfConfig, file: string): ModelShape {
   const nHead = positiveInt(config, 'num_attention_heads', file);
+  const nEmbd = positiveInt(config, 'hidden_size', file);
+  if (config.head_dim == null && nEmbd % nHead !== 0) {
+    throw new InputError(`${file}: hidden_size ${nEmbd} is not a multiple of num_attention_heads ${nHead} and head_dim is not given`, { file, field: 'head_dim', expected: 'a positive integer' });
+  }
   const shape: ModelShape = {
     nLayer: positiveInt(config, 'num_hidden_layers', file),
     nHead,
     nHeadKv: positiveInt(config, 'num_key_value_heads', file, nHead),
-    nEmbd: positiveInt(config, 'hidden_size', file),
+    nEmbd,
     nFf: positiveInt(config, 'intermediate_size', file),
     vocabSize: positiveInt(config, 'vocab_size', file),
+    headDim: positiveInt(config, 'head_dim', file, nEmbd / nHead),
   };
   if (shape.nHead % shape.nHeadKv !== 0) {
     throw new InputError(`${file}: num_attention_heads ${shape.nHead} is not a multiple of num_key_value_heads ${shape.nHeadKv}`, { file, field: 'num_key_value_heads' });
@@ -28,8 +40,51 @@ export function decoderShape(config: HfConfig, file: string): ModelShape {
   return shape;
 }
 
-export function headDim(config: HfConfig, shape: ModelShape): number {
-  return typeof config.head_dim === 'number' ? config.head_dim : shape.nEmbd / shape.nHead;
+/** Which optional parts of the decoder a model has; each comes from its config.json (see the architectures). */
+export interface DecoderParts {
+  /** q_proj, k_proj and v_proj biases. */
+  qkvBias: boolean;
+  /** o_proj bias. */
+  outputBias: boolean;
+  /** gate_proj, up_proj and down_proj biases. */
+  mlpBias: boolean;
+}
+
+/**
+ * The tensors a LLaMA-style decoder checkpoint holds, with their HF shapes ([out, in] for projections).
+ * lm_head.weight may be left out when the embeddings are tied (tie_word_embeddings, false unless given,
+ * as LlamaConfig, MistralConfig and Qwen2Config default it); some tied checkpoints still store it.
+ */
+export function decoderTensors(config: HfConfig, s: ModelShape, file: string, parts: DecoderParts): Map<string, ExpectedTensor> {
+  const out = new Map<string, ExpectedTensor>();
+  const q = s.nHead * s.headDim;
+  const kv = s.nHeadKv * s.headDim;
+  out.set('model.embed_tokens.weight', { shape: [s.vocabSize, s.nEmbd] });
+  out.set('model.norm.weight', { shape: [s.nEmbd] });
+  out.set('lm_head.weight', { shape: [s.vocabSize, s.nEmbd], optional: flag(config, 'tie_word_embeddings', file, false) });
+  for (let l = 0; l < s.nLayer; l++) {
+    const p = `model.layers.${l}.`;
+    const add = (name: string, shape: number[], when = true): void => {
+      if (when) out.set(p + name, { shape });
+    };
+    add('input_layernorm.weight', [s.nEmbd]);
+    add('self_attn.q_proj.weight', [q, s.nEmbd]);
+    add('self_attn.k_proj.weight', [kv, s.nEmbd]);
+    add('self_attn.v_proj.weight', [kv, s.nEmbd]);
+    add('self_attn.q_proj.bias', [q], parts.qkvBias);
+    add('self_attn.k_proj.bias', [kv], parts.qkvBias);
+    add('self_attn.v_proj.bias', [kv], parts.qkvBias);
+    add('self_attn.o_proj.weight', [s.nEmbd, q]);
+    add('self_attn.o_proj.bias', [s.nEmbd], parts.outputBias);
+    add('post_attention_layernorm.weight', [s.nEmbd]);
+    add('mlp.gate_proj.weight', [s.nFf, s.nEmbd]);
+    add('mlp.up_proj.weight', [s.nFf, s.nEmbd]);
+    add('mlp.down_proj.weight', [s.nEmbd, s.nFf]);
+    add('mlp.gate_proj.bias', [s.nFf], parts.mlpBias);
+    add('mlp.up_proj.bias', [s.nFf], parts.mlpBias);
+    add('mlp.down_proj.bias', [s.nEmbd], parts.mlpBias);
+  }
+  return out;
 }
 
 /** The hyper-parameter keys gguf-py writes for a LLaMA-like decoder (counts as u32, floats as f32). */
@@ -50,7 +105,7 @@ export function decoderHyperParameters(arch: string, config: HfConfig, shape: Mo
   const eps = config.rms_norm_eps;
   if (typeof eps !== 'number') throw new InputError(`${file}: rms_norm_eps is missing`, { file, field: 'rms_norm_eps', expected: 'a number' });
   kvs.push(f32('attention.layer_norm_rms_epsilon', eps));
-  const hd = headDim(config, shape);
+  const hd = shape.headDim;
   if (typeof config.head_dim === 'number') {
     kvs.push(u32('attention.key_length', hd), u32('attention.value_length', hd));
   }
@@ -78,10 +133,14 @@ const LAYER_NAMES: Record<string, string> = {
   'self_attn.q_proj.bias': 'attn_q.bias',
   'self_attn.k_proj.bias': 'attn_k.bias',
   'self_attn.v_proj.bias': 'attn_v.bias',
+  'self_attn.o_proj.bias': 'attn_output.bias',
   'post_attention_layernorm.weight': 'ffn_norm.weight',
   'mlp.gate_proj.weight': 'ffn_gate.weight',
   'mlp.up_proj.weight': 'ffn_up.weight',
   'mlp.down_proj.weight': 'ffn_down.weight',
+  'mlp.gate_proj.bias': 'ffn_gate.bias',
+  'mlp.up_proj.bias': 'ffn_up.bias',
+  'mlp.down_proj.bias': 'ffn_down.bias',
 };
 
 const GLOBAL_NAMES: Record<string, string> = {

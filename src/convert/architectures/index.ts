@@ -5,7 +5,7 @@ import { mistral } from './mistral.js';
 import { qwen2 } from './qwen2.js';
 import type { Architecture } from './types.js';
 
-export type { Architecture, HfConfig, ModelShape } from './types.js';
+export type { Architecture, ExpectedTensor, HfConfig, ModelShape } from './types.js';
 
 export const ARCHITECTURES: readonly Architecture[] = [llama, mistral, qwen2];
 

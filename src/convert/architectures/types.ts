@@ -1,5 +1,6 @@
-// What an architecture contributes to HF -> GGUF conversion: its names, hyper-parameter keys and the
-// few tensors it treats specially. Everything else (reading, ordering, quantizing, writing) is shared.
+// What an architecture contributes to HF -> GGUF conversion: its names, hyper-parameter keys, the tensors
+// config.json calls for and the few it treats specially. Everything else (checking the checkpoint against
+// the expected tensors, reading, ordering, quantizing, writing) is shared.
 import type { GgufKv } from '../../formats/gguf/index.js';
 
 export type HfConfig = Record<string, unknown>;
@@ -11,6 +12,14 @@ export interface ModelShape {
   nEmbd: number;
   nFf: number;
   vocabSize: number;
+  /** Width of one attention head (config.json `head_dim`, else hidden_size / num_attention_heads). */
+  headDim: number;
+}
+
+/** A tensor the checkpoint must (or, when optional, may) hold: its HF (row-major) shape. */
+export interface ExpectedTensor {
+  shape: number[];
+  optional?: boolean;
 }
 
 export interface Architecture {
@@ -20,6 +29,11 @@ export interface Architecture {
   ggufArch: string;
   shape(config: HfConfig, configFile: string): ModelShape;
   hyperParameters(config: HfConfig, shape: ModelShape, configFile: string): GgufKv[];
+  /**
+   * Every tensor config.json calls for, by HF name, in a stable order (globals, then layer by layer).
+   * A checkpoint with a tensor missing, mis-shaped or not listed here (and not dropped) is refused.
+   */
+  expectedTensors(config: HfConfig, shape: ModelShape, configFile: string): Map<string, ExpectedTensor>;
   /** GGUF tensor name for an HF tensor name; null to drop it (e.g. rotary caches); undefined if unknown. */
   tensorName(hfName: string): string | null | undefined;
   /** Rewrites a tensor's values on the way in (Q/K permutation); `shape` is the HF (row-major) shape. */

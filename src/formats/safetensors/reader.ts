@@ -122,6 +122,8 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsFi
 /** A checkpoint: one model.safetensors, or shards listed by model.safetensors.index.json. */
 export interface Checkpoint {
   dir: string;
+  /** model.safetensors.index.json, when the checkpoint is sharded. */
+  index?: string;
   files: SafetensorsFile[];
   tensors: Map<string, SafetensorsTensor>;
 }
@@ -169,7 +171,7 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       if (!tensors.has(name)) throw new InputError(`${indexPath}: ${name} is mapped to ${shard} but that shard does not contain it`, { file: indexPath, field: `weight_map.${name}` });
     }
   }
-  return { dir, files, tensors };
+  return { dir, index: weightMap ? indexPath : undefined, files, tensors };
 }
 
 async function exists(path: string): Promise<boolean> {
