@@ -133,7 +133,7 @@ export const commands: CommandDef[] = [
         compression: o.compression as 'none' | 'gzip', bundleModels: o.bundleModels !== 'false', network: o.network as 'none' | 'host', dockerfileOnly: Boolean(o.dockerfileOnly),
       });
       const lines = [...(r.dockerfile ? [`wrote ${r.dockerfile}`] : []), ...(r.bakeHcl ? [`wrote ${r.bakeHcl}`] : [])];
-      for (const i of r.images) lines.push(`${i.target} (${i.server}): ${i.digest} ${i.tags.join(', ')}${i.size ? ` ${bytes(i.size)}` : ''}${i.output ? ` -> ${i.output}` : ''}${i.pushed ? ` -> ${i.pushed.repository}` : ''}`);
+      for (const i of r.images) lines.push(`${i.target} (${i.server}): ${i.manifestDigest ?? i.imageId} ${i.tags.join(', ')}${i.size ? ` ${bytes(i.size)}` : ''}${i.output ? ` -> ${i.output}` : ''}${i.pushed ? ` -> ${i.pushed.repository}` : ''}`);
       return { value: r, text: lines.join('\n') };
     },
   },
@@ -149,7 +149,7 @@ export const commands: CommandDef[] = [
     async run(input) {
       const recipe = await recipeOf(input);
       const r = await (await api()).buildImages(await context(input), recipe, { target: input.opts.target as string, push: (input.opts.to as string | undefined) ?? recipe.image.name, base: input.opts.base as string | undefined });
-      return { value: r, text: r.images.map((i) => `${i.target}: ${i.digest} ${i.tags.join(', ')} -> ${i.pushed?.repository}`).join('\n') };
+      return { value: r, text: r.images.map((i) => `${i.target}: ${i.manifestDigest} ${i.tags.join(', ')} -> ${i.pushed?.repository}`).join('\n') };
     },
   },
   {

@@ -12,6 +12,7 @@ import { selectTargets } from '../recipe/targets.js';
 import type { ModelSpec, Recipe, TargetSpec } from '../recipe/types.js';
 import { listTree } from '../store/store.js';
 import { InputError } from '../util/errors.js';
+import type { PushResult } from '../image/oci/index.js';
 import type { VerifyReport } from '../verify/gates.js';
 import { assembleImage, type ImageLayerInfo } from './bake.js';
 import { chainFor, hubEvents, type Chain } from './chain.js';
@@ -125,14 +126,16 @@ export interface ImageResult {
   target: string;
   server: string;
   tags: string[];
-  /** Manifest digest (daemonless) or image id (engine). */
-  digest: string;
+  /** Manifest digest (daemonless builds). */
+  manifestDigest?: string;
+  /** The engine's image id (engine builds). */
+  imageId?: string;
   /** Bytes of config + layers (daemonless). */
   size?: number;
   layers?: ImageLayerInfo[];
   modelsDigest?: string;
   output?: string;
-  pushed?: { repository: string; manifestDigest: string; tags: string[] };
+  pushed?: PushResult & { repository: string };
 }
 
 export interface BuildOptions {
@@ -186,10 +189,10 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
       target: target.name,
       server: target.server.kind,
       tags: baked.tags,
-      digest: ser.manifest.descriptor.digest,
+      manifestDigest: ser.manifest.descriptor.digest,
       size: ser.config.descriptor.size + ser.layers.reduce((a, l) => a + l.size, 0),
       layers: baked.layers,
-      modelsDigest: `sha256:${baked.modelsDigest}`,
+      modelsDigest: baked.modelsDigest,
     };
     if (opts.output?.startsWith('oci:')) {
       await oci.writeOciLayout(baked.image, resolve(opts.output.slice(4)), { tags: baked.tags });
@@ -201,7 +204,7 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
     }
     if (opts.push) {
       const pushed = await oci.pushImage(baked.image, opts.push, { tags: baked.tags, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'push', message: `${e.type} ${e.digest ?? ''}` }) });
-      r.pushed = { repository: opts.push, manifestDigest: pushed.manifestDigest, tags: baked.tags };
+      r.pushed = { repository: opts.push, ...pushed };
     }
     images.push(r);
   }
@@ -239,7 +242,7 @@ async function buildWithEngine(ctx: PipelineContext, recipe: Recipe, targets: Ta
   return {
     recipe: recipe.name,
     models: [],
-    images: result.images.map((i) => ({ target: i.target, server: targets.find((t) => t.name === i.target)!.server.kind, tags: i.tags, digest: i.imageId })),
+    images: result.images.map((i) => ({ target: i.target, server: targets.find((t) => t.name === i.target)!.server.kind, tags: i.tags, imageId: i.imageId })),
     dockerfile: result.dockerfile,
     bakeHcl: result.bakeHcl,
   };
