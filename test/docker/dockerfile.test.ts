@@ -5,7 +5,8 @@ import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRecipe } from '../../src/recipe/load.js';
-import { checkTarget, localPathsFor, renderBakeHcl, renderDockerfile, writeBuildFiles } from '../../src/image/dockerfile/index.js';
+import { localPathsFor, renderBakeHcl, renderDockerfile, writeBuildFiles } from '../../src/image/dockerfile/index.js';
+import { targetOf } from '../../src/recipe/targets.js';
 import { listContext } from '../../src/image/docker/context.js';
 import { decodeStreamLine, decodeTrace } from '../../src/image/docker/progress.js';
 import { InputError } from '../../src/util/errors.js';
@@ -22,7 +23,7 @@ function stages(text: string): string[] {
 
 test('the Dockerfile: no syntax line or heredoc, base images as ARGs, one stage per model, per-target stages', async () => {
   const recipe = await twoRecipe();
-  const text = renderDockerfile({ recipe, recipePath: 'recipes/two.yaml', localPaths: { vad: ['models/vad'], stories: ['models/stories'] } });
+  const text = renderDockerfile({ recipe, recipePath: 'recipes/two.yaml', localPaths: { vad: ['models/vad'], encoder: ['models/encoder'], stories: ['models/stories'] } });
   assert.doesNotMatch(text, /^# *syntax *=/im, 'a # syntax= line needs a registry');
   assert.doesNotMatch(text, /<<[A-Z'"-]/, 'no heredocs (the built-in frontend has none)');
   assert.doesNotMatch(text, /COPY --link/);
@@ -30,7 +31,7 @@ test('the Dockerfile: no syntax line or heredoc, base images as ARGs, one stage 
   for (const t of ['CPU', 'LLAMACPP', 'CUDA']) assert.match(text, new RegExp(`^ARG BASE_IMAGE_${t}=\\S+$`, 'm'));
   assert.match(text, /^ARG BASE_IMAGE_CPU=node:20-bookworm-slim$/m);
   assert.match(text, /^ARG BASE_IMAGE_LLAMACPP=ghcr\.io\/ggml-org\/llama\.cpp:server$/m);
-  assert.match(text, /^ARG BASE_IMAGE_CUDA=vllm\/vllm-openai:\S+$/m);
+  assert.match(text, /^ARG BASE_IMAGE_CUDA=nvidia\/cuda:\S+-runtime\S*$/m);
   assert.match(text, /^ARG BUNDLE_MODELS=true$/m);
   const s = stages(text);
   for (const name of ['bake', 'model-vad', 'model-vad-unbundled', 'model-stories', 'model-stories-unbundled', 'cpu', 'llamacpp', 'cuda', 'cpu-models-true', 'cpu-models-false']) {
@@ -52,33 +53,41 @@ test('the Dockerfile: no syntax line or heredoc, base images as ARGs, one stage 
   for (const line of text.split('\n').filter((l) => /^(ARG|ENV)\b/.test(l))) assert.doesNotMatch(line, /TOKEN/i, line);
   assert.match(text, /^ARG HF_ENDPOINT$/m);
 
-  // Which model goes where: vad is cpu+cuda only, stories everywhere; each model its own COPY layer.
+  // Which model goes where: each target carries the models it lists; each model its own COPY layer.
   const llama = text.slice(text.indexOf('AS llamacpp-models-true'), text.indexOf('AS llamacpp-models-false'));
   assert.match(llama, /COPY --from=model-stories \/out\/ \//);
   assert.doesNotMatch(llama, /model-vad/);
   const cpu = text.slice(text.indexOf('AS cpu-models-true'), text.indexOf('AS cpu-models-false'));
-  assert.equal([...cpu.matchAll(/^COPY --from=model-/gm)].length, 2);
+  assert.deepEqual([...cpu.matchAll(/^COPY --from=model-(\S+) /gm)].map((m) => m[1]), ['vad', 'encoder']);
   const cpuFalse = text.slice(text.indexOf('AS cpu-models-false'), text.indexOf('AS cpu\n'));
   assert.match(cpuFalse, /COPY --from=model-vad-unbundled \/out\/ \//);
   assert.doesNotMatch(cpuFalse, /--from=model-vad \//, 'the unbundled image copies manifests only');
 
-  // The runtime stages: small (no bake, no node_modules but onnxruntime for cpu); node brought where missing.
+  // The runtime stages, as the runtime contract says: the app; onnxruntime for onnx servers; node where the base has none.
   const cpuRt = text.slice(text.indexOf('AS cpu-runtime'), text.indexOf('AS cpu-models-true'));
-  assert.match(cpuRt, /onnxruntime\/node_modules\/ \/opt\/bake-runtime\/app\/node_modules\//);
+  assert.match(cpuRt, /^COPY --from=bake \/opt\/bake-runtime\/app\/bake-runtime\.mjs \/opt\/bake-runtime\/app\/bake-runtime\.mjs$/m);
+  assert.match(cpuRt, /^COPY --from=bake \/opt\/bake-runtime\/app\/node_modules\/ \/opt\/bake-runtime\/app\/node_modules\/$/m);
+  assert.doesNotMatch(cpuRt, /bin\/node/, 'the cpu base is a node image');
   assert.doesNotMatch(cpuRt, /\/opt\/bake\b(?!-)/);
+  assert.match(cpuRt, /^ENTRYPOINT \["node","\/opt\/bake-runtime\/app\/bake-runtime\.mjs","serve","--"\]$/m);
+  assert.match(cpuRt, /^EXPOSE 8080$/m);
+  assert.match(cpuRt, /^HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD \["node","\/opt\/bake-runtime\/app\/bake-runtime\.mjs","health"\]$/m);
+  assert.match(cpuRt, /BAKE_SERVER="onnx"/);
+  assert.match(cpuRt, /BAKE_MODELS="vad,encoder"/);
   const llamaRt = text.slice(text.indexOf('AS llamacpp-runtime'), text.indexOf('AS llamacpp-models-true'));
-  assert.match(llamaRt, /COPY --from=bake \/usr\/local\/bin\/node \/opt\/bake-runtime\/bin\/node/);
-  assert.doesNotMatch(llamaRt, /onnxruntime/);
-  assert.match(text, /^ENTRYPOINT \["node","\/opt\/bake-runtime\/app\/bake-runtime\.mjs","serve","--"\]$/m);
-  assert.match(text, /^EXPOSE 8080$/m);
+  assert.match(llamaRt, /^COPY --from=bake \/opt\/bake-runtime\/bin\/node \/opt\/bake-runtime\/bin\/node$/m);
+  assert.doesNotMatch(llamaRt, /onnxruntime|node_modules/);
+  assert.match(llamaRt, /BAKE_SERVER="llama-server"/);
+  const cudaRt = text.slice(text.indexOf('AS cuda-runtime'), text.indexOf('AS cuda-models-true'));
+  assert.match(cudaRt, /node_modules/);
+  assert.match(cudaRt, /bin\/node/);
+  assert.match(cudaRt, /BAKE_DEVICE="cuda"/);
   assert.match(text, /"dev\.bake\.bundled"="\$\{BUNDLE_MODELS\}"/);
 });
 
-test('an unknown target, a target the recipe lacks and a model folder outside the project are input errors', async () => {
+test('a target the recipe lacks and a model folder outside the project are input errors', async () => {
   const recipe = await twoRecipe();
-  assert.throws(() => checkTarget(recipe, 'tpu'), (e: unknown) => e instanceof InputError && /unknown target "tpu"/.test(e.message) && /cuda, llamacpp, cpu/.test(e.expected ?? ''));
-  const cpuOnly = await parseRecipe(TWO_RECIPE.replace(/targets:\n  cpu:\n    port: 8080\n  llamacpp:\n    port: 8080\n  cuda: \{\}\n/, 'targets:\n  cpu: {}\n').replace(/targets: \[cpu, cuda\]/, 'targets: [cpu]'), '/proj/recipes/two.yaml');
-  assert.throws(() => checkTarget(cpuOnly, 'llamacpp'), (e: unknown) => e instanceof InputError && /has no target "llamacpp"/.test(e.message) && /add `llamacpp: \{\}`/.test(e.hint ?? ''));
+  assert.throws(() => targetOf(recipe, 'tpu'), (e: unknown) => e instanceof InputError && /has no target "tpu"/.test(e.message) && /cpu, llamacpp, cuda/.test(e.expected ?? '') && /add `tpu:`/.test(e.hint ?? ''));
   assert.throws(
     () => localPathsFor({ ...recipe.models[0]!, path: '../../elsewhere' }, 'recipes/two.yaml'),
     (e: unknown) => e instanceof InputError && /outside the project/.test(e.message),
@@ -96,8 +105,8 @@ test('docker-bake.hcl: every recipe and target, registry cache, token as a secre
     { recipe: two, dockerfile: 'docker/two/Dockerfile', modelsDigest: { cpu: 'abcdef012345' } },
     { recipe: other, dockerfile: 'docker/other/Dockerfile' },
   ]);
-  assert.match(hcl, /^group "default" \{\n  targets = \["other-cuda", "other-llamacpp", "other-cpu", "two-cuda", "two-llamacpp", "two-cpu"\]\n\}/m);
-  assert.match(hcl, /^group "two" \{\n  targets = \["two-cuda", "two-llamacpp", "two-cpu"\]\n\}/m);
+  assert.match(hcl, /^group "default" \{\n  targets = \["other-cpu", "other-llamacpp", "other-cuda", "two-cpu", "two-llamacpp", "two-cuda"\]\n\}/m);
+  assert.match(hcl, /^group "two" \{\n  targets = \["two-cpu", "two-llamacpp", "two-cuda"\]\n\}/m);
   const block = hcl.slice(hcl.indexOf('target "two-cpu"'));
   const cpu = block.slice(0, block.indexOf('\n}\n'));
   assert.match(cpu, /dockerfile = "docker\/two\/Dockerfile"/);
@@ -136,7 +145,7 @@ test('writeBuildFiles writes docker/<recipe>/Dockerfile and docker/docker-bake.h
   assert.match(hcl, /target "other-cpu"/);
   assert.match(hcl, /target "two-cpu"/);
   assert.doesNotMatch(hcl, /broken/, 'a recipe that does not load is left out');
-  assert.deepEqual(files.contextPaths, ['models.lock', 'models/stories', 'models/vad', 'recipes/two.yaml']);
+  assert.deepEqual(files.contextPaths, ['models.lock', 'models/encoder', 'models/stories', 'models/vad', 'recipes/two.yaml']);
 });
 
 test('the build context honours .dockerignore and refuses paths outside the project', async (t) => {
@@ -177,13 +186,14 @@ test('BuildKit status messages decode into steps, progress and RUN output; error
   assert.deepEqual(decodeStreamLine({ id: 'moby.image.id', aux: { ID: 'sha256:cc' } }).events, [{ type: 'image', imageId: 'sha256:cc' }]);
 });
 
-test('a scratch base gives a models-only target: no runtime app, no entrypoint', async () => {
-  const recipe = await parseRecipe(TWO_RECIPE.replace('  cpu:\n    port: 8080\n', '  cpu:\n    base: scratch\n'), '/proj/recipes/two.yaml');
+test('server kind none (a scratch base) gives a models-only target: no runtime app, no entrypoint', async () => {
+  const recipe = await parseRecipe(TWO_RECIPE.replace('  cpu:\n    server: { kind: onnx, port: 8080 }\n    models: [vad, encoder]\n', '  cpu:\n    base: scratch\n'), '/proj/recipes/two.yaml');
   const text = renderDockerfile({ recipe, recipePath: 'recipes/two.yaml' });
   const cpuRt = text.slice(text.indexOf('AS cpu-runtime'), text.indexOf('AS cpu-models-true'));
   assert.match(text, /^ARG BASE_IMAGE_CPU=scratch$/m);
-  assert.doesNotMatch(cpuRt, /COPY|ENTRYPOINT/);
-  assert.match(cpuRt, /BAKE_MODELS="vad,stories"/);
+  assert.doesNotMatch(cpuRt, /COPY|ENTRYPOINT|HEALTHCHECK|EXPOSE/);
+  const cpuModels = text.slice(text.indexOf('AS cpu-models-true'), text.indexOf('AS cpu-models-false'));
+  assert.equal([...cpuModels.matchAll(/^COPY --from=model-/gm)].length, 3, 'a models-only image carries every model');
   const llamaRt = text.slice(text.indexOf('AS llamacpp-runtime'), text.indexOf('AS llamacpp-models-true'));
   assert.match(llamaRt, /ENTRYPOINT/);
 });

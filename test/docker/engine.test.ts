@@ -102,7 +102,7 @@ test('no engine answering is a clear error that says how to start one', async ()
 test('an unknown target and a malformed BUNDLE_MODELS are input errors before anything is built', async () => {
   await assert.rejects(
     buildRecipe({ root: project.dir, recipe, targets: ['tpu' as never] }),
-    (e: unknown) => e instanceof InputError && /unknown target "tpu"/.test(e.message) && /cuda, llamacpp, cpu/.test(e.expected ?? ''),
+    (e: unknown) => e instanceof InputError && /has no target "tpu"/.test(e.message) && /cpu, llamacpp, cuda/.test(e.expected ?? ''),
   );
   await assert.rejects(
     buildTarget({ recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'x:y', buildArgs: { BUNDLE_MODELS: 'yes' } }),
@@ -145,9 +145,9 @@ test('`bake build two --target cpu` on the command line: Dockerfile written, ima
   const r = await bakeCli(['-C', project.dir, 'build', 'two', '--target', 'cpu'], project.dir, engineEnv);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /wrote .*docker\/two\/Dockerfile/);
-  const m = /cpu: (sha256:[0-9a-f]{64}) bake\.test\/two:1\.0\.0-cpu, bake\.test\/two:1\.0\.0, bake\.test\/two:models-([0-9a-f]{12})-cpu/.exec(r.stdout);
+  const m = /cpu \(onnx\): (sha256:[0-9a-f]{64}) bake\.test\/two:1\.0\.0-cpu, bake\.test\/two:1\.0\.0, bake\.test\/two:models-([0-9a-f]{12})-cpu/.exec(r.stdout);
   assert.ok(m, r.stdout);
-  const run = await runUntil(['--network', 'none', `bake.test/two:models-${m![2]}-cpu`], /serving 1 ONNX model/, 60_000);
+  const run = await runUntil(['--network', 'none', `bake.test/two:models-${m![2]}-cpu`], /serving 2 ONNX model/, 60_000);
   containers.push(run.id);
   assert.match(run.logs, /pre-quantized vad loaded in \d+ ms/);
   // Bad input on the command line: exit codes 2 (usage) and 6 (engine), with the fix in the message.
@@ -164,21 +164,22 @@ test('the cpu image runs with --network none: models checked against their manif
   const facts = (await inspectImage(connectEngine(), built.cpu!))!;
   assert.deepEqual(facts.entrypoint, ['node', '/opt/bake-runtime/app/bake-runtime.mjs', 'serve', '--']);
   assert.equal(facts.labels['dev.bake.bundled'], 'true');
-  assert.equal(facts.labels['dev.bake.models'], 'vad,stories');
-  const run = await runUntil(['--network', 'none', built.cpu!], /serving 1 ONNX model/, 60_000);
+  assert.equal(facts.labels['dev.bake.models'], 'vad,encoder');
+  const run = await runUntil(['--network', 'none', built.cpu!], /serving 2 ONNX model/, 60_000);
   containers.push(run.id);
   assert.ok(!run.exited, run.logs);
   assert.match(run.logs, /pre-quantized vad loaded in \d+ ms/);
-  assert.match(run.logs, /pre-quantized stories loaded in \d+ ms/);
+  assert.match(run.logs, /pre-quantized encoder loaded in \d+ ms/);
   assert.match(run.logs, /onnxruntime opened vad: \/app\/models\/vad\/silero_vad_16k_op15\.onnx \(inputs: input, state, sr; outputs: output, stateN\)/);
   // Each model its own layer at /app/models/<id>/ with a manifest.json.
   const files = await modelFilesInLayers(built.cpu!);
   const paths = files.map((f) => f.path.replace(/^\.?\//, '')).sort();
-  assert.deepEqual(paths, ['app/models/stories/manifest.json', 'app/models/stories/stories-Q8_0.gguf', 'app/models/vad/README.md', 'app/models/vad/manifest.json', 'app/models/vad/silero_vad_16k_op15.onnx']);
-  const manifest = JSON.parse((await dockerOk(['run', '--rm', '--network', 'none', '--entrypoint', 'cat', built.cpu!, '/app/models/stories/manifest.json'])));
-  assert.equal(manifest.id, 'stories');
-  assert.equal(manifest.quantization.format, 'gguf');
-  assert.equal(manifest.quantization.params.type, 'Q8_0');
+  assert.deepEqual(paths.filter((p) => p.startsWith('app/models/vad/')), ['app/models/vad/README.md', 'app/models/vad/manifest.json', 'app/models/vad/silero_vad_16k_op15.onnx']);
+  assert.ok(paths.includes('app/models/encoder/onnx/model_quantized.onnx') && !paths.includes('app/models/encoder/onnx/model.onnx'), 'the INT8 encoder ships, not its fp32 original');
+  assert.ok(!paths.some((p) => p.startsWith('app/models/stories/')), 'the GGUF model belongs to the llamacpp target');
+  const manifest = JSON.parse((await dockerOk(['run', '--rm', '--network', 'none', '--entrypoint', 'cat', built.cpu!, '/app/models/encoder/manifest.json'])));
+  assert.equal(manifest.id, 'encoder');
+  assert.equal(manifest.quantization.format, 'onnx-int8');
   assert.equal(manifest.source.type, 'path');
   assert.ok(manifest.verification, 'verification results (or the skip) are recorded');
   // A corrupted model file inside the container stops the start with an integrity error.
@@ -203,7 +204,7 @@ test('the cpu image pushes to the loopback registry through the engine', { timeo
 
 test('the llamacpp image (llama-server built here) runs with --network none and loads the GGUF', { timeout: 5 * 60_000 }, async () => {
   const facts = (await inspectImage(connectEngine(), built.llamacpp!))!;
-  assert.ok(facts.env.includes('BAKE_TARGET=llamacpp'));
+  assert.ok(facts.env.includes('BAKE_SERVER=llama-server'));
   assert.equal(facts.labels['dev.bake.models'], 'stories');
   const run = await runUntil(['--network', 'none', built.llamacpp!], /listening on http/, 90_000);
   containers.push(run.id);
@@ -219,13 +220,13 @@ test('the cuda image is built on a stand-in base and inspected (no GPU here: not
   const facts = (await inspectImage(connectEngine(), built.cuda!))!;
   const base = (await inspectImage(connectEngine(), BASES.BASE_IMAGE_CUDA))!;
   assert.deepEqual(facts.layers.slice(0, base.layers.length), base.layers, 'built on the given base');
-  assert.equal(facts.layers.length, base.layers.length + 4, 'runtime app, node, and one layer per model');
+  assert.equal(facts.layers.length, base.layers.length + 5, 'runtime app, onnxruntime, node, and one layer per model');
   assert.deepEqual(facts.entrypoint, ['/opt/bake-runtime/bin/node', '/opt/bake-runtime/app/bake-runtime.mjs', 'serve', '--']);
-  assert.ok(facts.env.includes('BAKE_TARGET=cuda'));
+  assert.ok(facts.env.includes('BAKE_SERVER=onnx') && facts.env.includes('BAKE_DEVICE=cuda'));
   assert.ok(facts.env.includes('NVIDIA_VISIBLE_DEVICES=all'), 'the base image config is kept');
   assert.equal(facts.labels['dev.bake.target'], 'cuda');
   const paths = (await modelFilesInLayers(built.cuda!)).map((f) => f.path.replace(/^\.?\//, '')).sort();
-  assert.ok(paths.includes('app/models/vad/silero_vad_16k_op15.onnx') && paths.includes('app/models/stories/stories-Q8_0.gguf'));
+  assert.ok(paths.includes('app/models/vad/silero_vad_16k_op15.onnx') && paths.includes('app/models/encoder/onnx/model_quantized.onnx'));
   // No Hub token, ARG or secret in the image's config or history.
   const history = facts.history.map((h) => h.createdBy).join('\n');
   assert.doesNotMatch(history + JSON.stringify(facts.env), /hf_token|HF_TOKEN/);
@@ -253,10 +254,13 @@ test('BUNDLE_MODELS=false: no model bytes in the image; the models come from the
   await dockerOk(['rm', cid]);
   const repoFiles = async (id: string): Promise<Record<string, Uint8Array>> => {
     const out: Record<string, Uint8Array> = {};
-    for (const f of await readdir(join(extracted, 'models', id))) if (f !== 'manifest.json') out[f] = await readFile(join(extracted, 'models', id, f));
+    for (const f of await readdir(join(extracted, 'models', id), { recursive: true, withFileTypes: true })) {
+      const rel = join(f.parentPath, f.name).slice(join(extracted, 'models', id).length + 1);
+      if (f.isFile() && rel !== 'manifest.json') out[rel] = await readFile(join(extracted, 'models', id, rel));
+    }
     return out;
   };
-  const hub: HubServer = await startHubServer({ repos: { 'bake-test/vad': { files: await repoFiles('vad') }, 'bake-test/stories-q8': { files: await repoFiles('stories') } } });
+  const hub: HubServer = await startHubServer({ repos: { 'bake-test/vad': { files: await repoFiles('vad') }, 'bake-test/encoder-int8': { files: await repoFiles('encoder') } } });
   t.after(() => hub.close());
 
   const { imageId } = await buildTarget({
@@ -265,7 +269,7 @@ test('BUNDLE_MODELS=false: no model bytes in the image; the models come from the
       ...BASES,
       BUNDLE_MODELS: 'false',
       BAKE_FETCH_VAD: `bake-test/vad@${hub.commitOf('bake-test/vad')}`,
-      BAKE_FETCH_STORIES: `bake-test/stories-q8@${hub.commitOf('bake-test/stories-q8')}`,
+      BAKE_FETCH_ENCODER: `bake-test/encoder-int8@${hub.commitOf('bake-test/encoder-int8')}`,
     },
   });
   const unbundled = (await inspectImage(connectEngine(), imageId))!;
@@ -273,21 +277,21 @@ test('BUNDLE_MODELS=false: no model bytes in the image; the models come from the
   assert.equal(unbundled.labels['dev.bake.bundled'], 'false');
   // Listing: every file under app/models in every layer is a manifest, and small.
   const files = await modelFilesInLayers(imageId);
-  assert.deepEqual(files.map((f) => f.path.replace(/^\.?\//, '')).sort(), ['app/models/stories/manifest.json', 'app/models/vad/manifest.json']);
+  assert.deepEqual(files.map((f) => f.path.replace(/^\.?\//, '')).sort(), ['app/models/encoder/manifest.json', 'app/models/vad/manifest.json']);
   assert.ok(files.every((f) => f.size < 8192));
   // Size: the bundled image is bigger by at least the model bytes; the unbundled one is its runtime plus manifests.
-  const modelBytes = Object.values(await repoFiles('vad')).concat(Object.values(await repoFiles('stories'))).reduce((n, b) => n + b.length, 0);
+  const modelBytes = Object.values(await repoFiles('vad')).concat(Object.values(await repoFiles('encoder'))).reduce((n, b) => n + b.length, 0);
   // (docker's Size counts the unpacked layers; small files and tar headers make it approximate)
   assert.ok(bundled.size - unbundled.size >= modelBytes * 0.98, `bundled ${bundled.size} - unbundled ${unbundled.size} >= ${modelBytes}`);
   assert.deepEqual(unbundled.layers.slice(0, -2), bundled.layers.slice(0, -2), 'same base and runtime layers');
 
   // Start: host network only to reach the loopback Hub; files verified into the container's HF cache.
-  const run = await runUntil(['--network', 'host', '-e', `HF_ENDPOINT=${hub.url}`, '-e', 'BAKE_PORT=0', imageId], /serving 1 ONNX model/, 90_000);
+  const run = await runUntil(['--network', 'host', '-e', `HF_ENDPOINT=${hub.url}`, '-e', 'BAKE_PORT=0', imageId], /serving 2 ONNX model/, 90_000);
   containers.push(run.id);
   assert.ok(!run.exited, run.logs);
   assert.match(run.logs, /fetching vad \(2 files, \d+ bytes\) from http:\/\/127\.0\.0\.1:\d+\/bake-test\/vad@/);
   assert.match(run.logs, /pre-quantized vad loaded in \d+ ms \(fetched into \/root\/\.cache\/huggingface\/hub\/models--bake-test--vad\/snapshots\/[0-9a-f]{40}\)/);
-  assert.match(run.logs, /pre-quantized stories loaded in \d+ ms \(fetched into /);
+  assert.match(run.logs, /pre-quantized encoder loaded in \d+ ms \(fetched into /);
   assert.match(run.logs, /onnxruntime opened vad: \/root\/\.cache\/huggingface\/hub\/models--bake-test--vad\/snapshots\/[0-9a-f]{40}\/silero_vad_16k_op15\.onnx/);
   assert.equal(hub.stats.bytesFor('silero_vad_16k_op15.onnx'), (await repoFiles('vad'))['silero_vad_16k_op15.onnx']!.length);
   // Without the Hub (no network) the unbundled image cannot start, and says why (exit 4: network).
@@ -309,7 +313,7 @@ test('changing one model rebuilds only that model\'s layer; the other keeps its 
   const n = before.layers.length;
   assert.deepEqual(afterFacts.layers.slice(0, n - 2), before.layers.slice(0, n - 2), 'base and runtime layers unchanged');
   assert.notEqual(afterFacts.layers[n - 2], before.layers[n - 2], 'the vad layer changed');
-  assert.equal(afterFacts.layers[n - 1], before.layers[n - 1], 'the stories layer (after vad\'s) kept its digest');
+  assert.equal(afterFacts.layers[n - 1], before.layers[n - 1], 'the encoder layer (after vad\'s) kept its digest');
   const runtimeSteps = events.filter((e) => e.type === 'step' && e.step.completed && /^\[cpu-runtime \d+\/\d+\] COPY /.test(e.step.name));
   assert.ok(runtimeSteps.length > 0 && runtimeSteps.every((e) => e.type === 'step' && e.step.cached), 'runtime stage from cache');
 });
@@ -356,4 +360,54 @@ test('BuildKit secrets through the API session reach RUN steps and never the ima
   assert.doesNotMatch(JSON.stringify(facts), new RegExp(token));
   const files = await dockerOk(['run', '--rm', '--network', 'none', imageId, 'sh', '-c', 'ls -A /run/secrets 2>/dev/null | wc -l']);
   assert.equal(files.trim(), '0');
+});
+
+/** What a running container's server answers, asked from inside it (the container has no network). */
+async function askInside(id: string, path: string, body?: unknown): Promise<string> {
+  const js = `fetch('http://127.0.0.1:8080${path}'${body === undefined ? '' : `, { method: 'POST', headers: { 'content-type': 'application/json' }, body: ${JSON.stringify(JSON.stringify(body))} }`}).then(async (r) => console.log(r.status + ' ' + await r.text()))`;
+  return (await dockerOk(['exec', id, 'node', '-e', js])).trim();
+}
+
+async function waitHealthy(id: string, timeoutMs = 120_000): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    const status = (await dockerOk(['inspect', '-f', '{{.State.Health.Status}}', id])).trim();
+    if (status === 'healthy') return;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`container ${id} is ${status} after ${timeoutMs} ms:\n${(await docker(['logs', id])).stderr}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+test('the daemonless image is the runnable image: loaded into the engine, it starts with --network none, turns healthy and answers like the engine-built one', { timeout: 10 * 60_000 }, async (t) => {
+  // The daemonless writer reads its base from a registry: the engine's local node base, pushed to the loopback one.
+  const base = `${env.registry}/bake-test/node:20-bookworm-slim`;
+  await dockerOk(['tag', BASES.BASE_IMAGE_CPU, base]);
+  await dockerOk(['push', base]);
+  const tmp = await mkdtemp(join(tmpdir(), 'bake-runnable-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
+  const r = await bakeCli(['-C', project.dir, '--json', 'build', 'two', '--target', 'cpu', '--base', base, '--output', `docker-archive:${join(tmp, 'cpu.tar')}`], project.dir, { BAKE_STORE: join(tmp, 'store'), SOURCE_DATE_EPOCH: '0' });
+  assert.equal(r.code, 0, r.stderr);
+  const image = JSON.parse(r.stdout).images[0];
+  assert.deepEqual(image.layers.map((l: { what: string }) => l.what), ['runtime', 'model vad', 'model encoder']);
+  const loaded = await dockerOk(['load', '-i', join(tmp, 'cpu.tar')]);
+  assert.match(loaded, /Loaded image: bake\.test\/two:1\.0\.0-cpu/);
+  const daemonless = (await inspectImage(connectEngine(), 'bake.test/two:1.0.0-cpu'))!;
+  const engine = (await inspectImage(connectEngine(), built.cpu!))!;
+  // One runtime contract: the same entrypoint, command, environment, port and health check.
+  for (const k of ['entrypoint', 'cmd', 'exposedPorts', 'healthcheck'] as const) assert.deepEqual(daemonless[k], engine[k], k);
+  const bakeEnv = (f: typeof engine) => f.env.filter((e) => e.startsWith('BAKE_')).sort();
+  assert.deepEqual(bakeEnv(daemonless), bakeEnv(engine));
+  assert.deepEqual(daemonless.healthcheck?.test, ['CMD', 'node', '/opt/bake-runtime/app/bake-runtime.mjs', 'health']);
+  assert.deepEqual(daemonless.exposedPorts, ['8080/tcp']);
+
+  const ids: string[] = [];
+  for (const ref of [daemonless.id, engine.id]) {
+    const id = (await dockerOk(['run', '-d', '--network', 'none', '--health-interval', '1s', ref])).trim();
+    containers.push(id);
+    ids.push(id);
+  }
+  for (const id of ids) await waitHealthy(id);
+  const answers = await Promise.all(ids.map((id) => askInside(id, '/health')));
+  assert.match(answers[0]!, /^200 /);
+  assert.equal(answers[0], answers[1], 'both images answer the same');
 });

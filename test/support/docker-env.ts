@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sharedModels } from './cli.js';
+import { writeBertFolder } from './onnx-bert.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPT = join(REPO_ROOT, 'test', 'support', 'docker-env.sh');
@@ -82,9 +83,12 @@ export async function runUntil(args: string[], until: RegExp, timeoutMs = 60_000
 export const STORIES_HF = join(sharedModels(), 'stories260K', 'hf');
 export const VAD_ONNX = join(sharedModels(), 'silero-vad', 'silero_vad_16k_op15.onnx');
 
-/** The two-model recipe the docker tests build: an ONNX model (cpu, cuda) and a GGUF one (all targets). */
-export const TWO_RECIPE = `# docker tests: two models, three targets
-description: two models, three targets (docker tests)
+/**
+ * The recipe the docker tests build: two ONNX models served by bake's runtime (cpu, and cuda on a
+ * stand-in base) and a GGUF one served by llama-server (llamacpp).
+ */
+export const TWO_RECIPE = `# docker tests: ONNX models behind the onnx server, a GGUF one behind llama-server
+description: ONNX and GGUF models, three targets (docker tests)
 image:
   name: bake.test/two
   version: 1.0.0
@@ -93,7 +97,11 @@ models:
     path: ../models/vad
     files: ["*.onnx", README.md]
     quantize: { format: none }
-    targets: [cpu, cuda]
+  - id: encoder
+    path: ../models/encoder
+    task: feature-extraction
+    quantize: { format: onnx-int8 }
+    verify: { min_cosine: 0.9 }
   - id: stories
     path: ../models/stories
     files: ["*.json", model.safetensors, tokenizer.model]
@@ -101,10 +109,14 @@ models:
     verify: { skip: true }
 targets:
   cpu:
-    port: 8080
+    server: { kind: onnx, port: 8080 }
+    models: [vad, encoder]
   llamacpp:
-    port: 8080
-  cuda: {}
+    server: { kind: llama-server, port: 8080 }
+    models: [stories]
+  cuda:
+    server: { kind: onnx, device: cuda }
+    models: [vad, encoder]
 `;
 
 /** A throwaway project (recipes/two.yaml, models/, models.lock) in a temp folder. */
@@ -114,6 +126,7 @@ export async function makeTwoModelProject(prefix = 'bake-docker-'): Promise<{ di
   await mkdir(join(dir, 'models', 'vad'), { recursive: true });
   await cp(VAD_ONNX, join(dir, 'models', 'vad', 'silero_vad_16k_op15.onnx'));
   await writeFile(join(dir, 'models', 'vad', 'README.md'), 'silero VAD 16 kHz, opset 15 (MIT)\n');
+  await writeBertFolder(join(dir, 'models', 'encoder'), { hidden: 32, layers: 1, heads: 2, intermediate: 64 });
   await mkdir(join(dir, 'models', 'stories'), { recursive: true });
   for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.model', 'tokenizer_config.json']) {
     await cp(join(STORIES_HF, f), join(dir, 'models', 'stories', f));

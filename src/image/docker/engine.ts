@@ -167,6 +167,10 @@ export interface ImageFacts {
   env: string[];
   entrypoint: string[] | null;
   cmd: string[] | null;
+  /** `EXPOSE`d ports, e.g. ["8080/tcp"]. */
+  exposedPorts: string[];
+  /** HEALTHCHECK test (["CMD", ...]) and its timings in seconds. */
+  healthcheck?: { test: string[]; interval: number; timeout: number; startPeriod: number; retries: number };
   history: { createdBy: string; empty: boolean }[];
 }
 
@@ -174,6 +178,7 @@ export async function inspectImage(docker: Docker, ref: string): Promise<ImageFa
   try {
     const info = await docker.getImage(ref).inspect();
     const history = (await docker.getImage(ref).history()) as { CreatedBy: string; Size: number }[];
+    const hc = (info.Config as { Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; Retries?: number } } | undefined)?.Healthcheck;
     return {
       id: info.Id,
       size: info.Size,
@@ -182,6 +187,8 @@ export async function inspectImage(docker: Docker, ref: string): Promise<ImageFa
       env: info.Config?.Env ?? [],
       entrypoint: (info.Config?.Entrypoint as string[] | null | undefined) ?? null,
       cmd: (info.Config?.Cmd as string[] | null | undefined) ?? null,
+      exposedPorts: Object.keys(info.Config?.ExposedPorts ?? {}).sort(),
+      ...(hc?.Test ? { healthcheck: { test: hc.Test, interval: (hc.Interval ?? 0) / 1e9, timeout: (hc.Timeout ?? 0) / 1e9, startPeriod: (hc.StartPeriod ?? 0) / 1e9, retries: hc.Retries ?? 0 } } : {}),
       history: history.reverse().map((h) => ({ createdBy: h.CreatedBy, empty: h.Size === 0 })),
     };
   } catch (err) {
