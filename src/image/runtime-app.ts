@@ -5,13 +5,12 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readdir, rename, stat } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../util/fs.js';
+import { packageDir, packageVersion } from '../util/packages.js';
 import { RUNTIME_APP, RUNTIME_DIR, RUNTIME_NODE, RUNTIME_ONNXRUNTIME, type RuntimePart } from '../runtime/contract.js';
 
-const require = createRequire(import.meta.url);
 /** bake's install folder (src/ or dist/ is one level below this file's folder). */
 const BAKE_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -39,12 +38,6 @@ export async function bundleRuntimeApp(): Promise<Uint8Array> {
 /** onnxruntime-node's files for linux-x64 only (the package ships every platform's binaries). */
 const ORT_KEEP = /^(package\.json|dist\/.*|bin\/napi-v6\/linux\/x64\/.*)$/;
 const ORT_COMMON_KEEP = /^(package\.json|dist\/.*)$/;
-
-function packageDir(name: string): string {
-  let dir = dirname(require.resolve(name));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-}
 
 async function listFiles(dir: string, base = dir): Promise<string[]> {
   const out: string[] = [];
@@ -82,8 +75,7 @@ export async function writeRuntimeApp(outDir: string, parts: readonly RuntimePar
     const modules = join(outDir, inRuntime(RUNTIME_ONNXRUNTIME));
     await copyFiltered(packageDir('onnxruntime-node'), join(modules, 'onnxruntime-node'), ORT_KEEP);
     await copyFiltered(packageDir('onnxruntime-common'), join(modules, 'onnxruntime-common'), ORT_COMMON_KEEP);
-    const version = require(join(packageDir('onnxruntime-node'), 'package.json')).version as string;
-    hash.update(`onnxruntime-node@${version}\0`);
+    hash.update(`onnxruntime-node@${packageVersion('onnxruntime-node')}\0`);
   }
   if (parts.includes('node')) {
     const dest = join(outDir, inRuntime(RUNTIME_NODE));

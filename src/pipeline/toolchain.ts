@@ -2,39 +2,18 @@
 // must re-run exactly the steps that use it, so each step names the parts it depends on and their
 // versions enter its cache key.
 import { createHash } from 'node:crypto';
-import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packageDir, packageVersion } from '../util/packages.js';
 
 export type ToolName = 'onnxruntime' | 'llama.cpp' | 'gguf-kernels';
 
 export type Toolchain = Record<ToolName, string>;
 
-const require = createRequire(import.meta.url);
-
-function packageDir(name: string): string {
-  // Packages with an `exports` map hide package.json from require.resolve; walk up from the entry.
-  let dir = dirname(require.resolve(name));
-  while (!readJson(join(dir, 'package.json'))?.name || readJson(join(dir, 'package.json'))!.name !== name) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`cannot find the package folder of ${name}`);
-    dir = up;
-  }
-  return dir;
-}
-
-function readJson(file: string): Record<string, unknown> | undefined {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-}
-
 /** onnxruntime-node's version: its graph optimizer folds constants for quantize, its kernels run verify. */
 function onnxruntimeVersion(): string {
-  return `onnxruntime-node@${String(readJson(join(packageDir('onnxruntime-node'), 'package.json'))!.version)}`;
+  return `onnxruntime-node@${packageVersion('onnxruntime-node')}`;
 }
 
 /**
@@ -43,7 +22,7 @@ function onnxruntimeVersion(): string {
  */
 function llamaCppVersion(): string {
   const dir = packageDir('node-llama-cpp');
-  const version = String(readJson(join(dir, 'package.json'))!.version);
+  const version = packageVersion('node-llama-cpp');
   let commit = 'unknown';
   try {
     const fd = openSync(join(dir, 'llama', 'gitRelease.bundle'), 'r');
