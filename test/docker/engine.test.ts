@@ -133,11 +133,12 @@ test('bake build of the two-model recipe: every target built through the engine,
   // Progress came from BuildKit's status stream: named steps, and the RUN's own output.
   const cpuSteps = stepNames(events.cpu!);
   assert.ok(cpuSteps.some((n) => /^\[model-vad \d+\/\d+\] RUN .*bake-materialize recipes\/two\.yaml vad/.test(n)), cpuSteps.join('\n'));
-  assert.ok(cpuSteps.some((n) => /^\[model-stories \d+\/\d+\] RUN /.test(n)));
+  assert.ok(cpuSteps.some((n) => /^\[model-encoder \d+\/\d+\] RUN /.test(n)));
   const cpuLogs = events.cpu!.flatMap((e) => (e.type === 'log' ? [e.text] : [])).join('');
-  assert.match(cpuLogs, /stories -> \/out\/app\/models\/stories/);
-  // The second and third targets reuse the models stages the first one ran.
-  assert.ok(events.llamacpp!.some((e) => e.type === 'step' && e.step.cached && /model-stories/.test(e.step.name)));
+  assert.match(cpuLogs, /encoder -> \/out\/app\/models\/encoder/);
+  assert.ok(stepNames(events.llamacpp!).some((n) => /^\[model-stories \d+\/\d+\] RUN /.test(n)));
+  // A target that carries the same models reuses the stages another one ran.
+  assert.ok(events.cuda!.some((e) => e.type === 'step' && e.step.cached && /model-encoder/.test(e.step.name)));
 });
 
 test('`bake build two --target cpu` on the command line: Dockerfile written, image built, tagged and runnable', { timeout: 10 * 60_000 }, async () => {

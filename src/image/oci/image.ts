@@ -49,7 +49,9 @@ export function appendLayers(base: ImageValue, layers: Layer[], opts: AppendOpti
   const inner = { ...(prev.config ?? {}) };
   if (opts.env) inner.Env = mergeEnv(inner.Env ?? [], opts.env);
   if (opts.entrypoint) inner.Entrypoint = [...opts.entrypoint];
-  if (opts.cmd) inner.Cmd = [...opts.cmd];
+  // An empty CMD is none at all (as Docker records `CMD []`); the base's would otherwise stay.
+  if (opts.cmd?.length) inner.Cmd = [...opts.cmd];
+  else if (opts.cmd) delete inner.Cmd;
   if (opts.exposedPorts?.length) inner.ExposedPorts = { ...(inner.ExposedPorts ?? {}), ...Object.fromEntries(opts.exposedPorts.map((p) => [`${p}/tcp`, {}])) };
   if (opts.healthcheck) {
     const ns = (s: number) => s * 1e9;
