@@ -21,7 +21,8 @@ import {
 } from './cache.js';
 import { withBlobLock } from './blob-lock.js';
 import { downloadVerified } from './download.js';
-import { checkRepoPath, resolveUrl } from './files.js';
+import { resolveUrl } from './files.js';
+import { checkModelPath } from '../lock/paths.js';
 
 export { snapshotPath } from './cache.js';
 
@@ -205,7 +206,7 @@ function checkEntry(entry: LockEntry): void {
     });
   }
   for (const f of entry.files) {
-    const problem = checkRepoPath(f.path);
+    const problem = checkModelPath(f.path);
     if (problem) throw new InputError(`lock entry for ${entry.repo} names an unsafe file ${JSON.stringify(f.path)}: ${problem}`, { field: 'files' });
     if (!/^[0-9a-f]{64}$/.test(f.sha256) || !Number.isSafeInteger(f.size) || f.size < 0) {
       throw new InputError(`lock entry for ${entry.repo} file ${f.path} needs a sha256 (64 hex digits) and a size`, { field: 'files', hint: 'run `bake lock --update`' });

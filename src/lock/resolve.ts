@@ -13,7 +13,8 @@ import type { HubConfig } from '../hub/config.js';
 import { blobPath, checkRepoId, isCommitSha, linkSnapshot, readRef, repoFolder, snapshotEntryFile, snapshotPath } from '../hub/cache.js';
 import { withBlobLock } from '../hub/blob-lock.js';
 import { downloadVerified } from '../hub/download.js';
-import { checkRepoPath, isPickleFile, resolveUrl } from '../hub/files.js';
+import { isPickleFile, resolveUrl } from '../hub/files.js';
+import { checkModelPath } from './paths.js';
 import { apiFetch, describeCause } from '../hub/http.js';
 import { BakeError, InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import { fileMatcher } from '../util/glob.js';
@@ -81,7 +82,7 @@ async function listFromHub(cfg: HubConfig, repo: string, revision: string): Prom
       });
     }
     if (entry.type !== 'file') continue;
-    const problem = checkRepoPath(entry.path);
+    const problem = checkModelPath(entry.path);
     if (problem) {
       throw new InputError(`${repo}@${commit} lists a file name that is unsafe to write: ${JSON.stringify(entry.path)} (${problem})`, {
         field: 'repo',
@@ -129,7 +130,7 @@ async function walk(root: string, prefix: string): Promise<string[]> {
   for (const e of entries) {
     const rel = prefix ? `${prefix}/${e.name}` : e.name;
     if (e.isDirectory()) out.push(...(await walk(root, rel)));
-    else if (!e.name.endsWith('.incomplete') && !checkRepoPath(rel)) out.push(rel);
+    else if (!e.name.endsWith('.incomplete') && !checkModelPath(rel)) out.push(rel);
   }
   return out;
 }
