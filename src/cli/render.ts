@@ -77,7 +77,9 @@ export function makeRenderer(opts: { json: boolean; quiet?: boolean; stream?: No
         if (opts.json) {
           process.stdout.write(JSON.stringify(e.toJSON(), null, 2) + '\n');
         } else {
-          const at = e.location ? `${e.location}: ` : '';
+          // A message that already names its file is not prefixed with it again.
+          const named = e.line === undefined && e.file !== undefined && e.message.includes(e.file);
+          const at = e.location && !named ? `${e.location}: ` : '';
           err.write(`error: ${at}${e.message}\n`);
           if (e.expected) err.write(`  expected: ${e.expected}\n`);
           if (e.hint) err.write(`  fix: ${e.hint}\n`);

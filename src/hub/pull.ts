@@ -5,6 +5,8 @@ import PQueue from 'p-queue';
 import { sha256File } from '../util/digest.js';
 import { InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import type { LockEntry, LockedFile } from '../lock/types.js';
+import type { ArtifactFile, Store } from '../store/store.js';
+import { openInside } from '../util/fs.js';
 import type { HubConfig } from './config.js';
 import {
   blobPath,
@@ -110,6 +112,34 @@ export async function pullAndRead<T>(entry: LockEntry, cfg: HubConfig, opts: Pul
     const again = await pullModel(entry, cfg, opts);
     return read(again.snapshotDir);
   }
+}
+
+/**
+ * The files of a pulled snapshot into the store (the `read` of pullAndRead). Each is opened through its
+ * snapshot entry, whose link must stay inside the repo's cache folder (the cache is shared with other
+ * tools), and must have the locked size and sha256 while it is copied: an IntegrityError (exit 3) names
+ * the snapshot file, so pullAndRead can replace a corrupt blob.
+ */
+export async function storeSnapshot(store: Store, entry: LockEntry, cfg: HubConfig): Promise<ArtifactFile[]> {
+  checkEntry(entry);
+  const folder = repoFolder(cfg, entry.repo);
+  const snapshotDir = snapshotPath(cfg, entry.repo, entry.commit);
+  const out: ArtifactFile[] = [];
+  for (const f of entry.files) {
+    const fh = await openInside(folder, `snapshots/${entry.commit}/${f.path}`);
+    try {
+      const stored = await store.putFile(fh, {
+        sha256: f.sha256,
+        size: f.size,
+        name: join(snapshotDir, f.path),
+        hint: `the Hugging Face cache holds something else than ${entry.repo}/${f.path} as locked; run the command again to download it afresh`,
+      });
+      out.push({ path: f.path, ...stored });
+    } finally {
+      await fh.close();
+    }
+  }
+  return out;
 }
 
 /** Pulls one content blob and links every path that has it. Returns the bytes downloaded. */

@@ -2,14 +2,17 @@
 // local model is pinned exactly like a Hub one. `npm:<package>/<dir>` names a folder inside an
 // installed npm package (models that ship in dependencies).
 import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { digestOf, sha256File } from '../util/digest.js';
 import { InputError } from '../util/errors.js';
+import { FolderEntryError, openInside } from '../util/fs.js';
 import { fileMatcher } from '../util/glob.js';
-import { listTree } from '../store/store.js';
-import type { ModelSpec } from '../recipe/types.js';
-import type { LockEntry, LockedFile } from './types.js';
+import { listTree, type ArtifactFile, type Store } from '../store/store.js';
+import type { ModelSpec, Recipe } from '../recipe/types.js';
+import { LOCKFILE_NAME } from './lockfile.js';
+import { checkModelPath } from './paths.js';
+import { lockKey, type LockEntry, type LockedFile } from './types.js';
 
 const PICKLE = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
 
@@ -36,6 +39,24 @@ export function localModelDir(model: ModelSpec, recipeFile: string, projectRoot 
   return resolve(dirname(recipeFile), p);
 }
 
+/**
+ * Errors about a local folder's files, with the model they belong to. A symbolic link may point at a
+ * file inside the model folder (followed, its content is what gets locked); a link that leads outside
+ * the folder or nowhere is refused, naming the link.
+ */
+function inModel(model: ModelSpec, err: unknown, opts: { field?: string; hint?: string } = {}): unknown {
+  if (!(err instanceof FolderEntryError)) return err;
+  return new InputError(`model ${model.id}: ${err.message}`, {
+    file: err.file,
+    field: opts.field ?? `models.${model.id}.path`,
+    expected: err.expected,
+    hint: err.problem === 'outside' || err.problem === 'dangling'
+      ? `copy the file into the model folder instead of linking to it (a Hugging Face cache snapshot, whose files link to ../../blobs, is read with \`repo:\` and HF_HUB_OFFLINE=1)${opts.hint ? `; ${opts.hint}` : ''}`
+      : (opts.hint ?? err.hint),
+    cause: err,
+  });
+}
+
 /** Lock entry of a local folder: every file the patterns select, with size and sha256. */
 export async function resolveLocalModel(model: ModelSpec, recipeFile: string, projectRoot = process.cwd()): Promise<Omit<LockEntry, 'fragment'>> {
   const dir = localModelDir(model, recipeFile, projectRoot);
@@ -46,8 +67,13 @@ export async function resolveLocalModel(model: ModelSpec, recipeFile: string, pr
   }
   const match = fileMatcher(model.files);
   const files: LockedFile[] = [];
-  for (const rel of await listTree(dir)) {
-    if (!match(rel)) continue;
+  let selected: string[];
+  try {
+    selected = await listTree(dir, match);
+  } catch (err) {
+    throw inModel(model, err);
+  }
+  for (const rel of selected) {
     if (isPickleFile(rel) && !model.allow_pickle.includes(rel)) {
       throw new InputError(`model ${model.id}: ${rel} is a pickle-based file, which can run code when loaded`, {
         file: recipeFile,
@@ -55,11 +81,65 @@ export async function resolveLocalModel(model: ModelSpec, recipeFile: string, pr
         hint: `prefer safetensors; to accept it anyway add "${rel}" to allow_pickle, or exclude it from files`,
       });
     }
-    const { sha256, size } = await sha256File(join(dir, rel));
-    files.push({ path: rel, size, sha256, lfs: false });
+    const fh = await openInside(dir, rel).catch((err: unknown) => {
+      throw inModel(model, err);
+    });
+    try {
+      const { sha256, size } = await sha256File(fh);
+      files.push({ path: rel, size, sha256, lfs: false });
+    } finally {
+      await fh.close();
+    }
   }
   if (files.length === 0) {
     throw new InputError(`model ${model.id}: no file in ${dir} matches ${JSON.stringify(model.files)}`, { file: recipeFile, field: `models.${model.id}.files` });
   }
   return { source: 'path', repo: model.path!, revision: model.revision, commit: digestOf(files), files };
+}
+
+/**
+ * The fetch step for a local model: every file of its lock entry into the store. Each is opened inside
+ * the model folder (links may not lead out; the opened file is checked, not just its name) and must
+ * have the locked size and sha256 (IntegrityError, exit 3). A locked file that is gone is exit 2 naming
+ * the model, the lock entry and the file.
+ */
+export async function storeLocalModel(store: Store, recipe: Pick<Recipe, 'name' | 'file'>, model: ModelSpec, entry: LockEntry, projectRoot = process.cwd()): Promise<ArtifactFile[]> {
+  const dir = localModelDir(model, recipe.file, projectRoot);
+  const key = lockKey(recipe.name, model.id);
+  const relock = `run \`bake lock ${recipe.name} --update ${model.id}\` to pin the folder as it is now, then commit ${LOCKFILE_NAME}`;
+  const field = `models.${key}.files`;
+  const out: ArtifactFile[] = [];
+  for (const f of entry.files) {
+    const problem = checkModelPath(f.path);
+    if (problem) {
+      throw new InputError(`model ${model.id}: ${LOCKFILE_NAME} entry ${key} lists ${JSON.stringify(f.path)}, which is not a path inside the model folder (${problem})`, { field, hint: relock });
+    }
+    let fh: FileHandle;
+    try {
+      fh = await openInside(dir, f.path);
+    } catch (err) {
+      if (err instanceof FolderEntryError && err.problem === 'missing') {
+        throw new InputError(`model ${model.id}: ${join(dir, f.path)} is pinned by ${LOCKFILE_NAME} entry ${key} but does not exist`, {
+          file: join(dir, f.path),
+          field,
+          expected: `the file ${f.path} (${f.size} bytes, sha256 ${f.sha256}) in ${dir}`,
+          hint: `put the file back, or if it was removed on purpose ${relock}`,
+        });
+      }
+      throw inModel(model, err, { field, hint: relock });
+    }
+    try {
+      const stored = await store.putFile(fh, {
+        sha256: f.sha256,
+        size: f.size,
+        name: `${join(dir, f.path)} (model ${model.id}, ${LOCKFILE_NAME} entry ${key})`,
+        file: join(dir, f.path),
+        hint: `the file is not what ${LOCKFILE_NAME} pinned: restore it, or if the change is intended ${relock}`,
+      });
+      out.push({ path: f.path, ...stored });
+    } finally {
+      await fh.close();
+    }
+  }
+  return out;
 }

@@ -2,9 +2,9 @@
 // Each arrow is a cached step (see step.ts); the packaged folder is what lands in /app/models/<id>/.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pullAndRead, type PullEvent } from '../hub/pull.js';
+import { pullAndRead, storeSnapshot, type PullEvent } from '../hub/pull.js';
 import { repairSnapshot } from '../hub/repair.js';
-import { localModelDir } from '../lock/local.js';
+import { storeLocalModel } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
 import type { ArtifactFile } from '../store/store.js';
@@ -43,17 +43,11 @@ export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: Mo
     if (e.type === 'retry') ctx.onEvent({ type: 'log', step: 'fetch', model: model.id, message: `retrying ${e.path}${e.attempt ? ` (attempt ${e.attempt})` : ''}: ${e.reason}` });
   };
   const result = await runStep(ctx.store, fetchDef(model, entry), ctx.onEvent, async () => {
-    const storeFiles = async (dir: string) => {
-      const files: ArtifactFile[] = [];
-      for (const f of entry.files) {
-        const { sha256, size } = await ctx.store.putFile(join(dir, f.path), f.sha256);
-        files.push({ path: f.path, sha256, size });
-      }
-      return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
-    };
     // From the Hub cache: a cached file the store finds corrupt is downloaded again (once).
-    if (entry.source === 'hub') return pullAndRead(entry, ctx.hub, { onEvent: onPull }, storeFiles);
-    return storeFiles(localModelDir(model, recipe.file, ctx.root));
+    const files = entry.source === 'hub'
+      ? await pullAndRead(entry, ctx.hub, { onEvent: onPull }, () => storeSnapshot(ctx.store, entry, ctx.hub))
+      : await storeLocalModel(ctx.store, recipe, model, entry, ctx.root);
+    return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
   }, { force: ctx.force });
   if (opts.fillHubCache && result.cached && entry.source === 'hub') await repairSnapshot(entry, ctx.hub, { onEvent: onPull });
   return result;

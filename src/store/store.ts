@@ -7,7 +7,7 @@
 // Every write is temp file + rename and every name is a digest of the content, so two processes that
 // share a store can only ever race to write the same bytes: neither can corrupt the other.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -16,7 +16,19 @@ import { Transform } from 'node:stream';
 import { digestOf, isSha256Hex, sha256Bytes, type Sha256Hex } from '../util/digest.js';
 import { BakeError, IntegrityError } from '../util/errors.js';
 import { canonicalJson, prettyJson } from '../util/json.js';
-import { safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
+import { listFilesInside, safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
+
+/** What a file put into the store must be, and how errors name it. */
+export interface ExpectedFile {
+  sha256?: Sha256Hex;
+  size?: number;
+  /** The file as the user knows it (model id, lock entry, path); default its path. */
+  name?: string;
+  /** The user's file, for the error's `file` field. */
+  file?: string;
+  /** How to fix a mismatch. */
+  hint?: string;
+}
 
 export interface ArtifactFile {
   /** Relative POSIX path inside the artifact. */
@@ -74,8 +86,20 @@ export class Store {
     }
   }
 
-  /** Copies a file into the store, hashing while copying; checks `expect` when given. */
-  async putFile(src: string, expect?: Sha256Hex): Promise<{ sha256: Sha256Hex; size: number }> {
+  /**
+   * Copies a file into the store, hashing while copying. `src` is a path or an open handle (read from
+   * its start, left open: the caller checked what it opened). With `expect`, a size or sha256 that does
+   * not match is an IntegrityError (exit 3) and nothing is stored; the size is checked before copying.
+   */
+  async putFile(src: string | FileHandle, expect?: Sha256Hex | ExpectedFile): Promise<{ sha256: Sha256Hex; size: number }> {
+    const want: ExpectedFile = typeof expect === 'string' ? { sha256: expect } : (expect ?? {});
+    const name = want.name ?? (typeof src === 'string' ? src : 'file');
+    const file = want.file ?? (typeof src === 'string' ? src : undefined);
+    const mismatch = (expected: string, actual: string) => new IntegrityError(name, expected, actual, { ...(want.hint ? { hint: want.hint } : {}), ...(file ? { file } : {}) });
+    if (want.size !== undefined) {
+      const st = typeof src === 'string' ? await stat(src) : await src.stat();
+      if (st.size !== want.size) throw mismatch(`${want.size} bytes`, `${st.size} bytes`);
+    }
     const tmpDir = join(this.root, 'tmp');
     await mkdir(tmpDir, { recursive: true });
     const tmp = tempPathFor(join(tmpDir, 'blob'));
@@ -83,7 +107,7 @@ export class Store {
     let size = 0;
     try {
       await pipeline(
-        createReadStream(src, { highWaterMark: 1 << 20 }),
+        typeof src === 'string' ? createReadStream(src, { highWaterMark: 1 << 20 }) : src.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 }),
         new Transform({
           transform(chunk: Buffer, _enc, cb) {
             hash.update(chunk);
@@ -94,7 +118,9 @@ export class Store {
         createWriteStream(tmp),
       );
       const sha256 = hash.digest('hex');
-      if (expect && expect !== sha256) throw new IntegrityError(src, expect, sha256);
+      // The file may have changed between the size check and the copy: check what was copied.
+      if (want.size !== undefined && size !== want.size) throw mismatch(`${want.size} bytes`, `${size} bytes`);
+      if (want.sha256 && want.sha256 !== sha256) throw mismatch(want.sha256, sha256);
       await this.adoptBlob(tmp, sha256);
       return { sha256, size };
     } finally {
@@ -189,17 +215,11 @@ export class Store {
   }
 }
 
-/** Sorted relative POSIX paths of the regular files under `dir`. */
-export async function listTree(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(rel: string): Promise<void> {
-    const entries = await readdir(join(dir, rel), { withFileTypes: true });
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) await walk(r);
-      else if (e.isFile() || e.isSymbolicLink()) out.push(r);
-    }
-  }
-  await walk('');
-  return out.sort();
+/**
+ * Sorted relative POSIX paths of the regular files under `dir` (those `select` picks, default all). A
+ * symbolic link counts as its file only when that file is inside `dir`; a link leading out or nowhere
+ * is refused (FolderEntryError, exit 2). See listFilesInside.
+ */
+export function listTree(dir: string, select?: (rel: string) => boolean): Promise<string[]> {
+  return listFilesInside(dir, select);
 }

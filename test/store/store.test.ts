@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fork } from 'node:child_process';
-import { Store, stepKey } from '../../src/store/store.js';
+import { Store, listTree, stepKey } from '../../src/store/store.js';
 import { runStep } from '../../src/pipeline/step.js';
-import { IntegrityError } from '../../src/util/errors.js';
+import { InputError, IntegrityError } from '../../src/util/errors.js';
 import { sha256Bytes } from '../../src/util/digest.js';
 
 test('a step whose key is present is skipped; a changed parameter runs again', async () => {
@@ -44,6 +44,46 @@ test('putFile refuses content that does not match the expected digest and stores
   const { digest } = await store.putArtifact({ kind: 'k', files: [{ path: 'a/b.txt', ...ok }], meta: {} });
   await store.materialize(digest, out);
   assert.equal(await readFile(join(out, 'a', 'b.txt'), 'utf8'), 'abc');
+});
+
+test('putFile checks the expected size as well as the sha256, from a path or an open file, and stores nothing on a mismatch', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'bake-store-'));
+  const store = new Store(root);
+  const src = join(root, 'f');
+  await writeFile(src, 'abc');
+  const sha256 = sha256Bytes('abc');
+  for (const size of [2, 4]) {
+    await assert.rejects(store.putFile(src, { sha256, size, name: 'model m: f' }), (e: IntegrityError) => {
+      assert.ok(e instanceof IntegrityError);
+      assert.equal(e.exit, 'integrity');
+      assert.match(e.message, new RegExp(`model m: f: expected ${size} bytes, got 3 bytes`));
+      return true;
+    });
+    const fh = await open(src);
+    await assert.rejects(store.putFile(fh, { sha256, size }), IntegrityError);
+    await fh.close();
+  }
+  assert.equal(await store.hasBlob(sha256), false);
+  const fh = await open(src);
+  assert.deepEqual(await store.putFile(fh, { sha256, size: 3 }), { sha256, size: 3 });
+  assert.deepEqual(await store.putFile(fh, { sha256, size: 3 }), { sha256, size: 3 }, 'an open file is read from its start each time');
+  await fh.close();
+});
+
+test('listTree follows links to files inside the folder and refuses links that leave it, naming the link', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'bake-store-'));
+  const dir = join(root, 'm');
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  await writeFile(join(dir, 'a.json'), '{}');
+  await writeFile(join(root, 'secret.txt'), 'x');
+  await symlink('../a.json', join(dir, 'sub', 'alias.json'));
+  assert.deepEqual(await listTree(dir), ['a.json', 'sub/alias.json']);
+  await symlink('../secret.txt', join(dir, 'weights.onnx_data'));
+  await assert.rejects(listTree(dir), (e: InputError) => e instanceof InputError && e.message.includes(join(dir, 'weights.onnx_data')) && /outside/.test(e.message));
+  // A link the selection leaves out is not read, so it does not matter.
+  assert.deepEqual(await listTree(dir, (p) => p.endsWith('.json')), ['a.json', 'sub/alias.json']);
+  await symlink('/etc', join(dir, 'etc'));
+  await assert.rejects(listTree(dir, (p) => p === 'etc'), /etc is a symbolic link to \/etc, outside/);
 });
 
 test('two processes writing the same blobs and steps into one store leave it consistent', async () => {
