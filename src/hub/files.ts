@@ -1,14 +1,6 @@
 // The URL a repo file is downloaded from. (Its path is checked by src/lock/paths.ts checkModelPath.)
 import type { HubConfig } from './config.js';
 
-/** Extensions of pickle-based formats: loading them can run arbitrary code. */
-const PICKLE_EXTENSIONS = ['.bin', '.pt', '.pth', '.pkl', '.pickle', '.ckpt'];
-
-export function isPickleFile(path: string): boolean {
-  const lower = path.toLowerCase();
-  return PICKLE_EXTENSIONS.some((ext) => lower.endsWith(ext));
-}
-
 /** `<endpoint>/<repo>/resolve/<revision>/<path>` with every segment escaped. */
 export function resolveUrl(cfg: HubConfig, repo: string, revision: string, path: string): string {
   const escapedPath = path.split('/').map(encodeURIComponent).join('/');

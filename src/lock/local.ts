@@ -1,5 +1,6 @@
 // Models from a local folder (`path:` in a recipe): locked by the sha256 of every selected file, so a
-// local model is pinned exactly like a Hub one. `npm:<package>/<dir>` names a folder inside an
+// local model is pinned exactly like a Hub one. Files that can run code when loaded are refused unless
+// allow_pickle names them (src/lock/pickle.ts decides, for Hub repos too). `npm:<package>/<dir>` names a folder inside an
 // installed npm package (models that ship in dependencies).
 import { existsSync } from 'node:fs';
 import { stat, type FileHandle } from 'node:fs/promises';
@@ -12,13 +13,8 @@ import { listTree, type ArtifactFile, type Store } from '../store/store.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
 import { LOCKFILE_NAME } from './lockfile.js';
 import { checkModelPath } from './paths.js';
+import { refuseUnsafeFiles, type FileReader } from './pickle.js';
 import { lockKey, type LockEntry, type LockedFile } from './types.js';
-
-const PICKLE = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
-
-export function isPickleFile(path: string): boolean {
-  return PICKLE.test(path);
-}
 
 /** Absolute folder a `path:` value names, relative to the recipe file or inside an npm package. */
 export function localModelDir(model: ModelSpec, recipeFile: string, projectRoot = process.cwd()): string {
@@ -57,6 +53,32 @@ function inModel(model: ModelSpec, err: unknown, opts: { field?: string; hint?: 
   });
 }
 
+/** Reads a local model's files for the pickle check, each opened inside the folder. */
+function folderReader(dir: string): FileReader {
+  const withFile = async <T>(path: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> => {
+    const fh = await openInside(dir, path);
+    try {
+      return await fn(fh);
+    } finally {
+      await fh.close();
+    }
+  };
+  return {
+    read: (path, offset, length) =>
+      withFile(path, async (fh) => {
+        const buf = Buffer.alloc(length);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return buf.subarray(0, done);
+      }),
+    readWhole: (path) => withFile(path, (fh) => fh.readFile()),
+  };
+}
+
 /** Lock entry of a local folder: every file the patterns select, with size and sha256. */
 export async function resolveLocalModel(model: ModelSpec, recipeFile: string, projectRoot = process.cwd()): Promise<Omit<LockEntry, 'fragment'>> {
   const dir = localModelDir(model, recipeFile, projectRoot);
@@ -74,13 +96,6 @@ export async function resolveLocalModel(model: ModelSpec, recipeFile: string, pr
     throw inModel(model, err);
   }
   for (const rel of selected) {
-    if (isPickleFile(rel) && !model.allow_pickle.includes(rel)) {
-      throw new InputError(`model ${model.id}: ${rel} is a pickle-based file, which can run code when loaded`, {
-        file: recipeFile,
-        field: `models.${model.id}.allow_pickle`,
-        hint: `prefer safetensors; to accept it anyway add "${rel}" to allow_pickle, or exclude it from files`,
-      });
-    }
     const fh = await openInside(dir, rel).catch((err: unknown) => {
       throw inModel(model, err);
     });
@@ -94,6 +109,9 @@ export async function resolveLocalModel(model: ModelSpec, recipeFile: string, pr
   if (files.length === 0) {
     throw new InputError(`model ${model.id}: no file in ${dir} matches ${JSON.stringify(model.files)}`, { file: recipeFile, field: `models.${model.id}.files` });
   }
+  await refuseUnsafeFiles(model, files, folderReader(dir), dir, recipeFile).catch((err: unknown) => {
+    throw inModel(model, err);
+  });
   return { source: 'path', repo: model.path!, revision: model.revision, commit: digestOf(files), files };
 }
 

@@ -83,6 +83,21 @@ async function loadExternalData(model: ModelProto, file: string, dir: string): P
   }
 }
 
+/**
+ * The external-data files an ONNX model's tensors reference: their `location` values as written
+ * (relative to the model's folder; not checked or opened here). Malformed bytes give an InputError.
+ */
+export function externalDataLocations(bytes: Uint8Array, file = '<memory>'): string[] {
+  const model = decodeModel(bytes, file);
+  const out = new Set<string>();
+  for (const t of allTensors(model)) {
+    if (t.data_location !== EXTERNAL_DATA) continue;
+    const location = externalEntries(t).location;
+    if (location) out.add(location);
+  }
+  return [...out].sort();
+}
+
 export interface WriteOnnxOptions {
   /** true: tensors of sizeThreshold bytes or more go to the data file; 'auto' (default): only when the model would pass 2 GiB. */
   externalData?: boolean | 'auto';
