@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pullAndRead, storeSnapshot, type PullEvent } from '../hub/pull.js';
 import { repairSnapshot } from '../hub/repair.js';
-import { storeLocalModel } from '../lock/local.js';
+import { localModelDir, storeLocalModel } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
 import type { ArtifactFile } from '../store/store.js';
@@ -49,6 +49,8 @@ export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: Mo
       : await storeLocalModel(ctx.store, recipe, model, entry, ctx.root);
     return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
   }, { force: ctx.force });
+  // Errors of later steps on copies of these files name the user's files: the local folder or `org/name`.
+  ctx.store.nameArtifact(result.digest, result.artifact, entry.source === 'hub' ? entry.repo : localModelDir(model, recipe.file, ctx.root));
   if (opts.fillHubCache && result.cached && entry.source === 'hub') await repairSnapshot(entry, ctx.hub, { onEvent: onPull });
   return result;
 }

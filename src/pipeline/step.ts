@@ -6,6 +6,7 @@ import type { Artifact, Store } from '../store/store.js';
 import { stepKey } from '../store/store.js';
 import type { Sha256Hex } from '../util/digest.js';
 import type { EventSink, StepName } from './events.js';
+import { rewriteError } from '../util/errors.js';
 
 export interface StepDef {
   step: StepName;
@@ -60,11 +61,15 @@ export async function runStep(
   await mkdir(join(store.root, 'tmp'), { recursive: true });
   const scratch = await mkdtemp(join(store.root, 'tmp', `${def.step}-`));
   try {
-    const { digest, artifact } = await produce(scratch);
+    const { digest, artifact } = await produce(scratch).catch((err: unknown) => {
+      // Readers name the scratch copy they failed on (deleted below): name the model and the user's file.
+      throw rewriteError(err, (text) => store.userPaths(text), def.model ? `model ${def.model}: ` : undefined);
+    });
     await store.putStep({ key, step: def.step, version: def.version, inputs: def.inputs, params: def.params, artifact: digest });
     onEvent({ type: 'step', step: def.step, model: def.model, status: 'done', key, artifact: digest, ms: Math.round(performance.now() - started) });
     return { key, digest, artifact, cached: false };
   } finally {
+    store.forgetPlaced(scratch);
     await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -9,7 +9,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
@@ -70,7 +70,43 @@ export function artifactDigest(a: Artifact): Sha256Hex {
 }
 
 export class Store {
+  /**
+   * For error messages only (in memory, never stored): where this process materialized artifacts, and
+   * what the user calls the files of some of them (a local model folder or a Hub repo `org/name`), so a
+   * reader failing on bake's scratch copy can be reported against the user's file.
+   */
+  private readonly placed = new Map<string, Sha256Hex>();
+  private readonly userRoots = new Map<Sha256Hex, string>();
+  private readonly userBlobs = new Map<Sha256Hex, string>();
+
   constructor(readonly root: string = defaultStoreRoot()) {}
+
+  /** Records that `artifact`'s files are the user's files under `userRoot` (a folder or `org/name`). */
+  nameArtifact(digest: Sha256Hex, artifact: Artifact, userRoot: string): void {
+    this.userRoots.set(digest, userRoot);
+    for (const f of artifact.files) this.userBlobs.set(f.sha256, `${userRoot}/${f.path}`);
+  }
+
+  /** Forgets the materializations under `dir` (a scratch folder about to be removed). */
+  forgetPlaced(dir: string): void {
+    const under = resolve(dir);
+    for (const placed of this.placed.keys()) if (placed === under || placed.startsWith(under + sep)) this.placed.delete(placed);
+  }
+
+  /**
+   * `text` with every path into a materialized copy of a named artifact, or into the blob of one of its
+   * files, replaced by the user's path for it. Other text is left as it is.
+   */
+  userPaths(text: string): string {
+    let out = text;
+    for (const [dir, digest] of this.placed) {
+      const userRoot = this.userRoots.get(digest);
+      if (userRoot && out.includes(dir)) out = out.replace(new RegExp(`${escapeRegExp(dir)}(?=$|[/\\s'"\`:;,)\\]])`, 'g'), () => userRoot);
+    }
+    const blobs = join(this.root, 'blobs', 'sha256') + sep;
+    if (out.includes(blobs)) out = out.replace(new RegExp(`${escapeRegExp(blobs)}([0-9a-f]{64})`, 'g'), (m, hex: string) => this.userBlobs.get(hex) ?? m);
+    return out;
+  }
 
   blobPath(sha256: Sha256Hex): string {
     if (!isSha256Hex(sha256)) throw new BakeError(`not a sha256 digest: ${sha256}`);
@@ -184,6 +220,7 @@ export class Store {
   async materialize(digest: Sha256Hex, dir: string): Promise<Artifact> {
     const artifact = await this.getArtifact(digest);
     if (!artifact) throw new BakeError(`artifact ${digest} is not in the store ${this.root}`, 'failure', { hint: 'run the step that produces it again (`bake plan` shows which)' });
+    this.placed.set(resolve(dir), digest);
     for (const f of artifact.files) {
       const target = safeJoin(dir, f.path);
       if (!target) throw new BakeError(`artifact ${digest} names an unsafe path: ${f.path}`, 'integrity');
@@ -222,4 +259,8 @@ export class Store {
  */
 export function listTree(dir: string, select?: (rel: string) => boolean): Promise<string[]> {
   return listFilesInside(dir, select);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -138,3 +138,24 @@ export class NotBuiltError extends BakeError {
     super(`${what} is not built yet`, 'notBuilt');
   }
 }
+
+/**
+ * The same error (same class, exit code and fields) with `rewrite` applied to its message, file,
+ * expected and hint, and `prefix` (e.g. "model e5: ") put before the message unless the message already
+ * names it ("model e5"). Used to report a failure on a scratch copy against the user's file. Values
+ * that are not Errors pass through.
+ */
+export function rewriteError(err: unknown, rewrite: (text: string) => string, prefix?: string): unknown {
+  if (!(err instanceof Error)) return err;
+  let message = rewrite(err.message);
+  if (prefix && !message.includes(prefix.replace(/:\s*$/, ''))) message = prefix + message;
+  err.message = message;
+  if (err instanceof BakeError) {
+    const fields = err as unknown as Record<'file' | 'expected' | 'hint', string | undefined>;
+    for (const key of ['file', 'expected', 'hint'] as const) {
+      const value = fields[key];
+      if (typeof value === 'string') fields[key] = rewrite(value);
+    }
+  }
+  return err;
+}

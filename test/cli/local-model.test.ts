@@ -117,3 +117,16 @@ test('a lock size that does not match the file is an integrity failure (exit 3),
   assert.match(q.stderr, /config\.json/);
   assert.match(q.stderr, new RegExp(`${cfg.size} bytes`));
 });
+test('a corrupt model file is named by model id and the user\'s path, once, not by bake\'s temporary copy', async (t) => {
+  const p = await project(t, '{ format: onnx-fp16 }');
+  const file = join(p.dir, 'models', 'm1', 'model.onnx');
+  await writeFile(file, (await readFile(ONNX)).subarray(0, 5000));
+  const relock = await p.run(['lock', 'r', '--update', 'm1']);
+  assert.equal(relock.code, 0, relock.stderr);
+  const q = await p.run(['quantize', 'r']);
+  assert.equal(q.code, 2, q.stderr);
+  const line = q.stderr.split('\n').find((l) => l.startsWith('error: '))!;
+  assert.match(line, /^error: model m1: /);
+  assert.equal(line.split(file).length - 1, 1, line);
+  assert.ok(!q.stderr.includes(p.store) && !/quantize-/.test(q.stderr), q.stderr);
+});

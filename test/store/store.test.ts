@@ -86,6 +86,32 @@ test('listTree follows links to files inside the folder and refuses links that l
   await assert.rejects(listTree(dir, (p) => p === 'etc'), /etc is a symbolic link to \/etc, outside/);
 });
 
+test('a step failing on a scratch copy of a named artifact reports the model and the user\'s file, once', async () => {
+  const store = new Store(await mkdtemp(join(tmpdir(), 'bake-store-')));
+  const put = await store.putBytes('not onnx');
+  const { digest, artifact } = await store.putArtifact({ kind: 'source', files: [{ path: 'onnx/model.onnx', ...put }], meta: {} });
+  store.nameArtifact(digest, artifact, 'org/e5');
+  let seen = '';
+  const run = (read: (dir: string) => string) =>
+    runStep(store, { step: 'quantize', version: 1, inputs: [digest], params: {}, model: 'e5' }, () => {}, async (scratch) => {
+      const src = join(scratch, 'src');
+      await store.materialize(digest, src);
+      seen = read(src);
+      throw new InputError(`${seen} is not a valid ONNX model: index out of range`, { file: seen, hint: `re-export ${seen}` });
+    });
+  await assert.rejects(run((src) => join(src, 'onnx', 'model.onnx')), (e: InputError) => {
+    assert.ok(e instanceof InputError);
+    assert.equal(e.message, 'model e5: org/e5/onnx/model.onnx is not a valid ONNX model: index out of range');
+    assert.equal(e.file, 'org/e5/onnx/model.onnx');
+    assert.equal(e.hint, 're-export org/e5/onnx/model.onnx');
+    return true;
+  });
+  assert.match(seen, /tmp\/quantize-/, 'the reader did see a scratch path');
+  // A reader given the blob itself is mapped the same way; other paths are left alone.
+  await assert.rejects(run(() => store.blobPath(put.sha256)), (e: InputError) => e.message === 'model e5: org/e5/onnx/model.onnx is not a valid ONNX model: index out of range');
+  await assert.rejects(run(() => '/elsewhere/x.onnx'), (e: InputError) => e.message === 'model e5: /elsewhere/x.onnx is not a valid ONNX model: index out of range');
+});
+
 test('two processes writing the same blobs and steps into one store leave it consistent', async () => {
   const root = await mkdtemp(join(tmpdir(), 'bake-store-'));
   const src = join(root, 'src');
