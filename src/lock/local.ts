@@ -1,7 +1,8 @@
 // Models from a local folder (`path:` in a recipe): locked by the sha256 of every selected file, so a
-// local model is pinned exactly like a Hub one. Files that can run code when loaded are refused unless
-// allow_pickle names them (src/lock/pickle.ts decides, for Hub repos too). `npm:<package>/<dir>` names a folder inside an
-// installed npm package (models that ship in dependencies).
+// local model is pinned exactly like a Hub one. `npm:<package>/<dir>` names a folder inside an
+// installed npm package (models that ship in dependencies). Files are read only inside the folder:
+// a symbolic link may point at a file in it, never out of it. Files that can run code when loaded
+// are refused unless allow_pickle names them (src/lock/pickle.ts decides, for Hub repos too).
 import { existsSync } from 'node:fs';
 import { stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';

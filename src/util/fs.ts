@@ -108,7 +108,7 @@ export class FolderEntryError extends InputError {
     const at = join(folder, rel);
     const what: Record<FolderEntryProblem, string> = {
       missing: `${at} does not exist`,
-      outside: `${at} is a symbolic link to ${target ?? 'a path'}, outside ${folder}; refused`,
+      outside: target === undefined ? `${at} is outside ${folder}; refused` : `${at} is a symbolic link to ${target}, outside ${folder}; refused`,
       dangling: `${at} is a symbolic link to ${target ?? 'a path'}, which does not exist`,
       'link-to-folder': `${at} is a symbolic link to a folder (${target ?? '?'}); links to folders are not followed`,
       'not-a-file': `${at} is not a regular file`,
