@@ -50,7 +50,7 @@ export async function fetchModel(ctx: PipelineContext, recipe: Recipe, model: Mo
     return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
   }, { force: ctx.force });
   // Errors of later steps on copies of these files name the user's files: the local folder or `org/name`.
-  ctx.store.nameArtifact(result.digest, result.artifact, entry.source === 'hub' ? entry.repo : localModelDir(model, recipe.file, ctx.root));
+  ctx.store.nameArtifact(result.digest, result.artifact, entry.source === 'hub' ? entry.repo : localModelDir(model, recipe.file, ctx.root), model.id);
   if (opts.fillHubCache && result.cached && entry.source === 'hub') await repairSnapshot(entry, ctx.hub, { onEvent: onPull });
   return result;
 }

@@ -63,7 +63,7 @@ export async function runStep(
   try {
     const { digest, artifact } = await produce(scratch).catch((err: unknown) => {
       // Readers name the scratch copy they failed on (deleted below): name the model and the user's file.
-      throw rewriteError(err, (text) => store.userPaths(text), def.model ? `model ${def.model}: ` : undefined);
+      throw rewriteError(err, (text) => store.userPaths(text, def.model), def.model ? `model ${def.model}: ` : undefined);
     });
     await store.putStep({ key, step: def.step, version: def.version, inputs: def.inputs, params: def.params, artifact: digest });
     onEvent({ type: 'step', step: def.step, model: def.model, status: 'done', key, artifact: digest, ms: Math.round(performance.now() - started) });

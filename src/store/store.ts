@@ -76,15 +76,24 @@ export class Store {
    * reader failing on bake's scratch copy can be reported against the user's file.
    */
   private readonly placed = new Map<string, Sha256Hex>();
-  private readonly userRoots = new Map<Sha256Hex, string>();
-  private readonly userBlobs = new Map<Sha256Hex, string>();
+  /** digest -> model id -> the user's root; blob sha256 -> model id -> the user's file. */
+  private readonly userRoots = new Map<Sha256Hex, Map<string, string>>();
+  private readonly userBlobs = new Map<Sha256Hex, Map<string, string>>();
 
   constructor(readonly root: string = defaultStoreRoot()) {}
 
-  /** Records that `artifact`'s files are the user's files under `userRoot` (a folder or `org/name`). */
-  nameArtifact(digest: Sha256Hex, artifact: Artifact, userRoot: string): void {
-    this.userRoots.set(digest, userRoot);
-    for (const f of artifact.files) this.userBlobs.set(f.sha256, `${userRoot}/${f.path}`);
+  /**
+   * Records that `artifact`'s files are `model`'s files under `userRoot` (a folder or `org/name`). Two
+   * models may fetch the same bytes (one artifact): each keeps its own name.
+   */
+  nameArtifact(digest: Sha256Hex, artifact: Artifact, userRoot: string, model = ''): void {
+    const remember = (map: Map<Sha256Hex, Map<string, string>>, key: Sha256Hex, value: string) => {
+      const names = map.get(key) ?? new Map<string, string>();
+      names.set(model, value);
+      map.set(key, names);
+    };
+    remember(this.userRoots, digest, userRoot);
+    for (const f of artifact.files) remember(this.userBlobs, f.sha256, `${userRoot}/${f.path}`);
   }
 
   /** Forgets the materializations under `dir` (a scratch folder about to be removed). */
@@ -95,16 +104,17 @@ export class Store {
 
   /**
    * `text` with every path into a materialized copy of a named artifact, or into the blob of one of its
-   * files, replaced by the user's path for it. Other text is left as it is.
+   * files, replaced by the user's path for it (as `model` names it, when given). Other text is left as is.
    */
-  userPaths(text: string): string {
+  userPaths(text: string, model?: string): string {
+    const pick = (names: Map<string, string> | undefined) => (names ? ((model !== undefined ? names.get(model) : undefined) ?? names.values().next().value) : undefined);
     let out = text;
     for (const [dir, digest] of this.placed) {
-      const userRoot = this.userRoots.get(digest);
+      const userRoot = pick(this.userRoots.get(digest));
       if (userRoot && out.includes(dir)) out = out.replace(new RegExp(`${escapeRegExp(dir)}(?=$|[/\\s'"\`:;,)\\]])`, 'g'), () => userRoot);
     }
     const blobs = join(this.root, 'blobs', 'sha256') + sep;
-    if (out.includes(blobs)) out = out.replace(new RegExp(`${escapeRegExp(blobs)}([0-9a-f]{64})`, 'g'), (m, hex: string) => this.userBlobs.get(hex) ?? m);
+    if (out.includes(blobs)) out = out.replace(new RegExp(`${escapeRegExp(blobs)}([0-9a-f]{64})`, 'g'), (m, hex: string) => pick(this.userBlobs.get(hex)) ?? m);
     return out;
   }
 

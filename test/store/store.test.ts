@@ -90,7 +90,7 @@ test('a step failing on a scratch copy of a named artifact reports the model and
   const store = new Store(await mkdtemp(join(tmpdir(), 'bake-store-')));
   const put = await store.putBytes('not onnx');
   const { digest, artifact } = await store.putArtifact({ kind: 'source', files: [{ path: 'onnx/model.onnx', ...put }], meta: {} });
-  store.nameArtifact(digest, artifact, 'org/e5');
+  store.nameArtifact(digest, artifact, 'org/e5', 'e5');
   let seen = '';
   const run = (read: (dir: string) => string) =>
     runStep(store, { step: 'quantize', version: 1, inputs: [digest], params: {}, model: 'e5' }, () => {}, async (scratch) => {
@@ -110,6 +110,10 @@ test('a step failing on a scratch copy of a named artifact reports the model and
   // A reader given the blob itself is mapped the same way; other paths are left alone.
   await assert.rejects(run(() => store.blobPath(put.sha256)), (e: InputError) => e.message === 'model e5: org/e5/onnx/model.onnx is not a valid ONNX model: index out of range');
   await assert.rejects(run(() => '/elsewhere/x.onnx'), (e: InputError) => e.message === 'model e5: /elsewhere/x.onnx is not a valid ONNX model: index out of range');
+  // Another model fetching the same bytes from its own folder: each model's errors name its own files.
+  store.nameArtifact(digest, artifact, '/home/me/models/e5-copy', 'copy');
+  store.nameArtifact(digest, artifact, 'org/e5', 'e5');
+  await assert.rejects(run((src) => join(src, 'onnx', 'model.onnx')), (e: InputError) => e.message.startsWith('model e5: org/e5/onnx/model.onnx'));
 });
 
 test('two processes writing the same blobs and steps into one store leave it consistent', async () => {
