@@ -44,7 +44,7 @@ async function quantizeChain(ctx: PipelineContext, model: Recipe['models'][numbe
     const spec = model.quantize;
     defs.push({ step: 'convert', version: 1, inputs: [sourceDigest], params: { type: spec.source_type ?? 'F16' } });
   } else {
-    defs.push({ step: 'quantize', version: 1, inputs: [sourceDigest], params: { spec: model.quantize, task: model.task } });
+    defs.push({ step: 'quantize', version: quantizerFor(model.quantize).version, inputs: [sourceDigest], params: { spec: model.quantize, task: model.task } });
   }
   const out: Omit<PlannedStep, 'model'>[] = [];
   let input = sourceDigest;

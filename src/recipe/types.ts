@@ -77,8 +77,11 @@ export interface VerifySpec {
   eval?: string;
   /** Real evaluation samples for models that take no text (ONNX). */
   data?: DataSpec;
-  /** Decode an output before comparing (ctc: greedy CTC over [batch, time, classes]). */
-  decode?: { type: 'ctc'; blank?: number; output?: string };
+  /**
+   * Decode an output before comparing (ctc: greedy CTC over [batch, time, classes]); with a dictionary (a file
+   * of the model, one symbol per line after the blank) decodings are compared as text, edge spaces trimmed.
+   */
+  decode?: { type: 'ctc'; blank?: number; output?: string; dictionary?: string };
   /** Threshold of one-value outputs for decision_agreement (default 0.5 for scores in [0, 1], else 0). */
   decision_threshold?: number;
   runs?: number;

@@ -153,3 +153,9 @@ test('the digest follows the files read: same bytes same digest, a changed sampl
   assert.notEqual(await dataDigest({ ...spec, limit: 1 }, ctx(base)), d2, 'limit changes which files are read');
   assert.equal(await dataDigest(undefined, ctx(base)), undefined);
 });
+
+test('verify.data, decode and decision_threshold on a GGUF model are refused, not ignored', async () => {
+  const { verifyGguf } = await import('../../src/verify/llama/index.js');
+  await assert.rejects(verifyGguf('chat', '/nonexistent.gguf', '/nonexistent.gguf', { data: { path: 'x', kind: 'npy' } }), isInputError('verify.data', /applies to ONNX models/));
+  await assert.rejects(verifyGguf('chat', '/nonexistent.gguf', '/nonexistent.gguf', { decision_threshold: 0.5 }), isInputError('verify.decision_threshold'));
+});
