@@ -96,7 +96,7 @@ test('recipes: warnings printed fresh and cached, data content in the step keys,
   const cos = await p.run(['verify', 'cosine']);
   assert.equal(cos.code, 2, cos.stderr);
   assert.match(cos.stderr, /verify\.min_cosine cannot discriminate for ww/);
-  // A data folder that is not there: exit 2 naming the field, before anything runs.
+  // A data folder that is not there: exit 2 naming the field (before verify runs).
   const missing = await p.run(['verify', 'missing']);
   assert.equal(missing.code, 2, missing.stderr);
   assert.match(missing.stderr, /verify\.data\.path: .*data\/nope is not a readable folder/);
