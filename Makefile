@@ -39,7 +39,7 @@ demo: deps
 tools: deps
 	scripts/llama-tools.sh
 
-# Every test: installs what is missing (apt: docker.io, docker-registry, skopeo, debootstrap),
+# Every test: installs what is missing (apt: docker.io, docker-registry, skopeo, debootstrap, fonts-dejavu-core),
 # starts a private dockerd and registry, runs the suites, stops what it started.
 test: deps tools
 	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 test/*/*.test.ts

@@ -2,6 +2,7 @@
 // Each arrow is a cached step (see step.ts); the packaged folder is what lands in /app/models/<id>/.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { dataDigest } from '../data/index.js';
 import { pullAndRead, storeSnapshot, type PullEvent } from '../hub/pull.js';
 import { repairSnapshot } from '../hub/repair.js';
 import { localModelDir, storeLocalModel } from '../lock/local.js';
@@ -65,13 +66,15 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
   let reportStep: StepResult | undefined;
   if (quantizer.verify && !model.verify.skip) {
     const evalText = model.verify.eval ? await readFile(join(recipe.file, '..', model.verify.eval), 'utf8') : undefined;
+    // Eval samples enter the key by content: changing a file re-runs verify.
+    const evalData = await dataDigest(model.verify.data, { field: 'verify.data', baseDir: dirname(recipe.file) });
     const against = reference ?? source;
     reportStep = await runStep(
       ctx.store,
-      { step: 'verify', version: quantizer.verifyVersion, inputs: [against.digest, quantized.digest], params: { verify: model.verify, task: model.task, evalText }, model: model.id },
+      { step: 'verify', version: quantizer.verifyVersion, inputs: [against.digest, quantized.digest], params: { verify: model.verify, task: model.task, evalText, ...(evalData && { evalData }) }, model: model.id },
       ctx.onEvent,
       async (scratch) => {
-        const r = await quantizer.verify!(ctx, model, against, quantized, scratch, evalText);
+        const r = await quantizer.verify!(ctx, model, against, quantized, scratch, evalText, dirname(recipe.file));
         const { sha256, size } = await ctx.store.putBytes(prettyJson(r));
         return ctx.store.putArtifact({ kind: 'verify-report', files: [{ path: REPORT_NAME, sha256, size }], meta: {} });
       },
@@ -79,6 +82,7 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
     );
     // The verify step is keyed without the model id (models with the same input share it): name this one.
     report = { ...(JSON.parse(await readFile(ctx.store.blobPath(reportStep.artifact.files[0]!.sha256), 'utf8')) as VerifyReport), model: model.id };
+    for (const w of report.warnings ?? []) ctx.onEvent({ type: 'log', level: 'warning', step: 'verify', model: model.id, message: w });
     enforceGates(model.id, report);
   }
 

@@ -43,7 +43,7 @@ async function quantizeChain(ctx: PipelineContext, model: Recipe['models'][numbe
   if (fmt === 'gguf') {
     defs.push(ggufConvertDef(model, sourceDigest));
   } else {
-    defs.push({ step: 'quantize', version: 1, inputs: [sourceDigest], params: { spec: model.quantize, task: model.task } });
+    defs.push({ step: 'quantize', version: quantizerFor(model.quantize).version, inputs: [sourceDigest], params: { spec: model.quantize, task: model.task } });
   }
   const out: Omit<PlannedStep, 'model'>[] = [];
   let input = sourceDigest;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { modelFolderName } from '../convert/model-name.js';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec } from '../recipe/types.js';
 import type { ArtifactFile } from '../store/store.js';
+import { dataDigest } from '../data/index.js';
 import { InputError } from '../util/errors.js';
 import type { VerifyReport } from '../verify/gates.js';
 import type { PipelineContext } from './context.js';
@@ -15,7 +16,7 @@ export interface Quantizer {
   /** `recipeDir` resolves files the spec names (calibration texts). */
   quantize(ctx: PipelineContext, model: ModelSpec, source: StepResult, recipeDir: string): Promise<{ quantized: StepResult; reference?: StepResult }>;
   verifyVersion: number;
-  verify?: (ctx: PipelineContext, model: ModelSpec, reference: StepResult, quantized: StepResult, scratch: string, evalText?: string) => Promise<VerifyReport>;
+  verify?: (ctx: PipelineContext, model: ModelSpec, reference: StepResult, quantized: StepResult, scratch: string, evalText?: string, recipeDir?: string) => Promise<VerifyReport>;
   /**
    * The quantized files as they ship for `model` (default: as cached). Cached steps may be shared by
    * models with the same input, so they name nothing after a model; the package step does.
@@ -34,27 +35,32 @@ async function materialize(ctx: PipelineContext, r: StepResult, dir: string): Pr
 }
 
 const onnx: Quantizer = {
-  version: 1,
+  // 2: warnings (nothing quantized, generated calibration) stored with the result.
+  version: 2,
   async quantize(ctx, model, source, recipeDir) {
     const spec = model.quantize as OnnxQuantSpec;
     // Calibration texts are part of the key by content, not by file name.
     const calibrationTexts = spec.calibration?.texts ? splitTexts(await readFile(join(recipeDir, spec.calibration.texts), 'utf8')) : undefined;
-    const quantized = await runStep(ctx.store, { step: 'quantize', version: this.version, inputs: [source.digest], params: { spec, task: model.task, calibrationTexts }, model: model.id }, ctx.onEvent, async (scratch) => {
+    const calibrationData = await dataDigest(spec.calibration?.data, { field: 'quantize.calibration.data', baseDir: recipeDir });
+    const quantized = await runStep(ctx.store, { step: 'quantize', version: this.version, inputs: [source.digest], params: { spec, task: model.task, calibrationTexts, ...(calibrationData && { calibrationData }) }, model: model.id }, ctx.onEvent, async (scratch) => {
       const { quantizeOnnxModel } = await import('../quant/onnx/index.js');
       const src = await materialize(ctx, source, join(scratch, 'src'));
       const out = join(scratch, 'out');
       await mkdir(out, { recursive: true });
-      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, calibrationTexts, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'quantize', model: model.id, message: e.message }) });
-      return ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat });
+      // Warnings are stored with the result and shown below, whether this step ran or was cached.
+      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, calibrationTexts, dataDir: recipeDir, onEvent: (e) => e.type !== 'warning' && ctx.onEvent({ type: 'log', step: 'quantize', model: model.id, message: e.message }) });
+      return ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat, ...(r.warnings.length && { warnings: r.warnings }) });
     }, { force: ctx.force });
+    for (const w of (quantized.artifact.meta.warnings as string[] | undefined) ?? []) ctx.onEvent({ type: 'log', level: 'warning', step: 'quantize', model: model.id, message: w });
     return { quantized };
   },
-  verifyVersion: 1,
-  async verify(ctx, model, reference, quantized, scratch, evalText) {
+  // 2: data samples, one-value outputs by error and decision, CTC decoding, synthetic-input warnings.
+  verifyVersion: 2,
+  async verify(ctx, model, reference, quantized, scratch, evalText, recipeDir) {
     const { verifyOnnxModel } = await import('../verify/onnx/index.js');
     const a = await materialize(ctx, reference, join(scratch, 'reference'));
     const b = await materialize(ctx, quantized, join(scratch, 'quantized'));
-    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined });
+    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined, dataDir: recipeDir, quantization: quantized.artifact.meta as { params?: Record<string, unknown> } });
   },
 };
 

@@ -113,11 +113,11 @@ export class GateError extends BakeError {
   readonly metric: string;
   readonly value: number;
   readonly threshold: number;
-  constructor(model: string, metric: string, value: number, threshold: number, comparison: '>=' | '<=') {
+  constructor(model: string, metric: string, value: number, threshold: number, comparison: '>=' | '<=', hint?: string) {
     super(
       `verification gate failed for ${model}: ${metric} = ${value} but the recipe requires ${metric} ${comparison} ${threshold}`,
       'gate',
-      { field: `verify.${metric}`, hint: 'change the quantization (a wider type, fewer quantized ops) or relax the gate in the recipe' },
+      { field: `verify.${metric}`, hint: hint ?? 'change the quantization (a wider type, fewer quantized ops) or relax the gate in the recipe' },
     );
     this.metric = metric;
     this.value = value;

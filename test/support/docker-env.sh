@@ -30,6 +30,8 @@ need_packages() {
   [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v curl >/dev/null || missing+=(curl)
+  # Text-line images for the OCR verification tests are rendered in DejaVu Sans.
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} from Debian"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >&2 \

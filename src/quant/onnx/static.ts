@@ -12,7 +12,8 @@ import {
   writeOnnx, type ModelProto, type NodeProto,
 } from '../../formats/onnx/index.js';
 import { BakeError, InputError } from '../../util/errors.js';
-import { generateInputs, modelInputs, type Feeds } from '../../verify/onnx/inputs.js';
+import type { DataSpec } from '../../recipe/types.js';
+import { dataFeeds, generateInputs, modelInputs, type Feeds } from '../../verify/onnx/inputs.js';
 import { textFeeds } from '../../verify/onnx/text.js';
 import { DEFAULT_EVAL_TEXTS } from '../../verify/onnx/eval-texts.js';
 import type { DynamicParams } from './dynamic.js';
@@ -51,9 +52,15 @@ export interface CalibrationOptions {
   /** Model folder (tokenizer for text models). */
   modelDir?: string;
   task?: string;
-  /** Shapes for generated calibration inputs. */
+  /** Shapes for generated calibration inputs (and for the inputs real samples do not fill). */
   inputs?: Parameters<typeof generateInputs>[2];
+  /** Real calibration samples (quantize.calibration.data) and the folder their path is relative to. */
+  data?: DataSpec;
+  dataDir?: string;
 }
+
+/** Where calibration ranges came from: real samples, real text, or generated inputs (said in a warning). */
+export type CalibrationInputs = 'data' | 'text' | 'generated';
 
 /** Observed [min, max] of each named tensor over the calibration inputs (MinMax). */
 export async function calibrateMinMax(model: ModelProto, tensors: string[], feedsList: Feeds[]): Promise<Map<string, [number, number]>> {
@@ -90,18 +97,22 @@ export async function calibrateMinMax(model: ModelProto, tensors: string[], feed
   return ranges;
 }
 
-async function calibrationFeeds(model: ModelProto, opts: CalibrationOptions): Promise<Feeds[]> {
+async function calibrationFeeds(model: ModelProto, opts: CalibrationOptions): Promise<{ feeds: Feeds[]; kind: CalibrationInputs }> {
   const inputs = modelInputs(model);
+  if (opts.data) {
+    const d = await dataFeeds(inputs, opts.data, { field: 'quantize.calibration.data', baseDir: opts.dataDir ?? process.cwd() }, opts.inputs, opts.samples);
+    return { feeds: d.feeds, kind: 'data' };
+  }
   if (inputs.some((i) => i.name === 'input_ids')) {
     if (!opts.modelDir) throw new InputError('static quantization of a text model needs its folder (tokenizer)', { field: 'quantize.calibration' });
     const texts = opts.texts?.length ? opts.texts : [...DEFAULT_EVAL_TEXTS];
-    return textFeeds(opts.modelDir, texts.slice(0, opts.samples ?? texts.length), inputs.map((i) => i.name));
+    return { feeds: await textFeeds(opts.modelDir, texts.slice(0, opts.samples ?? texts.length), inputs.map((i) => i.name)), kind: 'text' };
   }
   // A different seed than verification, so the gate is not measured on the calibration data itself.
-  return generateInputs(inputs, opts.samples ?? 16, opts.inputs, 9001);
+  return { feeds: generateInputs(inputs, opts.samples ?? 16, opts.inputs, 9001), kind: 'generated' };
 }
 
-export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: CalibrationOptions = {}): Promise<{ keptFloat: KeptFloat[]; quantized: Record<string, number> }> {
+export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: CalibrationOptions = {}): Promise<{ keptFloat: KeptFloat[]; quantized: Record<string, number>; calibration?: CalibrationInputs }> {
   const ctx = new RewriteContext(model);
   const quantized: Record<string, number> = {};
   const graph = model.graph;
@@ -138,7 +149,7 @@ export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: 
   for (const t of targets) { activations.add(t.node.input[0]!); activations.add(t.node.output[0]!); }
 
   // 2. Calibrate.
-  const feeds = await calibrationFeeds(model, opts);
+  const { feeds, kind } = await calibrationFeeds(model, opts);
   const ranges = await calibrateMinMax(model, [...activations], feeds);
   const qparams = new Map<string, { scale: string; zp: string; scaleValue: number }>();
   for (const t of activations) {
@@ -223,6 +234,6 @@ export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: 
   graph.node = out;
   // Graph outputs keep the float tensor their producer writes; readers inside the graph see the DQ copy.
   ctx.dropUnused();
-  return { keptFloat: ctx.keptFloat, quantized };
+  return { keptFloat: ctx.keptFloat, quantized, calibration: kind };
 }
 
