@@ -8,7 +8,7 @@ import { lockRecipe } from '../lock/lock.js';
 import { loadRecipe } from '../recipe/load.js';
 import { TARGET_NAMES, type Recipe, type TargetName } from '../recipe/types.js';
 import { Store, defaultStoreRoot, listTree } from '../store/store.js';
-import { InputError } from '../util/errors.js';
+import { InputError, type ExitCodeName } from '../util/errors.js';
 import { isSha256Hex } from '../util/digest.js';
 import { sourceDateEpoch, type PipelineContext } from '../pipeline/context.js';
 import { fetchModel, prepareModel, type PreparedModel } from '../pipeline/model.js';
@@ -29,7 +29,8 @@ export interface CommandDef {
   args?: { name: string; description: string; required?: boolean }[];
   options?: { flags: string; description: string; default?: unknown; choices?: string[]; env?: string }[];
   examples?: string[];
-  run(input: RunInput): Promise<{ value: unknown; text: string }>;
+  /** `exit`: the exit code when the command ran but its result is a failure (default ok). */
+  run(input: RunInput): Promise<{ value: unknown; text: string; exit?: ExitCodeName }>;
 }
 
 async function context(input: RunInput): Promise<PipelineContext> {

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { pullModel } from '../hub/pull.js';
 import { localModelDir } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
+import { readEvalText } from '../recipe/eval-text.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
 import type { ArtifactFile } from '../store/store.js';
 import { BakeError } from '../util/errors.js';
@@ -65,7 +66,7 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
   let report: VerifyReport | undefined;
   let reportStep: StepResult | undefined;
   if (quantizer.verify && !model.verify.skip) {
-    const evalText = model.verify.eval ? await readFile(join(recipe.file, '..', model.verify.eval), 'utf8') : undefined;
+    const evalText = await readEvalText(model, recipe.file);
     const against = reference ?? source;
     reportStep = await runStep(
       ctx.store,

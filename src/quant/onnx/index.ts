@@ -172,7 +172,7 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
       result = convertToFloat16(model);
     } else if (p.mode === 'static') {
       emit('calibrate', `calibrating ${rel} (MinMax)`);
-      result = await quantizeStatic(model, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs ?? fromSpec(spec.calibration?.inputs) });
+      result = await quantizeStatic(model, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs ?? fromSpec(spec.calibration?.inputs), file: rel });
     } else {
       emit('quantize', `quantizing ${rel} (dynamic, ${p.weightType} weights${p.perChannel ? ', per channel' : ''}${p.reduceRange ? ', reduce_range' : ''})`);
       result = quantizeDynamic(model, p);
