@@ -39,6 +39,7 @@ grep              grep
 sed               sed
 tar               tar
 util-linux        flock
+mount             mount umount
 libc-bin          ldd
 bash              bash
 @scripts/llama-tools.sh  llama-quantize llama-perplexity llama-server

@@ -1,7 +1,7 @@
 // `bake doctor`: one line per thing bake depends on, each ok / warn / fail with how to fix it.
-import { statfs } from 'node:fs/promises';
 import { hubConfigFromEnv } from '../hub/config.js';
 import { defaultStoreRoot, Store } from '../store/store.js';
+import { freeBytes } from '../util/fs.js';
 import type { ExitCodeName } from '../util/errors.js';
 import type { RunInput } from './commands.js';
 
@@ -10,20 +10,6 @@ interface Check {
   status: 'ok' | 'warn' | 'fail';
   detail: string;
   fix?: string;
-}
-
-async function freeBytes(dir: string): Promise<number | undefined> {
-  let d = dir;
-  for (;;) {
-    try {
-      const s = await statfs(d);
-      return s.bavail * s.bsize;
-    } catch {
-      const up = d.replace(/\/[^/]+\/?$/, '');
-      if (!up || up === d) return undefined;
-      d = up;
-    }
-  }
 }
 
 export async function runDoctor(input: RunInput): Promise<{ value: unknown; text: string; exit: ExitCodeName }> {

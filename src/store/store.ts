@@ -16,7 +16,7 @@ import { Transform } from 'node:stream';
 import { digestOf, isSha256Hex, sha256Bytes, type Sha256Hex } from '../util/digest.js';
 import { BakeError, IntegrityError } from '../util/errors.js';
 import { canonicalJson, prettyJson } from '../util/json.js';
-import { safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
+import { asDiskFull, safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
 
 export interface ArtifactFile {
   /** Relative POSIX path inside the artifact. */
@@ -74,14 +74,17 @@ export class Store {
     }
   }
 
-  /** Copies a file into the store, hashing while copying; checks `expect` when given. */
+  /**
+   * Copies a file into the store, hashing while copying; checks `expect` when given. A full disk is a
+   * DiskFullError naming the blob and the file's size; the temp copy is removed either way.
+   */
   async putFile(src: string, expect?: Sha256Hex): Promise<{ sha256: Sha256Hex; size: number }> {
     const tmpDir = join(this.root, 'tmp');
-    await mkdir(tmpDir, { recursive: true });
     const tmp = tempPathFor(join(tmpDir, 'blob'));
     const hash = createHash('sha256');
     let size = 0;
     try {
+      await mkdir(tmpDir, { recursive: true });
       await pipeline(
         createReadStream(src, { highWaterMark: 1 << 20 }),
         new Transform({
@@ -97,6 +100,11 @@ export class Store {
       if (expect && expect !== sha256) throw new IntegrityError(src, expect, sha256);
       await this.adoptBlob(tmp, sha256);
       return { sha256, size };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      const needed = await stat(src).then((st) => st.size, () => undefined);
+      throw await asDiskFull(err, expect ? this.blobPath(expect) : join(this.root, 'blobs', 'sha256'), needed,
+        `storing ${src} in the store: free disk space at ${this.root}, or set BAKE_STORE to a folder on a larger disk`);
     } finally {
       await rm(tmp, { force: true });
     }
@@ -154,20 +162,31 @@ export class Store {
     return artifact;
   }
 
-  /** Places an artifact's files under `dir` (hard links when possible, else copies). */
+  /**
+   * Places an artifact's files under `dir` (hard links when possible, else copies). On failure the
+   * files placed so far are removed; a full disk is a DiskFullError naming `dir` and the bytes needed.
+   */
   async materialize(digest: Sha256Hex, dir: string): Promise<Artifact> {
     const artifact = await this.getArtifact(digest);
     if (!artifact) throw new BakeError(`artifact ${digest} is not in the store ${this.root}`, 'failure', { hint: 'run the step that produces it again (`bake plan` shows which)' });
-    for (const f of artifact.files) {
-      const target = safeJoin(dir, f.path);
-      if (!target) throw new BakeError(`artifact ${digest} names an unsafe path: ${f.path}`, 'integrity');
-      await mkdir(dirname(target), { recursive: true });
-      await rm(target, { force: true });
-      try {
-        await link(this.blobPath(f.sha256), target);
-      } catch {
-        await copyFile(this.blobPath(f.sha256), target);
+    const placed: string[] = [];
+    try {
+      for (const f of artifact.files) {
+        const target = safeJoin(dir, f.path);
+        if (!target) throw new BakeError(`artifact ${digest} names an unsafe path: ${f.path}`, 'integrity');
+        await mkdir(dirname(target), { recursive: true });
+        await rm(target, { force: true });
+        placed.push(target);
+        try {
+          await link(this.blobPath(f.sha256), target);
+        } catch {
+          await copyFile(this.blobPath(f.sha256), target);
+        }
       }
+    } catch (err) {
+      for (const p of placed) await rm(p, { force: true });
+      // Copies need the artifact's whole size (links need none; a copy is what failed).
+      throw await asDiskFull(err, dir, artifact.files.reduce((n, f) => n + f.size, 0));
     }
     return artifact;
   }
