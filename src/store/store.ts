@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { digestOf, isSha256Hex, sha256Bytes, type Sha256Hex } from '../util/digest.js';
-import { BakeError, IntegrityError } from '../util/errors.js';
+import { BakeError, InputError, IntegrityError } from '../util/errors.js';
 import { canonicalJson, prettyJson } from '../util/json.js';
 import { asDiskFull, safeJoin, tempPathFor, writeFileAtomic } from '../util/fs.js';
 
@@ -188,6 +188,47 @@ export class Store {
       // Copies need the artifact's whole size (links need none; a copy is what failed).
       throw await asDiskFull(err, dir, artifact.files.reduce((n, f) => n + f.size, 0));
     }
+    return artifact;
+  }
+
+  /**
+   * The artifact or step whose digest starts with `prefix`: bake prints 12 hex of each (`-> <artifact>`,
+   * `cached (<step key>)`), so any unambiguous prefix of at least 12 hex names one. InputError when
+   * the prefix is too short, names nothing, or names several (listing them).
+   */
+  async resolvePrefix(prefix: string): Promise<{ kind: 'artifact' | 'step'; digest: Sha256Hex }> {
+    const p = prefix.replace(/^sha256:/, '').toLowerCase();
+    if (!/^[0-9a-f]{12,64}$/.test(p)) {
+      throw new InputError(`${prefix} is not a digest prefix`, { expected: '12 to 64 hex digits (an artifact digest or a step key, as bake prints them)' });
+    }
+    const found: { kind: 'artifact' | 'step'; digest: Sha256Hex }[] = [];
+    for (const [kind, folder] of [['artifact', 'artifacts'], ['step', 'steps']] as const) {
+      const names = await readdir(join(this.root, folder)).catch(() => [] as string[]);
+      for (const n of names) {
+        const digest = n.slice(0, -'.json'.length);
+        if (n.endsWith('.json') && isSha256Hex(digest) && digest.startsWith(p)) found.push({ kind, digest });
+      }
+    }
+    if (found.length === 1) return found[0]!;
+    if (found.length === 0) {
+      throw new InputError(`no artifact or step in the store ${this.root} starts with ${p}`, {
+        hint: 'run the command that made it again, or point BAKE_STORE at the store it was made in',
+      });
+    }
+    throw new InputError(`${p} is ambiguous: ${found.length} entries of the store ${this.root} start with it`, {
+      expected: `more digits, one of: ${found.map((f) => `${f.kind} ${f.digest}`).sort().join(', ')}`,
+    });
+  }
+
+  /** What `bake inspect <prefix>` shows: the artifact the prefix names, or a step's record and its artifact. */
+  async describe(prefix: string): Promise<Artifact | { step: StepRecord; artifact: Artifact | undefined }> {
+    const found = await this.resolvePrefix(prefix);
+    if (found.kind === 'step') {
+      const step = JSON.parse(await readFile(join(this.root, 'steps', `${found.digest}.json`), 'utf8')) as StepRecord;
+      return { step, artifact: await this.getArtifact(step.artifact) };
+    }
+    const artifact = await this.getArtifact(found.digest);
+    if (!artifact) throw new BakeError(`artifact ${found.digest} vanished from the store ${this.root} while reading it`);
     return artifact;
   }
 
