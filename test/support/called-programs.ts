@@ -24,7 +24,7 @@ export function programsInScript(text: string): { program: string; index: number
   // The called name as the first argument: spawn('x', ...), execFileSync('x'), run(join(bin, 'x'), ...).
   const call = new RegExp(String.raw`(?<![.\w])(?:${SPAWNERS})\(\s*(?:(['"])([A-Za-z0-9._+/-]+)\1\s*[,)]|join\([^()]*?,\s*(['"])([A-Za-z0-9._+-]+)\3\s*\)\s*,)`, 'g');
   for (const m of text.matchAll(call)) out.push({ program: (m[2] ?? m[4])!, index: m.index });
-  return out.filter((p) => !p.program.startsWith('/') || new RegExp(`^${ABS_PROGRAM}$`).test(p.program));
+  return out;
 }
 
 const SHELL_KEYWORDS = new Set(['if', 'then', 'else', 'elif', 'fi', 'do', 'done', 'while', 'until', 'for', 'in', 'case', 'esac', 'function', '{', '}', '!', '[[', ']]', 'select', 'time']);
