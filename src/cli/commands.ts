@@ -8,8 +8,7 @@ import { lockRecipe } from '../lock/lock.js';
 import { loadRecipe } from '../recipe/load.js';
 import { TARGET_NAMES, type Recipe, type TargetName } from '../recipe/types.js';
 import { Store, defaultStoreRoot, listTree } from '../store/store.js';
-import { InputError } from '../util/errors.js';
-import { isSha256Hex } from '../util/digest.js';
+import { InputError, type ExitCodeName } from '../util/errors.js';
 import { sourceDateEpoch, type PipelineContext } from '../pipeline/context.js';
 import { fetchModel, prepareModel, type PreparedModel } from '../pipeline/model.js';
 import { quantizerFor } from '../pipeline/quantizers.js';
@@ -29,7 +28,8 @@ export interface CommandDef {
   args?: { name: string; description: string; required?: boolean }[];
   options?: { flags: string; description: string; default?: unknown; choices?: string[]; env?: string }[];
   examples?: string[];
-  run(input: RunInput): Promise<{ value: unknown; text: string }>;
+  /** `exit`: the exit code when the command ran but its result is a failure (default ok). */
+  run(input: RunInput): Promise<{ value: unknown; text: string; exit?: ExitCodeName }>;
 }
 
 async function context(input: RunInput): Promise<PipelineContext> {
@@ -266,15 +266,13 @@ export const commands: CommandDef[] = [
   {
     name: 'inspect',
     description: 'show a recipe, a lock entry (<recipe>/<model>), a store artifact (sha256) or an OCI layout',
-    args: [{ name: 'what', description: 'recipe name, <recipe>/<model>, artifact digest, or oci:<dir>', required: true }],
+    args: [{ name: 'what', description: 'recipe name, <recipe>/<model>, artifact digest or step key (12 or more hex, as bake prints them), or oci:<dir>', required: true }],
     async run(input) {
       const what = input.args[0]!;
       const root = resolve(input.globals.project);
-      if (isSha256Hex(what.replace(/^sha256:/, ''))) {
-        const store = new Store(input.globals.store ?? defaultStoreRoot());
-        const a = await store.getArtifact(what.replace(/^sha256:/, ''));
-        if (!a) throw new InputError(`no artifact ${what} in the store ${store.root}`);
-        return { value: a, text: JSON.stringify(a, null, 2) };
+      if (/^(sha256:)?[0-9a-fA-F]{12,64}$/.test(what)) {
+        const value = await new Store(input.globals.store ?? defaultStoreRoot()).describe(what);
+        return { value, text: JSON.stringify(value, null, 2) };
       }
       if (what.startsWith('oci:')) {
         const dir = resolve(root, what.slice(4));

@@ -1,5 +1,6 @@
 // The `bake` command: commander wiring only. Parse, build a pipeline context, call, render.
 import { Command, Option } from 'commander';
+import { ExitCode } from '../util/errors.js';
 import { commands } from './commands.js';
 import { makeRenderer } from './render.js';
 
@@ -57,9 +58,9 @@ export function buildProgram(): Command {
       const render = makeRenderer({ json: Boolean(globals.json), quiet: globals.quiet });
       try {
         const positional = args.slice(0, def.args?.length ?? 0) as string[];
-        const { value, text } = await def.run({ args: positional, opts: command.opts(), globals, render });
+        const { value, text, exit } = await def.run({ args: positional, opts: command.opts(), globals, render });
         render.result(value, text);
-        process.exitCode = 0;
+        process.exitCode = ExitCode[exit ?? 'ok'];
       } catch (err) {
         process.exitCode = render.error(err);
       }

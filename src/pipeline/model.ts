@@ -7,6 +7,7 @@ import { pullAndRead, storeSnapshot, type PullEvent } from '../hub/pull.js';
 import { repairSnapshot } from '../hub/repair.js';
 import { localModelDir, storeLocalModel } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
+import { readEvalText } from '../recipe/eval-text.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
 import type { ArtifactFile } from '../store/store.js';
 import { BakeError } from '../util/errors.js';
@@ -65,7 +66,7 @@ export async function prepareModel(ctx: PipelineContext, recipe: Recipe, model: 
   let report: VerifyReport | undefined;
   let reportStep: StepResult | undefined;
   if (quantizer.verify && !model.verify.skip) {
-    const evalText = model.verify.eval ? await readFile(join(recipe.file, '..', model.verify.eval), 'utf8') : undefined;
+    const evalText = await readEvalText(model, recipe.file);
     // Eval samples enter the key by content: changing a file re-runs verify.
     const evalData = await dataDigest(model.verify.data, { field: 'verify.data', baseDir: dirname(recipe.file) });
     const against = reference ?? source;

@@ -132,6 +132,38 @@ export class EngineError extends BakeError {
   }
 }
 
+/**
+ * The disk (or the user's quota) filled up while writing `path`: names the path, the bytes the write
+ * needed and what is free there. Exit 1 (an I/O error, README "Exit codes"); nothing half-written stays.
+ */
+export class DiskFullError extends BakeError {
+  readonly path: string;
+  readonly needed?: number;
+  readonly free?: number;
+  constructor(path: string, needed: number | undefined, free: number | undefined, opts: BakeErrorOptions = {}) {
+    const need = needed === undefined ? 'more space than is free' : `${formatBytes(needed)} (${needed} bytes)`;
+    const have = free === undefined ? '' : `, ${formatBytes(free)} (${free} bytes) free there`;
+    // The path is the error's `file`: the CLI prints it first, `path:`.
+    super(`no space left on the device: writing this needs ${need}${have}`, 'failure', {
+      hint: 'free disk space there (or raise the quota), or write elsewhere: BAKE_STORE for the store, another --out / --output',
+      ...opts,
+      file: opts.file ?? path,
+    });
+    this.path = path;
+    this.needed = needed;
+    this.free = free;
+  }
+}
+
+/** 1536 -> "1.5 KiB": a size for people (the exact byte count goes beside it). */
+export function formatBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return u === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[u]}`;
+}
+
 /** A command that belongs to a capability not built yet. */
 export class NotBuiltError extends BakeError {
   constructor(what: string) {

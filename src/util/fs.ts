@@ -2,19 +2,46 @@
 // Reads confined to a folder: untrusted paths (safeJoin) and symbolic links (openInside, listFilesInside).
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, realpath, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
-import { InputError } from './errors.js';
+import { DiskFullError, InputError } from './errors.js';
 
 export function tempPathFor(target: string): string {
   return join(dirname(target), `.${randomBytes(6).toString('hex')}.tmp-${process.pid}`);
 }
 
+/** ENOSPC (device full) or EDQUOT (quota reached). */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** Bytes an unprivileged writer may still use at `path` (or its nearest existing parent); undefined if unknown. */
+export async function freeBytes(path: string): Promise<number | undefined> {
+  for (let d = resolve(path); ; d = dirname(d)) {
+    try {
+      const s = await statfs(d);
+      return s.bavail * s.bsize;
+    } catch {
+      if (dirname(d) === d) return undefined;
+    }
+  }
+}
+
+/**
+ * `err` as a DiskFullError naming `path` and the bytes the write needed when the disk filled up; any
+ * other error unchanged. Call it after removing the partial output, so `free` is what is really free.
+ */
+export async function asDiskFull(err: unknown, path: string, needed?: number, hint?: string): Promise<unknown> {
+  if (!isDiskFull(err) || err instanceof DiskFullError) return err;
+  return new DiskFullError(path, needed, await freeBytes(dirname(path)), { cause: err, ...(hint ? { hint } : {}) });
+}
+
 /** Writes `data` to `target` atomically (same-directory temp file, fsync, rename). */
 export async function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
-  await mkdir(dirname(target), { recursive: true });
   const tmp = tempPathFor(target);
   try {
+    await mkdir(dirname(target), { recursive: true });
     const fh = await open(tmp, 'w');
     try {
       await fh.writeFile(data);
@@ -25,7 +52,7 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array)
     await rename(tmp, target);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw err;
+    throw await asDiskFull(err, target, typeof data === 'string' ? Buffer.byteLength(data) : data.length);
   }
 }
 
@@ -61,17 +88,20 @@ export class BackgroundFlusher {
   }
 }
 
-/** Runs `fill(tmpPath)` then renames the result onto `target`; removes the temp file on failure. */
-export async function withTempFile<T>(target: string, fill: (tmp: string) => Promise<T>): Promise<T> {
-  await mkdir(dirname(target), { recursive: true });
+/**
+ * Runs `fill(tmpPath)` then renames the result onto `target`; removes the temp file on failure. A full
+ * disk is reported as a DiskFullError naming `target` and `bytes` (what the file needs, when known).
+ */
+export async function withTempFile<T>(target: string, fill: (tmp: string) => Promise<T>, bytes?: number): Promise<T> {
   const tmp = tempPathFor(target);
   try {
+    await mkdir(dirname(target), { recursive: true });
     const result = await fill(tmp);
     await rename(tmp, target);
     return result;
   } catch (err) {
     await rm(tmp, { force: true, recursive: true });
-    throw err;
+    throw await asDiskFull(err, target, bytes);
   }
 }
 

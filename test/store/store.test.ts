@@ -143,3 +143,28 @@ test('two processes writing the same blobs and steps into one store leave it con
   for (const f of art!.files) assert.equal(sha256Bytes(await readFile(store.blobPath(f.sha256))), f.sha256);
   assert.deepEqual(await readdir(join(root, 'store', 'tmp')), []);
 });
+
+test('resolvePrefix finds the one artifact or step a prefix of >= 12 hex names, and lists the candidates when several', async () => {
+  const store = new Store(await mkdtemp(join(tmpdir(), 'bake-store-')));
+  const { sha256, size } = await store.putBytes('weights');
+  const { digest } = await store.putArtifact({ kind: 'model', files: [{ path: 'w.bin', sha256, size }], meta: {} });
+  const key = stepKey('quantize', 1, [digest], {});
+  await store.putStep({ key, step: 'quantize', version: 1, inputs: [digest], params: {}, artifact: digest });
+  assert.deepEqual(await store.resolvePrefix(digest.slice(0, 12)), { kind: 'artifact', digest });
+  assert.deepEqual(await store.resolvePrefix(`sha256:${digest.slice(0, 20).toUpperCase()}`), { kind: 'artifact', digest });
+  assert.deepEqual(await store.resolvePrefix(digest), { kind: 'artifact', digest });
+  assert.deepEqual(await store.resolvePrefix(key.slice(0, 12)), { kind: 'step', digest: key });
+  // A second artifact sharing the first 12 hex.
+  const twin = digest.slice(0, 12) + (digest[12] === '0' ? '1' : '0') + digest.slice(13);
+  await writeFile(join(store.root, 'artifacts', `${twin}.json`), '{}');
+  await assert.rejects(store.resolvePrefix(digest.slice(0, 12)), (e: unknown) => {
+    assert.ok(e instanceof InputError);
+    assert.match(e.message, /ambiguous/);
+    assert.match(e.expected!, new RegExp(`artifact ${digest}`));
+    assert.match(e.expected!, new RegExp(`artifact ${twin}`));
+    return true;
+  });
+  assert.deepEqual(await store.resolvePrefix(digest.slice(0, 13)), { kind: 'artifact', digest });
+  await assert.rejects(store.resolvePrefix(digest.slice(0, 11)), (e: unknown) => e instanceof InputError && /not a digest prefix/.test(e.message));
+  await assert.rejects(store.resolvePrefix('f'.repeat(12)), (e: unknown) => e instanceof InputError && /no artifact or step/.test(e.message));
+});

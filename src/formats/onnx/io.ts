@@ -122,7 +122,7 @@ export async function writeOnnx(model: ModelProto, file: string, opts: WriteOnnx
   const external = mode === true || (mode === 'auto' && modelTensorBytes(model) > AUTO_EXTERNAL_ABOVE);
   if (!external) {
     const bytes = encodeModel(model);
-    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]));
+    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]), bytes.length);
     return { files: [file] };
   }
   const location = opts.location ?? `${basename(file)}_data`;
@@ -156,7 +156,7 @@ export async function writeOnnx(model: ModelProto, file: string, opts: WriteOnnx
       }
     });
     const bytes = encodeModel(model);
-    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]));
+    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]), bytes.length);
   } catch (err) {
     await rm(dataFile, { force: true });
     throw err;

@@ -191,7 +191,7 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
       emit('calibrate', `calibrating ${rel} (MinMax)`);
       result = await quantizeStatic(model, p, {
         samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs ?? fromSpec(spec.calibration?.inputs),
-        data: spec.calibration?.data, dataDir: opts.dataDir,
+        data: spec.calibration?.data, dataDir: opts.dataDir, file: rel,
       });
     } else {
       emit('quantize', `quantizing ${rel} (dynamic, ${p.weightType} weights${p.perChannel ? ', per channel' : ''}${p.reduceRange ? ', reduce_range' : ''})`);

@@ -57,13 +57,19 @@ export interface CalibrationOptions {
   /** Real calibration samples (quantize.calibration.data) and the folder their path is relative to. */
   data?: DataSpec;
   dataDir?: string;
+  /** The model's file as the user knows it (for errors). */
+  file?: string;
 }
 
 /** Where calibration ranges came from: real samples, real text, or generated inputs (said in a warning). */
 export type CalibrationInputs = 'data' | 'text' | 'generated';
 
-/** Observed [min, max] of each named tensor over the calibration inputs (MinMax). */
-export async function calibrateMinMax(model: ModelProto, tensors: string[], feedsList: Feeds[]): Promise<Map<string, [number, number]>> {
+/**
+ * Observed [min, max] of each named tensor over the calibration inputs (MinMax). A model onnxruntime
+ * refuses to load or run is bad input (InputError naming `file`): with quantize.preprocess on, the same
+ * model would already have been refused while folding constants.
+ */
+export async function calibrateMinMax(model: ModelProto, tensors: string[], feedsList: Feeds[], file = 'the model'): Promise<Map<string, [number, number]>> {
   const probe = decodeModel(encodeModel(model));
   ownArrays(probe);
   const existing = new Set(probe.graph.output.map((o) => o.name));
@@ -71,16 +77,26 @@ export async function calibrateMinMax(model: ModelProto, tensors: string[], feed
   const dir = await mkdtemp(join(tmpdir(), 'bake-calib-'));
   const ranges = new Map<string, [number, number]>();
   try {
-    const file = join(dir, 'probe.onnx');
-    await writeOnnx(probe, file);
+    const probeFile = join(dir, 'probe.onnx');
+    await writeOnnx(probe, probeFile);
+    const refused = (what: string, err: unknown) => new InputError(`onnxruntime cannot ${what} ${file} for static calibration: ${(err as Error).message.replace(probeFile, file)}`, {
+      file, field: 'quantize.mode', cause: err, expected: 'a model onnxruntime-node can load and run',
+      hint: 'check the model opens and runs in onnxruntime (generated calibration inputs take their shapes from quantize.calibration.inputs), or use quantize.mode: dynamic',
+    });
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(file, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
+      session = await ort.InferenceSession.create(probeFile, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
     } catch (err) {
-      throw new BakeError(`calibration model could not be loaded by onnxruntime: ${(err as Error).message}`, 'failure', { cause: err });
+      throw refused('load', err);
     }
     for (const feeds of feedsList) {
-      const out = await session.run(feeds);
+      let out: ort.InferenceSession.ReturnType;
+      try {
+        out = await session.run(feeds);
+      } catch (err) {
+        await session.release();
+        throw refused('run', err);
+      }
       for (const t of tensors) {
         const v = out[t];
         if (!v || v.type !== 'float32') continue;
@@ -150,7 +166,7 @@ export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: 
 
   // 2. Calibrate.
   const { feeds, kind } = await calibrationFeeds(model, opts);
-  const ranges = await calibrateMinMax(model, [...activations], feeds);
+  const ranges = await calibrateMinMax(model, [...activations], feeds, opts.file);
   const qparams = new Map<string, { scale: string; zp: string; scaleValue: number }>();
   for (const t of activations) {
     const r = ranges.get(t);
