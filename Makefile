@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BAKE := node bin/bake.js
 export SOURCE_DATE_EPOCH ?= 1700000000
 
-.PHONY: deps build wasm demo test test-unit tools bench typecheck clean
+.PHONY: deps host-tools build wasm demo test test-unit tools bench typecheck clean
 
 # `npm install` honours package-lock.json; `npm ci` would refuse it because the registry mirror has no
 # other-platform builds of node-llama-cpp (win/mac/riscv), which npm wants listed in the lock file.
@@ -13,6 +13,11 @@ node_modules/.package-lock.json: package-lock.json package.json
 	npm install --no-audit --no-fund
 
 deps: node_modules/.package-lock.json
+
+# Every program the tests, scripts and benches call, from one list (scripts/host-tools.sh): apt-get
+# installs what is missing (as root); otherwise it stops here naming each missing program's package.
+host-tools:
+	bash scripts/host-tools.sh install
 
 build: deps
 	npm run build
@@ -36,12 +41,12 @@ demo: deps
 
 # llama.cpp's own tools (oracle for the GGUF tests, llama-server for the llamacpp base image),
 # built once from the source node-llama-cpp ships and cached outside the repo.
-tools: deps
+tools: host-tools deps
 	scripts/llama-tools.sh
 
-# Every test: installs what is missing (apt: docker.io, docker-registry, skopeo, debootstrap),
+# Every test: installs what is missing (host-tools: Debian packages; tools: llama.cpp's),
 # starts a private dockerd and registry, runs the suites, stops what it started.
-test: deps tools
+test: host-tools deps tools
 	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 test/*/*.test.ts
 
 # Tests that need neither Docker nor llama.cpp's tools.
@@ -50,7 +55,7 @@ test-unit: deps
 
 # Benchmarks: each prints a table with a ratio against a reference tool run in the same invocation.
 BENCHES := hub-download image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify
-bench: deps tools
+bench: host-tools deps tools
 	for b in $(BENCHES); do node --import tsx bench/$$b.ts || exit 1; done
 	bash test/support/docker-env.sh run -- sh -c 'node --import tsx bench/docker-rebuild.ts && node --import tsx bench/docker-start.ts'
 

@@ -164,7 +164,7 @@ export const commands: CommandDef[] = [
   {
     name: 'inspect',
     description: 'show a recipe, a lock entry (<recipe>/<model>), a store artifact (sha256) or an OCI layout',
-    args: [{ name: 'what', description: 'recipe name, <recipe>/<model>, artifact digest, or oci:<dir>', required: true }],
+    args: [{ name: 'what', description: 'recipe name, <recipe>/<model>, artifact digest or step key (12 or more hex, as bake prints them), or oci:<dir>', required: true }],
     async run(input) {
       const { inspect } = await import('./inspect.js');
       return inspect(input);

@@ -1,7 +1,8 @@
 // `bake doctor`: one line per thing bake depends on, each ok / warn / fail with how to fix it.
-import { statfs } from 'node:fs/promises';
 import { hubConfigFromEnv } from '../hub/config.js';
 import { defaultStoreRoot, Store } from '../store/store.js';
+import { freeBytes } from '../util/fs.js';
+import type { ExitCodeName } from '../util/errors.js';
 import type { RunInput } from './types.js';
 
 interface Check {
@@ -11,21 +12,7 @@ interface Check {
   fix?: string;
 }
 
-async function freeBytes(dir: string): Promise<number | undefined> {
-  let d = dir;
-  for (;;) {
-    try {
-      const s = await statfs(d);
-      return s.bavail * s.bsize;
-    } catch {
-      const up = d.replace(/\/[^/]+\/?$/, '');
-      if (!up || up === d) return undefined;
-      d = up;
-    }
-  }
-}
-
-export async function runDoctor(input: RunInput): Promise<{ value: unknown; text: string; exit: number }> {
+export async function runDoctor(input: RunInput): Promise<{ value: unknown; text: string; exit: ExitCodeName }> {
   const checks: Check[] = [];
   const hub = hubConfigFromEnv(process.env);
   checks.push({ name: 'hub endpoint', status: 'ok', detail: `${hub.endpoint}${hub.offline ? ' (HF_HUB_OFFLINE=1: cache only)' : ''}` });
@@ -49,12 +36,15 @@ export async function runDoctor(input: RunInput): Promise<{ value: unknown; text
   if (registry) {
     try {
       const res = await fetch(`http://${registry}/v2/`, { signal: AbortSignal.timeout(5000) });
-      checks.push({ name: 'registry', status: res.status === 200 || res.status === 401 ? 'ok' : 'fail', detail: `${registry} answered ${res.status}` });
+      const ok = res.status === 200 || res.status === 401;
+      checks.push({ name: 'registry', status: ok ? 'ok' : 'fail', detail: `${registry} answered ${res.status} to GET /v2/`, fix: ok ? undefined : 'a registry answers 200 or 401 there: check the address (host:port) names the registry, and its log' });
     } catch (err) {
       checks.push({ name: 'registry', status: 'fail', detail: `${registry}: ${(err as Error).message}`, fix: 'start the registry or check the address' });
     }
   }
-  const text = checks.map((c) => `${c.status.padEnd(4)} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ''}`).join('\n');
-  // A failed check is the command's failure: 6, the engine/registry code (every check is about those).
-  return { value: { checks }, text, exit: checks.some((c) => c.status === 'fail') ? 6 : 0 };
+  const failed = checks.filter((c) => c.status === 'fail').map((c) => c.name);
+  const lines = checks.map((c) => `${c.status.padEnd(4)} ${c.name}: ${c.detail}${c.fix ? `\n     fix: ${c.fix}` : ''}`);
+  if (failed.length) lines.push(`${failed.length} check(s) failed: ${failed.join(', ')}`);
+  // The checks that can fail are the engine's and the registry's: exit 6 (README, "Exit codes").
+  return { value: { checks }, text: lines.join('\n'), exit: failed.length ? 'engine' : 'ok' };
 }

@@ -4,18 +4,16 @@ import { join, resolve } from 'node:path';
 import { lockfilePath, readLockfile } from '../lock/lockfile.js';
 import { loadRecipe } from '../recipe/load.js';
 import { defaultStoreRoot, Store } from '../store/store.js';
-import { isSha256Hex } from '../util/digest.js';
 import { InputError } from '../util/errors.js';
 import type { RunInput } from './types.js';
 
 export async function inspect(input: RunInput): Promise<{ value: unknown; text: string }> {
   const what = input.args[0]!;
   const root = resolve(input.globals.project);
-  if (isSha256Hex(what.replace(/^sha256:/, ''))) {
-    const store = new Store(input.globals.store ?? defaultStoreRoot());
-    const a = await store.getArtifact(what.replace(/^sha256:/, ''));
-    if (!a) throw new InputError(`no artifact ${what} in the store ${store.root}`);
-    return { value: a, text: JSON.stringify(a, null, 2) };
+  // bake prints 12 hex of artifact digests and step keys: any unambiguous prefix names one.
+  if (/^(sha256:)?[0-9a-fA-F]{12,64}$/.test(what)) {
+    const value = await new Store(input.globals.store ?? defaultStoreRoot()).describe(what);
+    return { value, text: JSON.stringify(value, null, 2) };
   }
   if (what.startsWith('oci:')) {
     const dir = resolve(root, what.slice(4));

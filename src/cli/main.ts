@@ -1,5 +1,6 @@
 // The `bake` command: commander wiring only. Parse, build a pipeline context, call, render.
 import { Command, Option } from 'commander';
+import { ExitCode } from '../util/errors.js';
 import { commands } from './commands.js';
 import { makeRenderer } from './render.js';
 
@@ -59,7 +60,7 @@ export function buildProgram(): Command {
         const positional = args.slice(0, def.args?.length ?? 0) as string[];
         const { value, text, exit } = await def.run({ args: positional, opts: command.opts(), globals, render });
         render.result(value, text);
-        process.exitCode = exit ?? 0;
+        process.exitCode = ExitCode[exit ?? 'ok'];
       } catch (err) {
         process.exitCode = render.error(err);
       }

@@ -38,7 +38,11 @@ export function makeRenderer(opts: { json: boolean; quiet?: boolean; stream?: No
         else if (e.status === 'running') line(`${who}${e.step} ...`);
         else line(`${who}${e.step} done in ${((e.ms ?? 0) / 1000).toFixed(1)} s -> ${e.artifact?.slice(0, 12)}`);
       } else if (e.type === 'log') {
-        line(`${who}${e.message}`);
+        // Warnings are shown even with --quiet: they say a result is weaker than it looks.
+        if (e.level === 'warning') {
+          if (bars) bars.log(`warning: ${who}${e.message}\n`);
+          else err.write(`warning: ${who}${e.message}\n`);
+        } else line(`${who}${e.message}`);
       } else if (e.type === 'progress') {
         const id = `${e.model}/${e.label}`;
         if (tty) {
@@ -77,7 +81,9 @@ export function makeRenderer(opts: { json: boolean; quiet?: boolean; stream?: No
         if (opts.json) {
           process.stdout.write(JSON.stringify(e.toJSON(), null, 2) + '\n');
         } else {
-          const at = e.location ? `${e.location}: ` : '';
+          // A message that already names its file is not prefixed with it again.
+          const named = e.line === undefined && e.file !== undefined && e.message.includes(e.file);
+          const at = e.location && !named ? `${e.location}: ` : '';
           err.write(`error: ${at}${e.message}\n`);
           if (e.expected) err.write(`  expected: ${e.expected}\n`);
           if (e.hint) err.write(`  fix: ${e.hint}\n`);

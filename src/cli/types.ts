@@ -1,4 +1,5 @@
 // What a subcommand is to the CLI wiring (main.ts): its parsed input and its declaration.
+import type { ExitCodeName } from '../util/errors.js';
 import type { Renderer } from './render.js';
 
 export interface RunInput {
@@ -14,6 +15,6 @@ export interface CommandDef {
   args?: { name: string; description: string; required?: boolean }[];
   options?: { flags: string; description: string; default?: unknown; choices?: string[]; env?: string }[];
   examples?: string[];
-  /** The result as a value (printed as JSON with --json) and as text; `exit` overrides 0 on success. */
-  run(input: RunInput): Promise<{ value: unknown; text: string; exit?: number }>;
+  /** The result as a value (printed as JSON with --json) and as text; `exit` names a non-zero code for a result that is a failure (doctor). */
+  run(input: RunInput): Promise<{ value: unknown; text: string; exit?: ExitCodeName }>;
 }

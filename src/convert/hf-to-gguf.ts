@@ -2,7 +2,7 @@
 // the checkpoint's tensors against it, maps tensor names, applies the architecture's transforms, and
 // gathers hyper-parameter and tokenizer metadata. Tensors are read one at a time when the writer asks.
 import { readFile } from 'node:fs/promises';
-import { basename, join, resolve, sep } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { GgufKv } from '../formats/gguf/index.js';
 import { openCheckpoint, readTensorF32, type SafetensorsTensor } from '../formats/safetensors/index.js';
 import { InputError } from '../util/errors.js';
@@ -85,16 +85,4 @@ function hfTensor(name: string, t: SafetensorsTensor, transform?: (d: Float32Arr
       return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
     },
   };
-}
-
-/**
- * The pipeline converts a scratch copy of a model's files. An InputError about that copy is given back
- * naming the model, with the files named as the lock lists them (relative to the model folder) and no
- * `file` location: the scratch folder is gone by the time the user reads the message.
- */
-export function forModel(err: unknown, modelId: string, srcDir: string): unknown {
-  if (!(err instanceof InputError)) return err;
-  let message = err.message;
-  for (const root of new Set([resolve(srcDir), srcDir])) message = message.split(root + sep).join('').split(root).join('the model folder');
-  return new InputError(`model ${modelId}: ${message}`, { field: err.field, expected: err.expected, hint: err.hint, cause: err });
 }

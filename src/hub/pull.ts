@@ -5,6 +5,8 @@ import PQueue from 'p-queue';
 import { sha256File } from '../util/digest.js';
 import { InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import type { LockEntry, LockedFile } from '../lock/types.js';
+import type { ArtifactFile, Store } from '../store/store.js';
+import { openInside } from '../util/fs.js';
 import type { HubConfig } from './config.js';
 import {
   blobPath,
@@ -21,7 +23,8 @@ import {
 } from './cache.js';
 import { withBlobLock } from './blob-lock.js';
 import { downloadVerified } from './download.js';
-import { checkRepoPath, resolveUrl } from './files.js';
+import { resolveUrl } from './files.js';
+import { checkModelPath } from '../lock/paths.js';
 
 export { snapshotPath } from './cache.js';
 
@@ -109,6 +112,34 @@ export async function pullAndRead<T>(entry: LockEntry, cfg: HubConfig, opts: Pul
     const again = await pullModel(entry, cfg, opts);
     return read(again.snapshotDir);
   }
+}
+
+/**
+ * The files of a pulled snapshot into the store (the `read` of pullAndRead). Each is opened through its
+ * snapshot entry, whose link must stay inside the repo's cache folder (the cache is shared with other
+ * tools), and must have the locked size and sha256 while it is copied: an IntegrityError (exit 3) names
+ * the snapshot file, so pullAndRead can replace a corrupt blob.
+ */
+export async function storeSnapshot(store: Store, entry: LockEntry, cfg: HubConfig): Promise<ArtifactFile[]> {
+  checkEntry(entry);
+  const folder = repoFolder(cfg, entry.repo);
+  const snapshotDir = snapshotPath(cfg, entry.repo, entry.commit);
+  const out: ArtifactFile[] = [];
+  for (const f of entry.files) {
+    const fh = await openInside(folder, `snapshots/${entry.commit}/${f.path}`);
+    try {
+      const stored = await store.putFile(fh, {
+        sha256: f.sha256,
+        size: f.size,
+        name: join(snapshotDir, f.path),
+        hint: `the Hugging Face cache holds something else than ${entry.repo}/${f.path} as locked; run the command again to download it afresh`,
+      });
+      out.push({ path: f.path, ...stored });
+    } finally {
+      await fh.close();
+    }
+  }
+  return out;
 }
 
 /** Pulls one content blob and links every path that has it. Returns the bytes downloaded. */
@@ -205,7 +236,7 @@ function checkEntry(entry: LockEntry): void {
     });
   }
   for (const f of entry.files) {
-    const problem = checkRepoPath(f.path);
+    const problem = checkModelPath(f.path);
     if (problem) throw new InputError(`lock entry for ${entry.repo} names an unsafe file ${JSON.stringify(f.path)}: ${problem}`, { field: 'files' });
     if (!/^[0-9a-f]{64}$/.test(f.sha256) || !Number.isSafeInteger(f.size) || f.size < 0) {
       throw new InputError(`lock entry for ${entry.repo} file ${f.path} needs a sha256 (64 hex digits) and a size`, { field: 'files', hint: 'run `bake lock --update`' });

@@ -7,6 +7,7 @@ import { digestOf, isSha256Hex } from '../util/digest.js';
 import { InputError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { prettyJson } from '../util/json.js';
+import { checkModelPath } from './paths.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
 import { lockKey, type LockEntry, type Lockfile } from './types.js';
 
@@ -91,9 +92,21 @@ export async function readLockfile(file = lockfilePath()): Promise<Lockfile> {
   }
   const lock = data as Lockfile;
   for (const [key, entry] of Object.entries(lock.models)) {
+    const [recipe, id] = key.split('/') as [string, string];
+    const relock = `restore ${LOCKFILE_NAME} from version control, or run \`bake lock ${recipe} --update ${id}\` to pin the model again`;
     const seen = new Set<string>();
     for (const f of entry.files) {
-      if (seen.has(f.path)) throw new InputError(`${LOCKFILE_NAME}: ${key} lists ${f.path} twice`, { file, field: `models.${key}.files` });
+      // The same rule as a Hub listing: a path that could leave the model folder never reaches a fetch.
+      const problem = checkModelPath(f.path);
+      if (problem) {
+        throw new InputError(`${LOCKFILE_NAME}: ${key} lists the file ${JSON.stringify(f.path)}, which is not a path inside the model (${problem})`, {
+          file,
+          field: `models.${key}.files`,
+          expected: 'a relative POSIX path inside the model folder or repo, as `bake lock` writes it',
+          hint: relock,
+        });
+      }
+      if (seen.has(f.path)) throw new InputError(`${LOCKFILE_NAME}: ${key} lists ${f.path} twice`, { file, field: `models.${key}.files`, hint: relock });
       seen.add(f.path);
     }
   }

@@ -13,7 +13,10 @@ import type { HubConfig } from '../hub/config.js';
 import { blobPath, checkRepoId, isCommitSha, linkSnapshot, readRef, repoFolder, snapshotEntryFile, snapshotPath } from '../hub/cache.js';
 import { withBlobLock } from '../hub/blob-lock.js';
 import { downloadVerified } from '../hub/download.js';
-import { checkRepoPath, isPickleFile, resolveUrl } from '../hub/files.js';
+import { resolveUrl } from '../hub/files.js';
+import { hubFileReader } from '../hub/peek.js';
+import { checkModelPath } from './paths.js';
+import { refuseUnsafeFiles } from './pickle.js';
 import { apiFetch, describeCause } from '../hub/http.js';
 import { BakeError, InputError, IntegrityError, NetworkError } from '../util/errors.js';
 import { fileMatcher } from '../util/glob.js';
@@ -46,6 +49,8 @@ export async function resolveHubModel(model: ModelSpec, cfg: HubConfig): Promise
     selected.map((f) => queue.add(() => lockFile(cfg, repo, commit, f))),
   );
   locked.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  // What each file is, from its bytes (ranged reads; small files are in the cache by now): pickles refused.
+  await refuseUnsafeFiles(model, locked, hubFileReader(cfg, repo, commit, locked), repo);
   return { source: 'hub', repo, revision, commit, files: locked };
 }
 
@@ -81,7 +86,7 @@ async function listFromHub(cfg: HubConfig, repo: string, revision: string): Prom
       });
     }
     if (entry.type !== 'file') continue;
-    const problem = checkRepoPath(entry.path);
+    const problem = checkModelPath(entry.path);
     if (problem) {
       throw new InputError(`${repo}@${commit} lists a file name that is unsafe to write: ${JSON.stringify(entry.path)} (${problem})`, {
         field: 'repo',
@@ -129,7 +134,7 @@ async function walk(root: string, prefix: string): Promise<string[]> {
   for (const e of entries) {
     const rel = prefix ? `${prefix}/${e.name}` : e.name;
     if (e.isDirectory()) out.push(...(await walk(root, rel)));
-    else if (!e.name.endsWith('.incomplete') && !checkRepoPath(rel)) out.push(rel);
+    else if (!e.name.endsWith('.incomplete') && !checkModelPath(rel)) out.push(rel);
   }
   return out;
 }
@@ -144,16 +149,6 @@ function selectFiles(model: ModelSpec, listed: RepoFile[], where: string): RepoF
       field: `${field}.files`,
       hint: 'adjust the `files` globs to names the repo has',
     });
-  }
-  const allowed = new Set(model.allow_pickle);
-  for (const f of selected) {
-    if (isPickleFile(f.path) && !allowed.has(f.path)) {
-      throw new InputError(`${f.path} in ${model.repo} is a pickle-based file, which can run code when loaded; refused`, {
-        field: `${field}.allow_pickle`,
-        expected: `${JSON.stringify(f.path)} listed in allow_pickle, or a \`files\` glob that leaves it out`,
-        hint: `prefer safetensors files; if you trust this repo, add \`allow_pickle: [${JSON.stringify(f.path)}]\` to model ${model.id}`,
-      });
-    }
   }
   return selected;
 }

@@ -3,11 +3,13 @@
 // bytes, its inputs and parameters, and how it runs. The runner (run.ts) executes such a list; `bake
 // plan` (plan.ts) walks the same list against the store, so both compute the same keys.
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { pullAndRead, type PullEvent } from '../hub/pull.js';
+import { dirname, join } from 'node:path';
+import { dataDigest } from '../data/index.js';
+import { pullAndRead, storeSnapshot, type PullEvent } from '../hub/pull.js';
 import { modelFolderName } from '../convert/model-name.js';
-import { localModelDir } from '../lock/local.js';
+import { localModelDir, storeLocalModel } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
+import { readEvalText, readRecipeTextFile } from '../recipe/eval-text.js';
 import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec, Recipe } from '../recipe/types.js';
 import { artifactDigest, type Artifact, type ArtifactFile } from '../store/store.js';
 import { BakeError, InputError } from '../util/errors.js';
@@ -77,13 +79,16 @@ function fetchStep({ recipe, model, entry }: ChainInputs): StepDef {
     params: { files: entry.files.map((f) => [f.path, f.sha256, f.size]) },
     predicted: artifactDigest(sourceArtifact(entry)),
     async run({ ctx }) {
-      const store = async (dir: string) => {
-        for (const f of entry.files) await ctx.store.putFile(join(dir, f.path), f.sha256);
-        return ctx.store.putArtifact(sourceArtifact(entry));
-      };
-      // From the Hub cache: a cached file the store finds corrupt is downloaded again (once).
-      if (entry.source === 'hub') return pullAndRead(entry, ctx.hub, { onEvent: hubEvents(ctx, model.id) }, store);
-      return store(localModelDir(model, recipe.file, ctx.root));
+      // From the Hub cache (a cached file the store finds corrupt is downloaded again, once) or the
+      // local folder (links may not leave it); every file checked against the lock's size and sha256.
+      const files = entry.source === 'hub'
+        ? await pullAndRead(entry, ctx.hub, { onEvent: hubEvents(ctx, model.id) }, () => storeSnapshot(ctx.store, entry, ctx.hub))
+        : await storeLocalModel(ctx.store, recipe, model, entry, ctx.root);
+      return ctx.store.putArtifact({ kind: 'source', files, meta: {} });
+    },
+    async check(result, ctx) {
+      // Errors of later steps on copies of these files name the user's files: the local folder or `org/name`.
+      ctx.store.nameArtifact(result.digest, result.artifact, entry.source === 'hub' ? entry.repo : localModelDir(model, recipe.file, ctx.root), model.id);
     },
   };
 }
@@ -107,44 +112,46 @@ function splitTexts(text: string): string[] {
   return text.split(/\n+/).map((s) => s.trim()).filter(Boolean);
 }
 
-async function readRecipeText(recipe: Recipe, model: ModelSpec, rel: string, field: string): Promise<string> {
-  const file = join(recipe.file, '..', rel);
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    throw new InputError(`model ${model.id}: cannot read ${field} file ${rel}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
-      file: recipe.file, field: `models.${model.id}.${field}`, expected: 'a text file, relative to the recipe', cause: err,
-    });
-  }
+
+/** Warnings a step stored with its result (nothing quantized, synthetic inputs), shown whether it ran or was cached. */
+function showWarnings(ctx: PipelineContext, step: StepName, model: string, warnings: unknown): void {
+  for (const w of (warnings as string[] | undefined) ?? []) ctx.onEvent({ type: 'log', level: 'warning', step, model, message: w });
 }
 
 async function onnxChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>> {
   const { recipe, model } = c;
   const spec = model.quantize as OnnxQuantSpec;
-  // Calibration texts are part of the key by content, not by file name.
-  const calibrationTexts = spec.calibration?.texts ? splitTexts(await readRecipeText(recipe, model, spec.calibration.texts, 'quantize.calibration.texts')) : undefined;
+  const recipeDir = dirname(recipe.file);
+  // Calibration texts and samples are part of the key by content, not by file name.
+  const calibrationTexts = spec.calibration?.texts ? splitTexts(await readRecipeTextFile(recipe.file, spec.calibration.texts, `models.${model.id}.quantize.calibration.texts`)) : undefined;
+  const calibrationData = await dataDigest(spec.calibration?.data, { field: 'quantize.calibration.data', baseDir: recipeDir });
   const quantize: StepDef = {
     name: 'quantize',
-    version: 1,
+    // 2: warnings (nothing quantized, generated calibration) stored with the result.
+    version: 2,
     // onnxruntime's optimizer folds constants first and runs the calibration.
     tools: ['onnxruntime'],
     inputs: ['fetch'],
-    params: { spec, task: model.task, calibrationTexts },
+    params: { spec, task: model.task, calibrationTexts, ...(calibrationData && { calibrationData }) },
     async run(io) {
       const { quantizeOnnxModel } = await import('../quant/onnx/index.js');
       const src = await materialize(io, io.inputs[0]!, 'src');
       const out = join(io.scratch, 'out');
       await mkdir(out, { recursive: true });
-      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, calibrationTexts, onEvent: (e) => io.log(e.message) });
-      return io.ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat });
+      const r = await quantizeOnnxModel(src, out, spec, { task: model.task, calibrationTexts, dataDir: recipeDir, onEvent: (e) => e.type !== 'warning' && io.log(e.message) });
+      return io.ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.keptFloat, ...(r.warnings.length && { warnings: r.warnings }) });
+    },
+    async check(result, ctx) {
+      showWarnings(ctx, 'quantize', model.id, result.artifact.meta.warnings);
     },
   };
   const steps = [fetchStep(c), quantize];
-  const verify = await verifyStep(c, 'fetch', 'quantize', ['onnxruntime'], async (io, evalText) => {
+  // 2: data samples, one-value outputs by error and decision, CTC decoding, synthetic-input warnings.
+  const verify = await verifyStep(c, 'fetch', 'quantize', ['onnxruntime'], 2, async (io, evalText) => {
     const { verifyOnnxModel } = await import('../verify/onnx/index.js');
     const a = await materialize(io, io.inputs[0]!, 'reference');
     const b = await materialize(io, io.inputs[1]!, 'quantized');
-    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined });
+    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined, dataDir: recipeDir, quantization: io.inputs[1]!.artifact.meta as { params?: Record<string, unknown> } });
   });
   if (verify) steps.push(verify);
   steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined));
@@ -211,7 +218,7 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
       return io.ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts } });
     },
   });
-  const verify = await verifyStep(c, reference, 'quantize', ['llama.cpp'], async (io, evalText) => {
+  const verify = await verifyStep(c, reference, 'quantize', ['llama.cpp'], 1, async (io, evalText) => {
     const { verifyGguf } = await import('../verify/llama/index.js');
     const ref = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
     const q = io.ctx.store.blobPath(ggufFileOf(io.inputs[1]!, model).sha256);
@@ -231,23 +238,28 @@ async function verifyStep(
   reference: StepName,
   quantized: StepName,
   tools: StepDef['tools'],
+  version: number,
   verify: (io: StepIO, evalText: string | undefined) => Promise<VerifyReport>,
 ): Promise<StepDef | undefined> {
   if (model.verify.skip) return undefined;
-  const evalText = model.verify.eval ? await readRecipeText(recipe, model, model.verify.eval, 'verify.eval') : undefined;
+  const evalText = await readEvalText(model, recipe.file);
+  // Eval samples enter the key by content: changing a file re-runs verify.
+  const evalData = await dataDigest(model.verify.data, { field: 'verify.data', baseDir: dirname(recipe.file) });
   return {
     name: 'verify',
-    version: 1,
+    version,
     tools,
     inputs: [reference, quantized],
-    params: { verify: model.verify, task: model.task, evalText },
+    params: { verify: model.verify, task: model.task, evalText, ...(evalData && { evalData }) },
     async run(io) {
       const report = await verify(io, evalText);
       const { sha256, size } = await io.ctx.store.putBytes(prettyJson(report));
       return io.ctx.store.putArtifact({ kind: 'verify-report', files: [{ path: REPORT_NAME, sha256, size }], meta: {} });
     },
     async check(result, ctx) {
-      enforceGates(model.id, await readReport(ctx, result, model.id));
+      const report = await readReport(ctx, result, model.id);
+      showWarnings(ctx, 'verify', model.id, report.warnings);
+      enforceGates(model.id, report);
     },
   };
 }

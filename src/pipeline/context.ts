@@ -52,14 +52,17 @@ export async function createContext(opts: ContextOptions = {}): Promise<Pipeline
   };
 }
 
+/** Latest time an RFC 3339 timestamp (image `created`) can hold: 9999-12-31T23:59:59Z. */
+const MAX_EPOCH = 253_402_300_799;
+
 export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.SOURCE_DATE_EPOCH;
   if (v === undefined || v === '') return 0;
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
-    throw new InputError(`SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got ${JSON.stringify(v)}`, {
+  if (!/^\d+$/.test(v) || Number(v) > MAX_EPOCH) {
+    throw new InputError(`SOURCE_DATE_EPOCH must be a whole number of seconds since 1970-01-01 UTC, got ${JSON.stringify(v)}`, {
       field: 'SOURCE_DATE_EPOCH',
-      expected: 'digits only, e.g. 1700000000 (`git log -1 --format=%ct` gives the last commit\'s)',
-      hint: 'unset it for the default 0, or set it to a whole number of seconds',
+      expected: `digits only, at most ${MAX_EPOCH} (year 9999), e.g. 1700000000`,
+      hint: 'unset it, or set it from the last commit: SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)',
     });
   }
   return Number(v);

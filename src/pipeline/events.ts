@@ -5,6 +5,6 @@ export type StepName = 'lock' | 'fetch' | 'convert' | 'quantize' | 'verify' | 'p
 export type PipelineEvent =
   | { type: 'step'; step: StepName; model?: string; status: 'cached' | 'running' | 'done'; key?: string; artifact?: string; ms?: number }
   | { type: 'progress'; step: StepName; model?: string; label: string; bytes: number; total?: number }
-  | { type: 'log'; step?: StepName; model?: string; message: string };
+  | { type: 'log'; step?: StepName; model?: string; message: string; level?: 'info' | 'warning' };
 
 export type EventSink = (e: PipelineEvent) => void;

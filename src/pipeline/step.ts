@@ -10,6 +10,7 @@ import type { Sha256Hex } from '../util/digest.js';
 import type { PipelineContext } from './context.js';
 import type { EventSink, StepName } from './events.js';
 import { toolVersions, type Toolchain, type ToolName } from './toolchain.js';
+import { rewriteError } from '../util/errors.js';
 
 export interface Stored {
   digest: Sha256Hex;
@@ -86,12 +87,16 @@ export async function runStep(
   await mkdir(join(store.root, 'tmp'), { recursive: true });
   const scratch = await mkdtemp(join(store.root, 'tmp', `${step.name}-`));
   try {
-    const { digest, artifact } = await produce(scratch);
+    const { digest, artifact } = await produce(scratch).catch((err: unknown) => {
+      // Readers name the scratch copy they failed on (deleted below): name the model and the user's file.
+      throw rewriteError(err, (text) => store.userPaths(text, step.model), step.model ? `model ${step.model}: ` : undefined);
+    });
     await store.putStep({ key, step: step.name, version: step.version, inputs: step.inputs, params: step.params, artifact: digest });
     const ms = Math.round(performance.now() - started);
     onEvent({ type: 'step', step: step.name, model: step.model, status: 'done', key, artifact: digest, ms });
     return { key, digest, artifact, cached: false, ms };
   } finally {
+    store.forgetPlaced(scratch);
     await rm(scratch, { recursive: true, force: true });
   }
 }

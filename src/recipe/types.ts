@@ -20,7 +20,8 @@ export interface OnnxQuantSpec {
   nodes_exclude?: string[];
   /** Output name suffix in transformers.js's scheme: quantized (q8), int8, uint8, fp16. */
   dtype?: 'q8' | 'int8' | 'uint8' | 'fp16';
-  calibration?: { method?: 'minmax'; samples?: number; texts?: string; inputs?: GeneratedInputsSpec };
+  /** Static mode: calibration samples (texts, real data files, or generated inputs of these shapes). */
+  calibration?: { method?: 'minmax'; samples?: number; texts?: string; data?: DataSpec; inputs?: GeneratedInputsSpec };
   /** Fold constants with onnxruntime's basic optimizations before quantizing (default true for int8). */
   preprocess?: boolean;
 }
@@ -43,17 +44,56 @@ export interface GeneratedInputsSpec {
   default_dim?: number;
 }
 
+/** How a data file becomes a model input tensor (schema definitions.preprocess). */
+export interface PreprocessSpec {
+  /** Images: [height, width] stretched, or keep_aspect (height fixed, width by aspect ratio up to width) and pad. */
+  resize?: [number, number] | { height?: number; width?: number; keep_aspect?: boolean; pad?: boolean };
+  /** value = (sample * scale - mean[c]) / std[c]; scale defaults to 1/255 for images, 1 for audio. */
+  normalize?: { scale?: number; mean?: number[]; std?: number[] };
+  layout?: 'NCHW' | 'NHWC';
+  channels?: 'RGB' | 'BGR' | 'gray';
+  pad_value?: number;
+  /** Audio: resample to this rate. */
+  sample_rate?: number;
+  /** Audio: crop or zero-pad to this many samples. */
+  length?: number;
+}
+
+/** A folder of real samples for verification or calibration (schema definitions.data). */
+export interface DataSpec {
+  /** Folder relative to the recipe; files are read in name order, not recursively. */
+  path: string;
+  kind: 'images' | 'audio' | 'npy';
+  /** Model input the samples feed; default: the model's only float input. */
+  input?: string;
+  limit?: number;
+  preprocess?: PreprocessSpec;
+}
+
 export interface VerifySpec {
   /** Generated inputs for models that take no text (ONNX). */
   inputs?: GeneratedInputsSpec;
   /** Eval text file (relative to the recipe) or a named built-in set. */
   eval?: string;
+  /** Real evaluation samples for models that take no text (ONNX). */
+  data?: DataSpec;
+  /**
+   * Decode an output before comparing (ctc: greedy CTC over [batch, time, classes]); with a dictionary (a file
+   * of the model, one symbol per line after the blank) decodings are compared as text, edge spaces trimmed.
+   */
+  decode?: { type: 'ctc'; blank?: number; output?: string; dictionary?: string };
+  /** Threshold of one-value outputs for decision_agreement (default 0.5 for scores in [0, 1], else 0). */
+  decision_threshold?: number;
   runs?: number;
   min_cosine?: number;
   min_mean_cosine?: number;
   max_abs_error?: number;
+  max_mean_abs_error?: number;
   min_top1?: number;
   min_spearman?: number;
+  min_decision_agreement?: number;
+  max_cer?: number;
+  min_sequence_agreement?: number;
   max_size_ratio?: number;
   max_kld?: number;
   min_same_top?: number;

@@ -1,6 +1,7 @@
 // Hashing helpers: every cache key and pinned file in bake is a sha256.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { canonicalJson } from './json.js';
 
 export type Sha256Hex = string;
@@ -9,11 +10,12 @@ export function sha256Bytes(data: Uint8Array | string): Sha256Hex {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** Streams a file through sha256 without reading it whole. */
-export async function sha256File(path: string): Promise<{ sha256: Sha256Hex; size: number }> {
+/** Streams a file (a path, or an open handle read from its start and left open) through sha256 without reading it whole. */
+export async function sha256File(file: string | FileHandle): Promise<{ sha256: Sha256Hex; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+  const stream = typeof file === 'string' ? createReadStream(file, { highWaterMark: 1 << 20 }) : file.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 });
+  for await (const chunk of stream) {
     hash.update(chunk as Buffer);
     size += (chunk as Buffer).length;
   }

@@ -113,11 +113,11 @@ export class GateError extends BakeError {
   readonly metric: string;
   readonly value: number;
   readonly threshold: number;
-  constructor(model: string, metric: string, value: number, threshold: number, comparison: '>=' | '<=') {
+  constructor(model: string, metric: string, value: number, threshold: number, comparison: '>=' | '<=', hint?: string) {
     super(
       `verification gate failed for ${model}: ${metric} = ${value} but the recipe requires ${metric} ${comparison} ${threshold}`,
       'gate',
-      { field: `verify.${metric}`, hint: 'change the quantization (a wider type, fewer quantized ops) or relax the gate in the recipe' },
+      { field: `verify.${metric}`, hint: hint ?? 'change the quantization (a wider type, fewer quantized ops) or relax the gate in the recipe' },
     );
     this.metric = metric;
     this.value = value;
@@ -132,9 +132,62 @@ export class EngineError extends BakeError {
   }
 }
 
+/**
+ * The disk (or the user's quota) filled up while writing `path`: names the path, the bytes the write
+ * needed and what is free there. Exit 1 (an I/O error, README "Exit codes"); nothing half-written stays.
+ */
+export class DiskFullError extends BakeError {
+  readonly path: string;
+  readonly needed?: number;
+  readonly free?: number;
+  constructor(path: string, needed: number | undefined, free: number | undefined, opts: BakeErrorOptions = {}) {
+    const need = needed === undefined ? 'more space than is free' : `${formatBytes(needed)} (${needed} bytes)`;
+    const have = free === undefined ? '' : `, ${formatBytes(free)} (${free} bytes) free there`;
+    // The path is the error's `file`: the CLI prints it first, `path:`.
+    super(`no space left on the device: writing this needs ${need}${have}`, 'failure', {
+      hint: 'free disk space there (or raise the quota), or write elsewhere: BAKE_STORE for the store, another --out / --output',
+      ...opts,
+      file: opts.file ?? path,
+    });
+    this.path = path;
+    this.needed = needed;
+    this.free = free;
+  }
+}
+
+/** 1536 -> "1.5 KiB": a size for people (the exact byte count goes beside it). */
+export function formatBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return u === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[u]}`;
+}
+
 /** A command that belongs to a capability not built yet. */
 export class NotBuiltError extends BakeError {
   constructor(what: string) {
     super(`${what} is not built yet`, 'notBuilt');
   }
+}
+
+/**
+ * The same error (same class, exit code and fields) with `rewrite` applied to its message, file,
+ * expected and hint, and `prefix` (e.g. "model e5: ") put before the message unless the message already
+ * names it ("model e5"). Used to report a failure on a scratch copy against the user's file. Values
+ * that are not Errors pass through.
+ */
+export function rewriteError(err: unknown, rewrite: (text: string) => string, prefix?: string): unknown {
+  if (!(err instanceof Error)) return err;
+  let message = rewrite(err.message);
+  if (prefix && !message.includes(prefix.replace(/:\s*$/, ''))) message = prefix + message;
+  err.message = message;
+  if (err instanceof BakeError) {
+    const fields = err as unknown as Record<'file' | 'expected' | 'hint', string | undefined>;
+    for (const key of ['file', 'expected', 'hint'] as const) {
+      const value = fields[key];
+      if (typeof value === 'string') fields[key] = rewrite(value);
+    }
+  }
+  return err;
 }

@@ -1,14 +1,15 @@
 // pullModel against the loopback Hub with faults: cuts, flipped bytes, slow answers, 429/5xx, 404.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, rm, stat, truncate, writeFile, mkdir } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { downloadFileToCacheDir } from '@huggingface/hub';
 import { resolveHubModel } from '../../src/lock/resolve.js';
-import { pullAndRead, pullModel, snapshotPath, type PullEvent } from '../../src/hub/pull.js';
+import { pullAndRead, pullModel, snapshotPath, storeSnapshot, type PullEvent } from '../../src/hub/pull.js';
 import { sha256File } from '../../src/util/digest.js';
 import { checkSnapshot, repairSnapshot } from '../../src/hub/repair.js';
+import { Store } from '../../src/store/store.js';
 import type { LockEntry } from '../../src/lock/types.js';
 import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
@@ -472,4 +473,32 @@ test('pullAndRead: a cached blob corrupt with size and mtime unchanged (trusted 
     return true;
   });
   assert.equal(hub.stats.requests.length, 0);
+});
+
+test('the pulled files enter the store checked against the lock: size and sha256, through links that stay in the repo folder', async (t) => {
+  const dir = await tempDir(t);
+  const cfg = hubConfig(hub.url, dir);
+  const entry = await locked(dir, 'org/tiny', ['*.json', 'tokenizer.model']);
+  await pullModel(entry, cfg);
+  const store = new Store(await tempDir(t, 'bake-store-'));
+  const files = await storeSnapshot(store, entry, cfg);
+  assert.deepEqual(files, entry.files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size })));
+
+  // A lock whose size is off by one (sha256 unchanged) is an integrity failure naming the cached file.
+  const wrongSize = { ...entry, files: entry.files.map((f) => (f.path === 'config.json' ? { ...f, size: f.size + 1 } : f)) };
+  await assert.rejects(storeSnapshot(new Store(await tempDir(t, 'bake-store-')), wrongSize, cfg), (e: IntegrityError) => {
+    assert.ok(e instanceof IntegrityError, String(e));
+    assert.equal(e.path, join(snapshotPath(cfg, 'org/tiny', entry.commit), 'config.json'));
+    assert.match(e.message, /expected \d+ bytes, got \d+ bytes/);
+    return true;
+  });
+  await assert.rejects(pullModel(wrongSize, cfg), IntegrityError);
+
+  // A snapshot entry another tool pointed outside the repo's cache folder is not read.
+  const outside = join(dir, 'elsewhere.json');
+  await writeFile(outside, await readFile(join(snapshotPath(cfg, 'org/tiny', entry.commit), 'config.json')));
+  const link = join(snapshotPath(cfg, 'org/tiny', entry.commit), 'config.json');
+  await rm(link);
+  await symlink(outside, link);
+  await assert.rejects(storeSnapshot(new Store(await tempDir(t, 'bake-store-')), entry, cfg), (e: InputError) => e instanceof InputError && /config\.json is a symbolic link to .*elsewhere\.json, outside/.test(e.message));
 });

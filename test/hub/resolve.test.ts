@@ -9,12 +9,17 @@ import { pullModel } from '../../src/hub/pull.js';
 import { InputError, NetworkError } from '../../src/util/errors.js';
 import { canonicalJson } from '../../src/util/json.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
+import { PICKLE2, PICKLE4, onnxWithBinData, storedZip } from '../support/pickle-fixtures.js';
+import { gzipSync } from 'node:zlib';
 import { STORIES_HF, STORIES_SAFETENSORS_SHA256, TOKEN, OTHER_TOKEN, hubConfig, model, storiesFiles, tempDir } from '../support/hub-fixtures.js';
 
 let hub: HubServer;
+/** 3 MiB of tensor bytes behind a PyTorch-style ZIP's data.pkl: the lock must not download them to see it. */
+const BIG_TENSORS = new Uint8Array(3 << 20);
 
 before(async () => {
   const files = await storiesFiles();
+  const { onnx, data } = await onnxWithBinData();
   hub = await startHubServer({
     repos: {
       'org/tiny': { files, tags: ['v1.0'] },
@@ -25,6 +30,17 @@ before(async () => {
         files: Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`dir${i % 3}/sub/f${i}.json`, `{"i":${i}}`])),
       },
       'evil/escape': { files: { 'config.json': '{}', '../../outside.json': '{"pwned":true}' } },
+      'org/renamed': {
+        files: {
+          'config.json': '{}',
+          'model.joblib': PICKLE4,
+          'weights.pth.tar': storedZip([['archive/data.pkl', PICKLE2], ['archive/data/0', BIG_TENSORS]]),
+          'late/checkpoint.data': storedZip([['archive/data/0', BIG_TENSORS], ['archive/data.pkl', PICKLE2]]),
+          'encoder.data': gzipSync(PICKLE4),
+        },
+        lfs: () => true,
+      },
+      'org/onnx-bin': { files: { 'config.json': '{}', 'onnx/model.onnx': onnx, 'onnx/model.bin': data, 'pytorch_model.bin': data } },
     },
     tokens: [TOKEN, OTHER_TOKEN],
     pageSize: 3,
@@ -142,6 +158,46 @@ test('pickle files are refused unless allow_pickle names them', async (t) => {
   assert.deepEqual(safeOnly.files.map((f) => f.path), ['config.json', 'model.safetensors']);
 });
 
+test('Hub repos: pickles are found by their bytes through ranged reads, without downloading the weights', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const cases: [string, RegExp][] = [
+    ['model.joblib', /Python pickle \(protocol 4\)/],
+    ['weights.pth.tar', /ZIP archive holding a pickle \(archive\/data\.pkl\)/],
+    ['late/checkpoint.data', /ZIP archive holding a pickle \(archive\/data\.pkl\)/],
+    ['encoder.data', /gzip-compressed/],
+  ];
+  hub.stats.reset();
+  for (const [path, reason] of cases) {
+    await assert.rejects(resolveHubModel(model({ repo: 'org/renamed', files: ['config.json', path] }), cfg), (e: unknown) => {
+      assert.ok(e instanceof InputError, String(e));
+      assert.equal(e.field, 'models.tiny.allow_pickle');
+      assert.ok(e.message.includes(`model tiny: ${path} in org/renamed can run code when loaded`), e.message);
+      assert.match(e.message, reason);
+      return true;
+    });
+  }
+  for (const path of ['weights.pth.tar', 'late/checkpoint.data']) {
+    assert.ok(hub.stats.bytesFor(path) < 200_000, `${path}: ${hub.stats.bytesFor(path)} bytes read of ${BIG_TENSORS.length}+`);
+  }
+  const allowed = await resolveHubModel(model({ repo: 'org/renamed', files: ['**'], allow_pickle: cases.map(([p]) => p) }), cfg);
+  assert.equal(allowed.files.length, 5);
+});
+
+test('Hub repos: external data of an ONNX model named *.bin is accepted; a *.bin nothing references is refused', async (t) => {
+  const cfg = hubConfig(hub.url, await tempDir(t));
+  const entry = await resolveHubModel(model({ repo: 'org/onnx-bin', files: ['onnx/*', 'config.json'] }), cfg);
+  assert.deepEqual(entry.files.map((f) => f.path), ['config.json', 'onnx/model.bin', 'onnx/model.onnx']);
+  await assert.rejects(resolveHubModel(model({ repo: 'org/onnx-bin', files: ['**'] }), cfg), (e: unknown) => {
+    assert.ok(e instanceof InputError, String(e));
+    assert.match(e.message, /pytorch_model\.bin in org\/onnx-bin can run code when loaded: its name is one that pickle loaders/);
+    return true;
+  });
+  // Offline, from the cache once the files are pulled: the same decision.
+  await pullModel({ ...entry, fragment: 'f' }, cfg);
+  const offline = await resolveHubModel(model({ repo: 'org/onnx-bin', revision: entry.commit, files: ['onnx/*', 'config.json'] }), { ...cfg, offline: true });
+  assert.deepEqual(offline.files, entry.files);
+});
+
 test('a listed file name that would escape the repo folder is refused', async (t) => {
   const cfg = hubConfig(hub.url, await tempDir(t));
   await assert.rejects(resolveHubModel(model({ repo: 'evil/escape', files: ['**'] }), cfg), (e: unknown) => {
@@ -185,10 +241,17 @@ test('a token the Hub does not accept is reported without being shown', async (t
   });
 });
 
-test('gated repos: resolving lists files; pulling without access says gated (401 anonymous, 403 wrong account)', async (t) => {
+test('gated repos: locking and pulling without access say gated (401 anonymous, 403 wrong account)', async (t) => {
   const dir = await tempDir(t);
   const spec = model({ repo: 'org/gated', files: ['*.safetensors'] });
-  const entry = await resolveHubModel(spec, hubConfig(hub.url, dir));
+  // Locking reads the first bytes of every file (pickles are refused by what they are), so it needs access too.
+  await assert.rejects(resolveHubModel(spec, hubConfig(hub.url, dir)), (e: unknown) => {
+    assert.ok(e instanceof NetworkError, String(e));
+    assert.equal(e.status, 401);
+    assert.match(e.message, /org\/gated is gated: accept the conditions at http:\/\/127\.0\.0\.1:\d+\/org\/gated and set HF_TOKEN/);
+    return true;
+  });
+  const entry = await resolveHubModel(spec, hubConfig(hub.url, await tempDir(t), { token: TOKEN }));
   for (const [token, status] of [[undefined, 401], [OTHER_TOKEN, 403]] as const) {
     await assert.rejects(pullModel({ ...entry, fragment: 'f' }, hubConfig(hub.url, dir, token ? { token } : {})), (e: unknown) => {
       assert.ok(e instanceof NetworkError, String(e));
@@ -233,7 +296,8 @@ test('without X-Error-Code headers, the status and whether a token was sent stil
   // Downloads: the resolve endpoint refuses in the same ways.
   const tiny = { ...(await resolveHubModel(model({ files: ['*'] }), cfg())), fragment: 'f' };
   await refused(pullModel(tiny, cfg('hf_notKnownToTheServer99')), 401, rejected);
-  const gated = { ...(await resolveHubModel(model({ repo: 'org/gated', files: ['*'] }), cfg())), fragment: 'f' };
+  // (Locking reads the files' first bytes, so it needs access to the gated repo.)
+  const gated = { ...(await resolveHubModel(model({ repo: 'org/gated', files: ['*'] }), cfg(TOKEN))), fragment: 'f' };
   await refused(pullModel(gated, cfg(OTHER_TOKEN)), 403, /org\/gated is gated: accept the conditions at http:\/\/127\.0\.0\.1:\d+\/org\/gated/);
   await refused(pullModel(gated, cfg()), 401, /org\/gated is gated: accept the conditions at http:\/\/127\.0\.0\.1:\d+\/org\/gated and set HF_TOKEN/);
 });

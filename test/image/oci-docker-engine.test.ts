@@ -7,11 +7,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { appendLayers, dirLayer, epochToRfc3339, pushImage, scratchImage, writeDockerArchive, writeOciLayout, type ImageValue } from '../../src/image/oci/index.js';
 import { InputError } from '../../src/util/errors.js';
+import { requireHostTools } from '../support/host-tools.js';
 import { startDockerd, type PrivateDocker } from '../support/oci-dockerd.js';
 import { MODELS, modelFolder, run, skopeoInspect, tempDir } from '../support/oci-fixtures.js';
 import { startRegistry } from '../support/registry.js';
 
 const EPOCH = 1_700_000_000;
+/** Debian's busybox-static: one static binary, a runnable image with nothing else in it. */
+const BUSYBOX = '/bin/busybox';
 const VAD_SHA = '1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3';
 let engine: PrivateDocker;
 const cleanup: string[] = [];
@@ -28,7 +31,8 @@ async function runnableImage(compression: 'none' | 'gzip'): Promise<ImageValue> 
   const tools = join(await tempDir('busybox'), 'bin');
   cleanup.push(tools);
   await mkdir(tools);
-  await copyFile('/bin/busybox', join(tools, 'busybox'));
+  requireHostTools(BUSYBOX);
+  await copyFile(BUSYBOX, join(tools, 'busybox'));
   const vad = await modelFolder(join(MODELS, 'silero-vad'), 'vad');
   cleanup.push(vad);
   const layers = [

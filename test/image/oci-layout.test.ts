@@ -139,18 +139,46 @@ describe('dirLayer', () => {
     await assert.rejects(dirLayer(join(dir, 'nope'), 'app/models/s', { compression: 'none', epoch: EPOCH }), InputError);
     await assert.rejects(dirLayer(dir, 'app/models/s', { compression: 'zstd' as 'none', epoch: EPOCH }), InputError);
     await assert.rejects(dirLayer(dir, 'app/models/s', { compression: 'none', epoch: -1 }), InputError);
-    await symlink('/etc', join(dir, 'etc-link'));
-    await assert.rejects(dirLayer(dir, 'app/models/s', { compression: 'none', epoch: EPOCH }), /symlink to something other than a file/);
+    await mkdir(join(dir, 'inner'));
+    await symlink('inner', join(dir, 'inner-link'));
+    await assert.rejects(dirLayer(dir, 'app/models/s', { compression: 'none', epoch: EPOCH }), /inner-link is a symbolic link to a folder/);
   });
 
-  it('follows symlinks to files (Hugging Face cache snapshots) and stores their content', async () => {
+  it('follows a link to a file inside the folder and stores its content', async () => {
     const dir = join(await tmp('links'), 'm');
-    await mkdir(dir);
-    await symlink(join(MODELS, 'stories260K/hf/config.json'), join(dir, 'config.json'));
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    await writeFile(join(dir, 'config.json'), '{"a":1}');
+    await symlink('../config.json', join(dir, 'sub', 'alias.json'));
     const layer = await dirLayer(dir, 'app/models/m', { compression: 'none', epoch: EPOCH });
     const entries = await tarEntries(await layer.open());
-    const cfg = entries.find((e) => e.name === 'app/models/m/config.json')!;
-    assert.equal(cfg.size, (await stat(join(MODELS, 'stories260K/hf/config.json'))).size);
+    const alias = entries.find((e) => e.name === 'app/models/m/sub/alias.json')!;
+    assert.equal(alias.sha256, createHash('sha256').update('{"a":1}').digest('hex'));
+  });
+
+  it('never archives a link target outside the folder: the link is refused by name', async () => {
+    for (const target of ['/etc/passwd', '/etc']) {
+      const dir = join(await tmp('links'), 'm');
+      await mkdir(dir);
+      await writeFile(join(dir, 'model.onnx'), 'x');
+      await symlink(target, join(dir, 'weights.onnx_data'));
+      await assert.rejects(dirLayer(dir, 'app/models/m', { compression: 'none', epoch: EPOCH }), (e: InputError) => {
+        assert.ok(e instanceof InputError, String(e));
+        assert.ok(e.message.includes(`${join(dir, 'weights.onnx_data')} is a symbolic link to ${target}, outside`), e.message);
+        return true;
+      });
+    }
+    // Swapped for an outside link after the folder was listed: caught when the layer is packed.
+    const dir = join(await tmp('links'), 'm');
+    await mkdir(dir);
+    await writeFile(join(dir, 'weights.onnx_data'), 'x'.repeat(2));
+    const layer = await dirLayer(dir, 'app/models/m', { compression: 'none', epoch: EPOCH });
+    await rm(join(dir, 'weights.onnx_data'));
+    const outside = join(await tmp('links'), 'secret');
+    await writeFile(outside, 'yy');
+    await symlink(outside, join(dir, 'weights.onnx_data'));
+    await assert.rejects(async () => {
+      for await (const _chunk of await layer.open());
+    }, /weights\.onnx_data is a symbolic link to .*secret, outside/);
   });
 });
 

@@ -81,3 +81,25 @@ test('a malformed lock file is a clear error naming the field', async () => {
   await writeFile(file, '{"version":1,');
   await assert.rejects(readLockfile(file), (e: InputError) => /not valid JSON/.test(e.message));
 });
+
+test('a lock file path that could leave the model folder is refused when models.lock is read', async () => {
+  const { dir } = await project();
+  const file = join(dir, 'models.lock');
+  const entry = (path: string) => ({
+    version: 1,
+    models: { 'r/m1': { source: 'path', repo: '../models/m1', revision: 'local', commit: 'a'.repeat(64), fragment: 'b'.repeat(64), files: [{ path, size: 3, sha256: 'c'.repeat(64), lfs: false }] } },
+  });
+  for (const bad of ['../victim/secret.txt', 'sub/../../x', '/etc/passwd', 'a//b', './a', 'a\\b', 'C:/x', 'a\u0000b']) {
+    await writeFile(file, JSON.stringify(entry(bad)));
+    await assert.rejects(readLockfile(file), (e: InputError) => {
+      assert.ok(e instanceof InputError, String(e));
+      assert.equal(e.exit, 'usage');
+      assert.equal(e.field, 'models.r/m1.files');
+      assert.ok(e.message.includes(JSON.stringify(bad)) && e.message.includes('r/m1'), e.message);
+      assert.match(e.hint!, /bake lock r --update m1/);
+      return true;
+    }, bad);
+  }
+  await writeFile(file, JSON.stringify(entry('sub/weights.onnx')));
+  assert.equal((await readLockfile(file)).models['r/m1']!.files[0]!.path, 'sub/weights.onnx');
+});

@@ -42,8 +42,10 @@ test('silero-vad (If subgraphs, Constant weights): Conv and LSTM inside subgraph
   assert.deepEqual(r.keptFloat, []);
   const report = await verifyOnnxModel('silero', src, out, { min_mean_cosine: 0.95, max_size_ratio: 0.45, runs: 3 }, { inputs: SILERO_INPUTS, samples: 4, measureMemory: false });
   assert.equal(report.passed, true, JSON.stringify(report.metrics));
-  const outputs = (report.details!.files as Record<string, { outputs: Record<string, { cosine_min: number }> }>)['silero_vad_quantized.onnx']!.outputs;
-  assert.ok(outputs.output!.cosine_min > 0.999, `speech probability agrees: ${outputs.output!.cosine_min}`);
+  // The speech probability is one value per window: compared by error and decision, not cosine.
+  const outputs = (report.details!.files as Record<string, { outputs: Record<string, { cosine_min?: number; max_abs_error: number; decision_agreement: number }> }>)['silero_vad_quantized.onnx']!.outputs;
+  assert.equal(outputs.output!.cosine_min, undefined);
+  assert.ok(outputs.output!.max_abs_error < 0.01 && outputs.output!.decision_agreement === 1, `speech probability agrees: ${JSON.stringify(outputs.output)}`);
 });
 
 test('without constant folding, LSTM weights computed at run time stay float and are listed', async () => {

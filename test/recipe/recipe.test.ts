@@ -144,4 +144,25 @@ targets:
   assert.match(e.message, /taken by a stage/);
   e = await failure(fleet.replace('  all: { base: scratch }', '  web: { base: scratch, server: { kind: onnx } }'));
   assert.match(e.message, /base scratch has nothing to run/);
+
+test('verify.data and quantize.calibration.data: folders of samples with preprocessing, checked field by field', async () => {
+  const withData = good.replace('    verify:\n      min_cosine: 0.99', `      mode: static
+      calibration: { data: { path: data/calib, kind: images, preprocess: { resize: [224, 224], normalize: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } } } }
+    verify:
+      data: { path: data/eval, kind: npy, input: pixel_values, limit: 20 }
+      decode: { type: ctc, dictionary: keys.txt }
+      max_cer: 0.02
+      min_decision_agreement: 0.99
+      decision_threshold: 0.4`);
+  const r = await parseRecipe(withData, '/proj/recipes/data.yaml');
+  assert.deepEqual(r.models[0]!.verify.data, { path: 'data/eval', kind: 'npy', input: 'pixel_values', limit: 20 });
+  assert.deepEqual((r.models[0]!.quantize as { calibration?: unknown }).calibration, { data: { path: 'data/calib', kind: 'images', preprocess: { resize: [224, 224], normalize: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } } } });
+  const kind = await failure(withData.replace('kind: npy', 'kind: video'));
+  assert.equal(kind.field, 'models[0].verify.data.kind');
+  assert.match(kind.message, /"images", "audio", "npy"/);
+  const key = await failure(withData.replace('resize: [224, 224]', 'size: [224, 224]'));
+  assert.equal(key.field, 'models[0].quantize.calibration.data.preprocess.size');
+  assert.match(key.message, /allowed keys: resize, normalize, layout, channels/);
+  const path = await failure(withData.replace('data: { path: data/eval, kind: npy', 'data: { kind: npy'));
+  assert.match(path.message, /missing required key "path"/);
 });

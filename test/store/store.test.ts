@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fork } from 'node:child_process';
-import { Store, stepKey } from '../../src/store/store.js';
+import { Store, listTree, stepKey } from '../../src/store/store.js';
 import { runStep } from '../../src/pipeline/step.js';
-import { IntegrityError } from '../../src/util/errors.js';
+import { InputError, IntegrityError } from '../../src/util/errors.js';
 import { sha256Bytes } from '../../src/util/digest.js';
 
 test('a step whose key is present is skipped; a changed parameter runs again', async () => {
@@ -52,6 +52,76 @@ test('putFile refuses content that does not match the expected digest and stores
   assert.equal(await readFile(join(out, 'a', 'b.txt'), 'utf8'), 'abc');
 });
 
+test('putFile checks the expected size as well as the sha256, from a path or an open file, and stores nothing on a mismatch', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'bake-store-'));
+  const store = new Store(root);
+  const src = join(root, 'f');
+  await writeFile(src, 'abc');
+  const sha256 = sha256Bytes('abc');
+  for (const size of [2, 4]) {
+    await assert.rejects(store.putFile(src, { sha256, size, name: 'model m: f' }), (e: IntegrityError) => {
+      assert.ok(e instanceof IntegrityError);
+      assert.equal(e.exit, 'integrity');
+      assert.match(e.message, new RegExp(`model m: f: expected ${size} bytes, got 3 bytes`));
+      return true;
+    });
+    const fh = await open(src);
+    await assert.rejects(store.putFile(fh, { sha256, size }), IntegrityError);
+    await fh.close();
+  }
+  assert.equal(await store.hasBlob(sha256), false);
+  const fh = await open(src);
+  assert.deepEqual(await store.putFile(fh, { sha256, size: 3 }), { sha256, size: 3 });
+  assert.deepEqual(await store.putFile(fh, { sha256, size: 3 }), { sha256, size: 3 }, 'an open file is read from its start each time');
+  await fh.close();
+});
+
+test('listTree follows links to files inside the folder and refuses links that leave it, naming the link', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'bake-store-'));
+  const dir = join(root, 'm');
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  await writeFile(join(dir, 'a.json'), '{}');
+  await writeFile(join(root, 'secret.txt'), 'x');
+  await symlink('../a.json', join(dir, 'sub', 'alias.json'));
+  assert.deepEqual(await listTree(dir), ['a.json', 'sub/alias.json']);
+  await symlink('../secret.txt', join(dir, 'weights.onnx_data'));
+  await assert.rejects(listTree(dir), (e: InputError) => e instanceof InputError && e.message.includes(join(dir, 'weights.onnx_data')) && /outside/.test(e.message));
+  // A link the selection leaves out is not read, so it does not matter.
+  assert.deepEqual(await listTree(dir, (p) => p.endsWith('.json')), ['a.json', 'sub/alias.json']);
+  await symlink('/etc', join(dir, 'etc'));
+  await assert.rejects(listTree(dir, (p) => p === 'etc'), /etc is a symbolic link to \/etc, outside/);
+});
+
+test('a step failing on a scratch copy of a named artifact reports the model and the user\'s file, once', async () => {
+  const store = new Store(await mkdtemp(join(tmpdir(), 'bake-store-')));
+  const put = await store.putBytes('not onnx');
+  const { digest, artifact } = await store.putArtifact({ kind: 'source', files: [{ path: 'onnx/model.onnx', ...put }], meta: {} });
+  store.nameArtifact(digest, artifact, 'org/e5', 'e5');
+  let seen = '';
+  const run = (read: (dir: string) => string) =>
+    runStep(store, { step: 'quantize', version: 1, inputs: [digest], params: {}, model: 'e5' }, () => {}, async (scratch) => {
+      const src = join(scratch, 'src');
+      await store.materialize(digest, src);
+      seen = read(src);
+      throw new InputError(`${seen} is not a valid ONNX model: index out of range`, { file: seen, hint: `re-export ${seen}` });
+    });
+  await assert.rejects(run((src) => join(src, 'onnx', 'model.onnx')), (e: InputError) => {
+    assert.ok(e instanceof InputError);
+    assert.equal(e.message, 'model e5: org/e5/onnx/model.onnx is not a valid ONNX model: index out of range');
+    assert.equal(e.file, 'org/e5/onnx/model.onnx');
+    assert.equal(e.hint, 're-export org/e5/onnx/model.onnx');
+    return true;
+  });
+  assert.match(seen, /tmp\/quantize-/, 'the reader did see a scratch path');
+  // A reader given the blob itself is mapped the same way; other paths are left alone.
+  await assert.rejects(run(() => store.blobPath(put.sha256)), (e: InputError) => e.message === 'model e5: org/e5/onnx/model.onnx is not a valid ONNX model: index out of range');
+  await assert.rejects(run(() => '/elsewhere/x.onnx'), (e: InputError) => e.message === 'model e5: /elsewhere/x.onnx is not a valid ONNX model: index out of range');
+  // Another model fetching the same bytes from its own folder: each model's errors name its own files.
+  store.nameArtifact(digest, artifact, '/home/me/models/e5-copy', 'copy');
+  store.nameArtifact(digest, artifact, 'org/e5', 'e5');
+  await assert.rejects(run((src) => join(src, 'onnx', 'model.onnx')), (e: InputError) => e.message.startsWith('model e5: org/e5/onnx/model.onnx'));
+});
+
 test('two processes writing the same blobs and steps into one store leave it consistent', async () => {
   const root = await mkdtemp(join(tmpdir(), 'bake-store-'));
   const src = join(root, 'src');
@@ -78,4 +148,29 @@ test('two processes writing the same blobs and steps into one store leave it con
   assert.equal(art!.files.length, 20);
   for (const f of art!.files) assert.equal(sha256Bytes(await readFile(store.blobPath(f.sha256))), f.sha256);
   assert.deepEqual(await readdir(join(root, 'store', 'tmp')), []);
+});
+
+test('resolvePrefix finds the one artifact or step a prefix of >= 12 hex names, and lists the candidates when several', async () => {
+  const store = new Store(await mkdtemp(join(tmpdir(), 'bake-store-')));
+  const { sha256, size } = await store.putBytes('weights');
+  const { digest } = await store.putArtifact({ kind: 'model', files: [{ path: 'w.bin', sha256, size }], meta: {} });
+  const key = stepKey('quantize', 1, [digest], {});
+  await store.putStep({ key, step: 'quantize', version: 1, inputs: [digest], params: {}, artifact: digest });
+  assert.deepEqual(await store.resolvePrefix(digest.slice(0, 12)), { kind: 'artifact', digest });
+  assert.deepEqual(await store.resolvePrefix(`sha256:${digest.slice(0, 20).toUpperCase()}`), { kind: 'artifact', digest });
+  assert.deepEqual(await store.resolvePrefix(digest), { kind: 'artifact', digest });
+  assert.deepEqual(await store.resolvePrefix(key.slice(0, 12)), { kind: 'step', digest: key });
+  // A second artifact sharing the first 12 hex.
+  const twin = digest.slice(0, 12) + (digest[12] === '0' ? '1' : '0') + digest.slice(13);
+  await writeFile(join(store.root, 'artifacts', `${twin}.json`), '{}');
+  await assert.rejects(store.resolvePrefix(digest.slice(0, 12)), (e: unknown) => {
+    assert.ok(e instanceof InputError);
+    assert.match(e.message, /ambiguous/);
+    assert.match(e.expected!, new RegExp(`artifact ${digest}`));
+    assert.match(e.expected!, new RegExp(`artifact ${twin}`));
+    return true;
+  });
+  assert.deepEqual(await store.resolvePrefix(digest.slice(0, 13)), { kind: 'artifact', digest });
+  await assert.rejects(store.resolvePrefix(digest.slice(0, 11)), (e: unknown) => e instanceof InputError && /not a digest prefix/.test(e.message));
+  await assert.rejects(store.resolvePrefix('f'.repeat(12)), (e: unknown) => e instanceof InputError && /no artifact or step/.test(e.message));
 });

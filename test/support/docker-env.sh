@@ -23,19 +23,9 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 
 log() { echo "docker-env: $*" >&2; }
 
-need_packages() {
-  local missing=()
-  [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
-  [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
-  [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
-  command -v skopeo >/dev/null || missing+=(skopeo)
-  command -v curl >/dev/null || missing+=(curl)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]} from Debian"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >&2 \
-      || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >&2; }
-  fi
-}
+# What the engine, registry, base images and image tests need (scripts/host-tools.sh: one list for
+# the whole project): installed from Debian when missing, or a message naming the package.
+need_packages() { bash "$here/scripts/host-tools.sh" install >&2; }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -109,7 +99,7 @@ make_base_images() {
   local ctx
   if ! has_image local/node:20-bookworm-slim; then
     # The host's node is a bookworm build (nodesource): it needs only glibc, libstdc++ and libgcc_s.
-    ctx=$(mktemp -d); cp "$(readlink -f /usr/bin/node)" "$ctx/node"
+    ctx=$(mktemp -d); cp "$(readlink -f "$(command -v node)")" "$ctx/node"
     printf '%s\n' 'FROM local/debian:bookworm-slim' 'COPY node /usr/local/bin/node' \
       'RUN node -e "process.exit(0)"' 'CMD ["node"]' >"$ctx/Dockerfile"
     log "making local/node:20-bookworm-slim from the host's node $(node -v)"

@@ -1,9 +1,9 @@
 // A private Docker engine for the docker-archive tests: own data, exec root, socket and containerd
 // namespace; no iptables, no bridge. Stopped by its PID when the test ends.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { requireHostTools } from './host-tools.js';
 import { run, tempDir } from './oci-fixtures.js';
 
 export const DOCKERD = '/usr/sbin/dockerd';
@@ -17,9 +17,7 @@ export interface PrivateDocker {
 }
 
 export async function startDockerd(): Promise<PrivateDocker> {
-  if (!existsSync(DOCKERD) || !existsSync(DOCKER_CLI)) {
-    throw new Error(`${DOCKERD} or ${DOCKER_CLI} is missing: apt-get install -y --no-install-recommends docker.io`);
-  }
+  requireHostTools(DOCKERD, DOCKER_CLI);
   const root = await tempDir('dockerd');
   // Unix socket paths must stay short (108 bytes): keep the exec root and socket under /run.
   const run_ = `/run/bake-oci-${process.pid}-${Date.now() % 100000}`;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { sharedModels } from './cli.js';
+import { requireHostTools } from './host-tools.js';
 
 const exec = promisify(execFile);
 
@@ -33,7 +34,8 @@ export async function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = 
     const { stdout } = await exec(cmd, args, { maxBuffer: 64 * 1024 * 1024, env });
     return stdout;
   } catch (err) {
-    const e = err as { stderr?: string; message: string };
+    const e = err as { stderr?: string; message: string; code?: unknown };
+    if (e.code === 'ENOENT') requireHostTools(cmd); // not installed: name its Debian package
     throw new Error(`${cmd} ${args.join(' ')} failed: ${e.stderr || e.message}`);
   }
 }

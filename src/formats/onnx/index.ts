@@ -2,4 +2,4 @@
 export * from './proto.js';
 export * from './tensor.js';
 export * from './graph.js';
-export { readOnnx, writeOnnx, onnxDiskSize, modelTensorBytes, PROTOBUF_LIMIT, type WriteOnnxOptions } from './io.js';
+export { readOnnx, writeOnnx, externalDataLocations, onnxDiskSize, modelTensorBytes, PROTOBUF_LIMIT, type WriteOnnxOptions } from './io.js';

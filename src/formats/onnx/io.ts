@@ -83,6 +83,21 @@ async function loadExternalData(model: ModelProto, file: string, dir: string): P
   }
 }
 
+/**
+ * The external-data files an ONNX model's tensors reference: their `location` values as written
+ * (relative to the model's folder; not checked or opened here). Malformed bytes give an InputError.
+ */
+export function externalDataLocations(bytes: Uint8Array, file = '<memory>'): string[] {
+  const model = decodeModel(bytes, file);
+  const out = new Set<string>();
+  for (const t of allTensors(model)) {
+    if (t.data_location !== EXTERNAL_DATA) continue;
+    const location = externalEntries(t).location;
+    if (location) out.add(location);
+  }
+  return [...out].sort();
+}
+
 export interface WriteOnnxOptions {
   /** true: tensors of sizeThreshold bytes or more go to the data file; 'auto' (default): only when the model would pass 2 GiB. */
   externalData?: boolean | 'auto';
@@ -107,7 +122,7 @@ export async function writeOnnx(model: ModelProto, file: string, opts: WriteOnnx
   const external = mode === true || (mode === 'auto' && modelTensorBytes(model) > AUTO_EXTERNAL_ABOVE);
   if (!external) {
     const bytes = encodeModel(model);
-    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]));
+    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]), bytes.length);
     return { files: [file] };
   }
   const location = opts.location ?? `${basename(file)}_data`;
@@ -141,7 +156,7 @@ export async function writeOnnx(model: ModelProto, file: string, opts: WriteOnnx
       }
     });
     const bytes = encodeModel(model);
-    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]));
+    await withTempFile(file, async (tmp) => writeAll(tmp, [bytes]), bytes.length);
   } catch (err) {
     await rm(dataFile, { force: true });
     throw err;

@@ -61,7 +61,7 @@ export async function writeBlobFile(blob: BlobSource, target: string, onBytes?: 
     const counter = new HashCounter(onBytes);
     await pipeline(await blob.open(), counter, createWriteStream(tmp));
     checkBlob(`blob ${blob.digest}`, blob, { digest: counter.digest(), bytes: counter.bytes });
-  });
+  }, blob.size);
   return 'written';
 }
 

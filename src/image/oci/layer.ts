@@ -1,7 +1,7 @@
 // Deterministic layer tars from a folder: sorted entries, one mtime, owner 0:0 with no names, fixed
 // modes. Same bytes in, same digest out, whatever the machine, umask or checkout time.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,7 +9,7 @@ import { createGzip, constants as zlibConstants } from 'node:zlib';
 import tar from 'tar-stream';
 import { digestOf } from '../../util/digest.js';
 import { InputError } from '../../util/errors.js';
-import { tempPathFor, writeFileAtomic } from '../../util/fs.js';
+import { linkedFileInside, openInside, tempPathFor, writeFileAtomic } from '../../util/fs.js';
 import { canonicalJson } from '../../util/json.js';
 import { HashCounter, openTarEntry } from './blobs.js';
 import { MediaType, type Compression, type Layer } from './types.js';
@@ -70,7 +70,7 @@ export async function dirLayer(srcDir: string, destPrefix: string, opts: DirLaye
   if (!top?.isDirectory()) throw new InputError(`layer source ${srcDir} is not a directory`, { file: srcDir, expected: 'a folder holding the model files' });
   const entries = await listTree(srcDir);
   const mediaType = opts.compression === 'gzip' ? MediaType.ociLayerGzip : MediaType.ociLayerTar;
-  const spec = { prefix, entries, epoch: opts.epoch, compression: opts.compression };
+  const spec = { root: srcDir, prefix, entries, epoch: opts.epoch, compression: opts.compression };
 
   if (opts.cacheDir) return cachedLayer(spec, mediaType, opts.cacheDir, opts.contentKey, opts.onProgress);
 
@@ -87,6 +87,8 @@ export async function dirLayer(srcDir: string, destPrefix: string, opts: DirLaye
 }
 
 interface PackSpec {
+  /** The source folder: every file is read from inside it. */
+  root: string;
   prefix: string;
   entries: SourceEntry[];
   epoch: number;
@@ -181,10 +183,17 @@ function packStream(spec: PackSpec): { stream: Readable; done: Promise<void> } {
           await addEntry(pack, { ...base, name: name + '/', type: 'directory', mode: DIR_MODE });
           continue;
         }
-        const st = await stat(e.abs);
-        if (st.size !== e.size) throw new InputError(`${e.abs} changed size while the layer was being built (${e.size} -> ${st.size})`, { file: e.abs, hint: 'do not modify the model folder during a build' });
-        const mode = st.mode & 0o111 ? EXEC_MODE : FILE_MODE;
-        await addFile(pack, { ...base, name, type: 'file', mode, size: e.size }, e.abs);
+        // Opened inside the folder and checked after opening: a link swapped in since the listing cannot
+        // make the layer carry a file from elsewhere.
+        const fh = await openInside(spec.root, e.rel);
+        try {
+          const st = await fh.stat();
+          if (st.size !== e.size) throw new InputError(`${e.abs} changed size while the layer was being built (${e.size} -> ${st.size})`, { file: e.abs, hint: 'do not modify the model folder during a build' });
+          const mode = st.mode & 0o111 ? EXEC_MODE : FILE_MODE;
+          await addFile(pack, { ...base, name, type: 'file', mode, size: e.size }, fh, e.abs);
+        } finally {
+          await fh.close();
+        }
       }
       pack.finalize();
     } catch (err) {
@@ -202,10 +211,10 @@ function addEntry(pack: tar.Pack, header: EntryHeader): Promise<void> {
 }
 
 /** Streams one file into the tar with backpressure; never holds more than a chunk or two. */
-async function addFile(pack: tar.Pack, header: EntryHeader, path: string): Promise<void> {
+async function addFile(pack: tar.Pack, header: EntryHeader, fh: FileHandle, path: string): Promise<void> {
   const entry = await openTarEntry(pack, header);
   let written = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+  for await (const chunk of fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
     written += chunk.length;
     if (written > (header.size ?? 0)) throw new InputError(`${path} grew while the layer was being built`, { file: path, hint: 'do not modify the model folder during a build' });
     await entry.write(chunk);
@@ -223,7 +232,7 @@ function normalizePrefix(destPrefix: string): string {
   return trimmed;
 }
 
-/** Every file and folder under root, sorted by byte order of the POSIX path. Symlinks to files are followed. */
+/** Every file and folder under root, sorted by byte order of the POSIX path. Links to files inside root are followed. */
 async function listTree(root: string): Promise<SourceEntry[]> {
   const out: SourceEntry[] = [];
   async function walk(dir: string, rel: string): Promise<void> {
@@ -231,9 +240,9 @@ async function listTree(root: string): Promise<SourceEntry[]> {
       const abs = join(dir, d.name);
       const r = rel ? `${rel}/${d.name}` : d.name;
       if (d.isSymbolicLink()) {
-        // Hugging Face caches link snapshot files to blobs: take the content. Linked folders could loop: refuse.
-        const st = await stat(abs).catch(() => undefined);
-        if (!st?.isFile()) throw new InputError(`${abs} is a symlink to something other than a file`, { file: abs, expected: 'regular files, folders, or symlinks to files', hint: 'copy the linked folder into place instead of linking it' });
+        // A link to a file inside the folder gives that file's content. A link leading out of the folder
+        // is refused (the layer would publish whatever it points at), as are links to folders (they can loop).
+        const st = await linkedFileInside(root, r);
         out.push({ rel: r, abs, kind: 'file', size: st.size, mtimeMs: st.mtimeMs, ino: st.ino });
       } else if (d.isDirectory()) {
         const st = await stat(abs);

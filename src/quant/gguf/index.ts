@@ -1,7 +1,7 @@
 // GGUF entry points for the pipeline: convert a Hugging Face checkpoint to a GGUF of a given type, or
 // requantize an F32/F16/BF16 GGUF. Both write what llama-quantize would write for the same F32 input:
 // the same tensor order, per-tensor types, metadata order and bytes.
-import { forModel, hfModelSource } from '../../convert/hf-to-gguf.js';
+import { hfModelSource } from '../../convert/hf-to-gguf.js';
 import type { ModelSource } from '../../convert/source.js';
 import { GgufWriter, type GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
@@ -39,7 +39,7 @@ export interface GgufWriteResult {
 }
 
 export interface ConvertOptions extends GgufWriteOptions {
-  /** The recipe's model id: errors about the files name it, with paths relative to `srcDir`. */
+  /** The recipe's model id: progress events then say "model files" rather than `srcDir` (a scratch copy). */
   modelId?: string;
   /** The model folder's name as the user knows it (general.name falls back to it); default: srcDir's. */
   folderName?: string;
@@ -47,13 +47,11 @@ export interface ConvertOptions extends GgufWriteOptions {
 
 export async function convertHfToGguf(srcDir: string, outFile: string, opts: ConvertOptions): Promise<GgufWriteResult> {
   checkType(opts.type);
-  try {
-    const source = await hfModelSource(srcDir, { folderName: opts.folderName });
-    opts.onEvent?.({ type: 'source', message: `${opts.modelId ? 'model files' : srcDir}: ${source.arch}, ${source.tensors.length} tensors` });
-    return await writeModel(source, outFile, opts);
-  } catch (err) {
-    throw opts.modelId === undefined ? err : forModel(err, opts.modelId, srcDir);
-  }
+  // Errors name the files under srcDir; the pipeline's step runner maps its scratch copy back to the
+  // model id and the user's files (src/pipeline/step.ts), as for every other reader.
+  const source = await hfModelSource(srcDir, { folderName: opts.folderName });
+  opts.onEvent?.({ type: 'source', message: `${opts.modelId ? 'model files' : srcDir}: ${source.arch}, ${source.tensors.length} tensors` });
+  return writeModel(source, outFile, opts);
 }
 
 export async function requantizeGguf(inFile: string, outFile: string, opts: GgufWriteOptions): Promise<GgufWriteResult> {

@@ -14,12 +14,14 @@ import { DYNAMIC_DEFAULT_OPS, quantizeDynamic, type DynamicParams } from './dyna
 import { convertToFloat16 } from './fp16.js';
 import { foldConstants } from './preprocess.js';
 import type { KeptFloat } from './graph-rewrite.js';
-import { quantizeStatic, STATIC_DEFAULT_OPS } from './static.js';
+import { quantizeStatic, STATIC_DEFAULT_OPS, type CalibrationInputs } from './static.js';
+import { whyNothingQuantized } from './diagnose.js';
 
 export type { KeptFloat } from './graph-rewrite.js';
 export { quantizeDynamic, DYNAMIC_DEFAULT_OPS } from './dynamic.js';
 export { quantizeStatic } from './static.js';
 export { convertToFloat16 } from './fp16.js';
+export { whyNothingQuantized, type NothingQuantized } from './diagnose.js';
 export { quantizeWeight, qRange, roundHalfEven } from './weights.js';
 
 /** transformers.js file-name suffix per dtype (src/utils/dtypes.js). */
@@ -38,7 +40,12 @@ export interface QuantizeResult {
   outputs: string[];
   keptFloat: { node: string; op: string; reason: string }[];
   params: Record<string, unknown>;
+  /** Sentences to show the user (nothing quantized, calibration on generated inputs); also sent as `warning` events. */
+  warnings: string[];
 }
+
+const GENERATED_CALIBRATION_WARNING = 'static calibration ranges come from generated inputs, not real samples: activation scales fitted to random inputs can clip or waste '
+  + 'the range real data needs; give real samples under quantize.calibration.data (path, kind, preprocess)';
 
 /** Relative posix paths of every regular file under `dir`. */
 async function listFiles(dir: string, prefix = ''): Promise<string[]> {
@@ -143,7 +150,7 @@ export function resolveParams(spec: OnnxQuantSpec, model: ModelProto, hints: { t
  * outDir receives the quantized file(s) under transformers.js's names plus every non-ONNX file of srcDir.
  */
 export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: OnnxQuantSpec,
-  opts: { task?: string; onEvent?: (e: QuantizeEvent) => void; calibrationTexts?: string[]; inputs?: GenerateOptions; externalData?: boolean } = {}): Promise<QuantizeResult> {
+  opts: { task?: string; onEvent?: (e: QuantizeEvent) => void; calibrationTexts?: string[]; inputs?: GenerateOptions; externalData?: boolean; dataDir?: string } = {}): Promise<QuantizeResult> {
   const all = await listFiles(srcDir);
   const files = selectOnnxFiles(all, spec, srcDir);
   const config = await readConfig(srcDir);
@@ -153,6 +160,16 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
   const keptFloat: KeptFloat[] = [];
   const params: Record<string, unknown> = {};
   const externalFiles: string[] = [];
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    emit('warning', message);
+  };
+  if (spec.calibration?.data && (spec.format !== 'onnx-int8' || (spec.mode ?? 'dynamic') !== 'static')) {
+    throw new InputError('quantize.calibration.data is read by static quantization only', {
+      field: 'quantize.calibration.data', expected: 'mode: static with format onnx-int8', hint: 'set quantize.mode: static, or move the samples to verify.data',
+    });
+  }
   for (const rel of files) {
     const src = safeJoin(srcDir, rel)!;
     emit('read', `reading ${rel}`);
@@ -166,13 +183,16 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
     }
     const outRel = outputPathFor(rel, p.dtype);
     const before = opCounts(model);
-    let result: { keptFloat: KeptFloat[]; quantized: Record<string, number> };
+    let result: { keptFloat: KeptFloat[]; quantized: Record<string, number>; calibration?: CalibrationInputs };
     if (p.mode === 'fp16') {
       emit('convert', `converting ${rel} to float16 (float inputs and outputs kept)`);
       result = convertToFloat16(model);
     } else if (p.mode === 'static') {
       emit('calibrate', `calibrating ${rel} (MinMax)`);
-      result = await quantizeStatic(model, p, { samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs ?? fromSpec(spec.calibration?.inputs) });
+      result = await quantizeStatic(model, p, {
+        samples: spec.calibration?.samples, texts: opts.calibrationTexts, modelDir: srcDir, task: opts.task, inputs: opts.inputs ?? fromSpec(spec.calibration?.inputs),
+        data: spec.calibration?.data, dataDir: opts.dataDir, file: rel,
+      });
     } else {
       emit('quantize', `quantizing ${rel} (dynamic, ${p.weightType} weights${p.perChannel ? ', per channel' : ''}${p.reduceRange ? ', reduce_range' : ''})`);
       result = quantizeDynamic(model, p);
@@ -184,7 +204,15 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
     for (const k of result.keptFloat) keptFloat.push({ ...k, node: files.length > 1 ? `${rel}:${k.node}` : k.node });
     const { opTypes, nodesInclude, nodesExclude, ...rest } = p;
     params[rel] = { ...rest, preprocess, op_types: opTypes, nodes_include: nodesInclude, nodes_exclude: nodesExclude, output: outRel, rewritten: result.quantized, ops_before: before };
+    if (result.calibration) (params[rel] as Record<string, unknown>).calibration_inputs = result.calibration;
     emit('written', `${outRel}: ${Object.entries(result.quantized).map(([k, v]) => `${v} ${k}`).join(', ') || 'nothing'} rewritten, ${result.keptFloat.length} node(s) kept float`);
+    if (p.mode !== 'fp16' && !Object.keys(result.quantized).length) {
+      const why = whyNothingQuantized(result.keptFloat, opTypes);
+      (params[rel] as Record<string, unknown>).nothing_quantized = why;
+      warn(`${rel}: nothing was quantized (${why.reason}); ${outRel} holds the float model under a quantized name. Fix: ${why.hint}`);
+    } else if (result.calibration === 'generated') {
+      warn(`${rel}: ${GENERATED_CALIBRATION_WARNING}`);
+    }
   }
   // Everything that is not an ONNX payload travels along (config, tokenizer, licence...).
   for (const rel of all) {
@@ -195,5 +223,5 @@ export async function quantizeOnnxModel(srcDir: string, outDir: string, spec: On
     await copyFile(join(srcDir, rel), dest);
   }
   if (externalFiles.length) await declareExternalData(outDir, externalFiles);
-  return { outputs: outputs.sort(), keptFloat, params };
+  return { outputs: outputs.sort(), keptFloat, params, warnings };
 }

@@ -12,7 +12,8 @@ import {
   writeOnnx, type ModelProto, type NodeProto,
 } from '../../formats/onnx/index.js';
 import { BakeError, InputError } from '../../util/errors.js';
-import { generateInputs, modelInputs, type Feeds } from '../../verify/onnx/inputs.js';
+import type { DataSpec } from '../../recipe/types.js';
+import { dataFeeds, generateInputs, modelInputs, type Feeds } from '../../verify/onnx/inputs.js';
 import { textFeeds } from '../../verify/onnx/text.js';
 import { DEFAULT_EVAL_TEXTS } from '../../verify/onnx/eval-texts.js';
 import type { DynamicParams } from './dynamic.js';
@@ -51,12 +52,24 @@ export interface CalibrationOptions {
   /** Model folder (tokenizer for text models). */
   modelDir?: string;
   task?: string;
-  /** Shapes for generated calibration inputs. */
+  /** Shapes for generated calibration inputs (and for the inputs real samples do not fill). */
   inputs?: Parameters<typeof generateInputs>[2];
+  /** Real calibration samples (quantize.calibration.data) and the folder their path is relative to. */
+  data?: DataSpec;
+  dataDir?: string;
+  /** The model's file as the user knows it (for errors). */
+  file?: string;
 }
 
-/** Observed [min, max] of each named tensor over the calibration inputs (MinMax). */
-export async function calibrateMinMax(model: ModelProto, tensors: string[], feedsList: Feeds[]): Promise<Map<string, [number, number]>> {
+/** Where calibration ranges came from: real samples, real text, or generated inputs (said in a warning). */
+export type CalibrationInputs = 'data' | 'text' | 'generated';
+
+/**
+ * Observed [min, max] of each named tensor over the calibration inputs (MinMax). A model onnxruntime
+ * refuses to load or run is bad input (InputError naming `file`): with quantize.preprocess on, the same
+ * model would already have been refused while folding constants.
+ */
+export async function calibrateMinMax(model: ModelProto, tensors: string[], feedsList: Feeds[], file = 'the model'): Promise<Map<string, [number, number]>> {
   const probe = decodeModel(encodeModel(model));
   ownArrays(probe);
   const existing = new Set(probe.graph.output.map((o) => o.name));
@@ -64,16 +77,26 @@ export async function calibrateMinMax(model: ModelProto, tensors: string[], feed
   const dir = await mkdtemp(join(tmpdir(), 'bake-calib-'));
   const ranges = new Map<string, [number, number]>();
   try {
-    const file = join(dir, 'probe.onnx');
-    await writeOnnx(probe, file);
+    const probeFile = join(dir, 'probe.onnx');
+    await writeOnnx(probe, probeFile);
+    const refused = (what: string, err: unknown) => new InputError(`onnxruntime cannot ${what} ${file} for static calibration: ${(err as Error).message.replace(probeFile, file)}`, {
+      file, field: 'quantize.mode', cause: err, expected: 'a model onnxruntime-node can load and run',
+      hint: 'check the model opens and runs in onnxruntime (generated calibration inputs take their shapes from quantize.calibration.inputs), or use quantize.mode: dynamic',
+    });
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(file, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
+      session = await ort.InferenceSession.create(probeFile, { logSeverityLevel: 3, graphOptimizationLevel: 'disabled' });
     } catch (err) {
-      throw new BakeError(`calibration model could not be loaded by onnxruntime: ${(err as Error).message}`, 'failure', { cause: err });
+      throw refused('load', err);
     }
     for (const feeds of feedsList) {
-      const out = await session.run(feeds);
+      let out: ort.InferenceSession.ReturnType;
+      try {
+        out = await session.run(feeds);
+      } catch (err) {
+        await session.release();
+        throw refused('run', err);
+      }
       for (const t of tensors) {
         const v = out[t];
         if (!v || v.type !== 'float32') continue;
@@ -90,18 +113,22 @@ export async function calibrateMinMax(model: ModelProto, tensors: string[], feed
   return ranges;
 }
 
-async function calibrationFeeds(model: ModelProto, opts: CalibrationOptions): Promise<Feeds[]> {
+async function calibrationFeeds(model: ModelProto, opts: CalibrationOptions): Promise<{ feeds: Feeds[]; kind: CalibrationInputs }> {
   const inputs = modelInputs(model);
+  if (opts.data) {
+    const d = await dataFeeds(inputs, opts.data, { field: 'quantize.calibration.data', baseDir: opts.dataDir ?? process.cwd() }, opts.inputs, opts.samples);
+    return { feeds: d.feeds, kind: 'data' };
+  }
   if (inputs.some((i) => i.name === 'input_ids')) {
     if (!opts.modelDir) throw new InputError('static quantization of a text model needs its folder (tokenizer)', { field: 'quantize.calibration' });
     const texts = opts.texts?.length ? opts.texts : [...DEFAULT_EVAL_TEXTS];
-    return textFeeds(opts.modelDir, texts.slice(0, opts.samples ?? texts.length), inputs.map((i) => i.name));
+    return { feeds: await textFeeds(opts.modelDir, texts.slice(0, opts.samples ?? texts.length), inputs.map((i) => i.name)), kind: 'text' };
   }
   // A different seed than verification, so the gate is not measured on the calibration data itself.
-  return generateInputs(inputs, opts.samples ?? 16, opts.inputs, 9001);
+  return { feeds: generateInputs(inputs, opts.samples ?? 16, opts.inputs, 9001), kind: 'generated' };
 }
 
-export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: CalibrationOptions = {}): Promise<{ keptFloat: KeptFloat[]; quantized: Record<string, number> }> {
+export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: CalibrationOptions = {}): Promise<{ keptFloat: KeptFloat[]; quantized: Record<string, number>; calibration?: CalibrationInputs }> {
   const ctx = new RewriteContext(model);
   const quantized: Record<string, number> = {};
   const graph = model.graph;
@@ -138,8 +165,8 @@ export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: 
   for (const t of targets) { activations.add(t.node.input[0]!); activations.add(t.node.output[0]!); }
 
   // 2. Calibrate.
-  const feeds = await calibrationFeeds(model, opts);
-  const ranges = await calibrateMinMax(model, [...activations], feeds);
+  const { feeds, kind } = await calibrationFeeds(model, opts);
+  const ranges = await calibrateMinMax(model, [...activations], feeds, opts.file);
   const qparams = new Map<string, { scale: string; zp: string; scaleValue: number }>();
   for (const t of activations) {
     const r = ranges.get(t);
@@ -223,6 +250,6 @@ export async function quantizeStatic(model: ModelProto, p: DynamicParams, opts: 
   graph.node = out;
   // Graph outputs keep the float tensor their producer writes; readers inside the graph see the DQ copy.
   ctx.dropUnused();
-  return { keptFloat: ctx.keptFloat, quantized };
+  return { keptFloat: ctx.keptFloat, quantized, calibration: kind };
 }
 

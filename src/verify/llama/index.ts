@@ -54,6 +54,9 @@ function commonPrefix(a: number[], b: number[]): number {
 export async function verifyGguf(
   modelId: string, sourceFile: string, quantFile: string, spec: VerifySpec, opts: VerifyGgufOptions = {},
 ): Promise<VerifyReport> {
+  for (const key of ['data', 'decode', 'decision_threshold'] as const) {
+    if (spec[key] !== undefined) throw new InputError(`verify.${key} applies to ONNX models; ${modelId} is verified in llama.cpp on text`, { field: `verify.${key}`, expected: 'verify.eval (a text file) for GGUF models', hint: `remove verify.${key}` });
+  }
   const text = opts.evalText ?? DEFAULT_EVAL_TEXT;
   const nGenerate = opts.generateTokens ?? 32;
 

@@ -1,7 +1,9 @@
-// Inputs for running a model: generated from the declared input types and shapes (deterministic), or real
-// text through the model's own tokenizer for text models.
+// Inputs for running a model: real samples from a data folder (src/data), real text through the model's own
+// tokenizer for text models (text.ts), or generated from the declared input types and shapes (deterministic).
 import * as ort from 'onnxruntime-node';
+import { loadSamples, openDataset, type DataContext, type InputTarget } from '../../data/index.js';
 import { DataType, toNumber, type ModelProto } from '../../formats/onnx/index.js';
+import type { DataSpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { prng } from '../../util/prng.js';
 
@@ -140,4 +142,34 @@ export function generateInputs(inputs: InputSpec[], count: number, opts: Generat
     out.push(feeds);
   }
   return out;
+}
+
+const TENSOR_TYPES: Record<number, InputTarget['dtype']> = { [DataType.FLOAT]: 'float32', [DataType.INT64]: 'int64', [DataType.INT32]: 'int32' };
+
+/** The input real samples feed: the one the recipe names, else the model's only float input that is not state or a rate. */
+export function dataInput(inputs: InputSpec[], name: string | undefined, field: string): InputTarget {
+  const names = inputs.map((i) => i.name).join(', ');
+  const pick = name !== undefined ? inputs.find((i) => i.name === name) : undefined;
+  if (name !== undefined && !pick) throw new InputError(`${field}.input: the model has no input ${JSON.stringify(name)}`, { field: `${field}.input`, expected: `one of: ${names}` });
+  const floats = inputs.filter((i) => i.elemType === DataType.FLOAT && !(i.name in WELL_KNOWN_VALUES));
+  const input = pick ?? (floats.length === 1 ? floats[0]! : undefined);
+  if (!input) {
+    throw new InputError(`${field}: cannot tell which model input the samples feed (inputs: ${names})`, { field: `${field}.input`, expected: `one of: ${names}`, hint: `name it in ${field}.input` });
+  }
+  const dtype = TENSOR_TYPES[input.elemType];
+  if (!dtype) throw new InputError(`${field}: model input ${input.name} has element type ${input.elemType}, which data files cannot fill`, { field: `${field}.input`, expected: 'a float32, int64 or int32 input' });
+  return { name: input.name, dtype, dims: input.dims };
+}
+
+/**
+ * One feed set per data file (batch 1): the data input decoded from the file, every other input generated
+ * as for synthetic runs (well-known values such as a zero state or a sample rate, `opts` dims).
+ */
+export async function dataFeeds(inputs: InputSpec[], spec: DataSpec, ctx: DataContext, opts: GenerateOptions = {}, limit?: number): Promise<{ feeds: Feeds[]; files: string[]; digest: string }> {
+  const ds = await openDataset(spec, ctx);
+  const target = dataInput(inputs, spec.input, ctx.field);
+  const samples = await loadSamples(ds, spec, target, ctx, limit);
+  const others = inputs.filter((i) => i.name !== target.name);
+  const feeds = samples.map((s, k) => ({ ...generateInputs(others, 1, opts, 4321 + k)[0], [target.name]: new ort.Tensor(target.dtype, s.data, s.dims) }));
+  return { feeds, files: samples.map((s) => s.file), digest: ds.digest };
 }

@@ -55,3 +55,31 @@ export function percentile(values: number[], p: number): number {
   const lo = Math.floor(pos), hi = Math.ceil(pos);
   return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
 }
+
+/**
+ * Greedy CTC decoding of one [time, classes] row block: the best class per step, repeats collapsed,
+ * blanks dropped (what PaddleOCR's CTCLabelDecode and wav2vec2's argmax decoding do).
+ */
+export function ctcGreedy(scores: ArrayLike<number>, steps: number, classes: number, blank = 0): number[] {
+  const out: number[] = [];
+  let prev = -1;
+  for (let t = 0; t < steps; t++) {
+    let best = 0;
+    const base = t * classes;
+    for (let c = 1; c < classes; c++) if (scores[base + c]! > scores[base + best]!) best = c;
+    if (best !== prev && best !== blank) out.push(best);
+    prev = best;
+  }
+  return out;
+}
+
+/** Levenshtein distance between two symbol sequences (insertions, deletions, substitutions cost 1). */
+export function editDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    row = next;
+  }
+  return row[b.length]!;
+}
