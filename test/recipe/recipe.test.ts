@@ -144,6 +144,7 @@ targets:
   assert.match(e.message, /taken by a stage/);
   e = await failure(fleet.replace('  all: { base: scratch }', '  web: { base: scratch, server: { kind: onnx } }'));
   assert.match(e.message, /base scratch has nothing to run/);
+});
 
 test('verify.data and quantize.calibration.data: folders of samples with preprocessing, checked field by field', async () => {
   const withData = good.replace('    verify:\n      min_cosine: 0.99', `      mode: static

@@ -99,7 +99,7 @@ test('a step failing on a scratch copy of a named artifact reports the model and
   store.nameArtifact(digest, artifact, 'org/e5', 'e5');
   let seen = '';
   const run = (read: (dir: string) => string) =>
-    runStep(store, { step: 'quantize', version: 1, inputs: [digest], params: {}, model: 'e5' }, () => {}, async (scratch) => {
+    runStep(store, { key: stepKey({ step: 'quantize', version: 1, inputs: [digest], params: {} }), name: 'quantize', version: 1, inputs: [digest], params: {}, model: 'e5' }, () => {}, async (scratch) => {
       const src = join(scratch, 'src');
       await store.materialize(digest, src);
       seen = read(src);
