@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BAKE := node bin/bake.js
 export SOURCE_DATE_EPOCH ?= 1700000000
 
-.PHONY: deps host-tools build wasm demo test test-unit tools bench typecheck clean
+.PHONY: deps host-tools build wasm demo test test-fast test-slow cycles tools bench typecheck clean
 
 # `npm install` honours package-lock.json; `npm ci` would refuse it because the registry mirror has no
 # other-platform builds of node-llama-cpp (win/mac/riscv), which npm wants listed in the lock file.
@@ -44,14 +44,31 @@ demo: deps
 tools: host-tools deps
 	scripts/llama-tools.sh
 
-# Every test: installs what is missing (host-tools: Debian packages; tools: llama.cpp's),
-# starts a private dockerd and registry, runs the suites, stops what it started.
-test: host-tools deps tools
-	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 test/*/*.test.ts
+# Tests mirror src/ (test/<folder>/ tests src/<folder>/). Two tiers:
+#   slow: those that need the Docker engine, the registry or llama.cpp's own tools (the oracles);
+#   fast: everything else (a few minutes, nothing to install beyond npm packages).
+ALL_TESTS := $(shell find test -name '*.test.ts' | sort)
+SLOW_TESTS := $(wildcard test/image/docker/*.test.ts test/image/oci/*.test.ts test/image/registry/*.test.ts) \
+	test/cli/push.test.ts test/quant/gguf/oracle.test.ts test/quant/gguf/kquant-oracle.test.ts test/quant/gguf/fuzz.test.ts \
+	$(wildcard test/verify/llama/*.test.ts)
+FAST_TESTS := $(filter-out $(SLOW_TESTS),$(ALL_TESTS))
 
-# Tests that need neither Docker nor llama.cpp's tools.
-test-unit: deps
-	node --import tsx --test --test-concurrency=1 test/recipe/*.test.ts test/lock/*.test.ts test/store/*.test.ts test/cli/*.test.ts
+# No import cycles in src/ (madge reads the TypeScript imports; a cycle fails the build).
+cycles: deps
+	npx madge --circular --extensions ts src
+
+# Every test: installs what is missing (host-tools: Debian packages; tools: llama.cpp's),
+# starts a private dockerd and registry, runs both tiers, stops what it started.
+test: host-tools deps tools cycles
+	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $(FAST_TESTS) $(SLOW_TESTS)
+
+# The fast tier: neither the Docker engine nor llama.cpp's tools.
+test-fast: deps cycles
+	node --import tsx --test --test-concurrency=1 $(FAST_TESTS)
+
+# The slow tier alone.
+test-slow: host-tools deps tools
+	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $(SLOW_TESTS)
 
 # Benchmarks: each prints a table with a ratio against a reference tool run in the same invocation.
 BENCHES := hub-download image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify

@@ -7,7 +7,8 @@ import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { OnnxQuantSpec } from '../src/recipe/types.js';
 import { quantizeOnnxModel } from '../src/quant/onnx/index.js';
-import { verifyOnnxModel, type GenerateOptions } from '../src/verify/onnx/index.js';
+import { verifyOnnxModel } from '../src/verify/onnx/index.js';
+import type { GenerateOptions } from '../src/model/onnx/index.js';
 import { writeBertFolder } from '../test/support/onnx-bert.js';
 import { REAL_MODELS, SILERO_INPUTS } from '../test/support/onnx-models.js';
 

@@ -155,7 +155,10 @@ export const commands: CommandDef[] = [
   {
     name: 'doctor',
     description: 'check the Docker engine, registry, disk, Hub token and cache; exits non-zero when a check fails',
-    options: [{ flags: '--registry <host>', description: 'registry to check (host:port)' }],
+    options: [
+      { flags: '--registry <host>', description: 'registry to check (host:port)' },
+      { flags: '--daemonless', description: 'do not check for a Docker engine (builds with --output or --push need none)' },
+    ],
     async run(input) {
       const { runDoctor } = await import('./doctor.js');
       return runDoctor(input);

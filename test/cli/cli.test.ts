@@ -55,8 +55,10 @@ test('inspect shows a lock entry and a recipe; doctor reports each dependency an
   const doctor = await bake(['--json', 'doctor'], { env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock', HF_TOKEN: '' } });
   const checks = JSON.parse(doctor.stdout).checks as { name: string; status: string; fix?: string }[];
   const engine = checks.find((c) => c.name === 'docker engine')!;
-  assert.equal(engine.status, 'warn');
+  assert.equal(engine.status, 'fail');
+  assert.equal(doctor.code, 6, 'no engine is a failed check');
   assert.match(engine.fix!, /dockerd|DOCKER_HOST/);
+  assert.match(engine.fix!, /--daemonless/);
   assert.equal(checks.find((c) => c.name === 'hub token')!.status, 'warn');
   assert.ok(checks.some((c) => c.name === 'disk'));
 });

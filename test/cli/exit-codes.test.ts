@@ -112,7 +112,10 @@ test('bake doctor exits 6 when a check fails, and the failing check says how to 
     notRegistry.close();
   }
 
-  // Only warnings: exit 0.
-  const warn = await bake(['doctor'], { env });
+  // No engine is a failed check too; a daemonless user leaves it out, and only warnings remain: exit 0.
+  const noEngine = await bake(['doctor'], { env });
+  assert.equal(noEngine.code, 6, noEngine.stdout + noEngine.stderr);
+  assert.match(noEngine.stdout, /^fail docker engine: no Docker engine answers at unix:\/\/\/nonexistent\/docker\.sock.*\n\s+fix: start dockerd/m);
+  const warn = await bake(['doctor', '--daemonless'], { env });
   assert.equal(warn.code, 0, warn.stdout + warn.stderr);
 });

@@ -7,8 +7,7 @@ import {
   AttributeType, DataType, intAttr, intsAttr, makeNode, makeTensor, writeOnnx,
   type GraphProto, type ModelProto, type NodeProto, type ValueInfo,
 } from '../../src/formats/onnx/index.js';
-import { DEFAULT_EVAL_TEXTS } from '../../src/verify/onnx/eval-texts.js';
-import { prng } from '../../src/verify/onnx/inputs.js';
+import { DEFAULT_EVAL_TEXTS, prng } from '../../src/model/onnx/index.js';
 
 export interface BertOptions { hidden?: number; layers?: number; heads?: number; intermediate?: number; labels?: string[]; seed?: number }
 

@@ -1,4 +1,4 @@
-// Oracle for test/gguf/quant-fuzz.test.ts: ggml's own row quantizers (the from_float_ref of each type)
+// Oracle for test/quant/gguf/fuzz.test.ts: ggml's own row quantizers (the from_float_ref of each type)
 // from the same libggml-base.a that llama-quantize links, fed raw float32 rows on stdin, blocks out on
 // stdout. usage: quant-harness <ggml type id> < values.f32 > blocks
 #include <stdint.h>

@@ -13,9 +13,7 @@ import {
 } from '../../formats/onnx/index.js';
 import { BakeError, InputError } from '../../util/errors.js';
 import type { DataSpec } from '../../recipe/types.js';
-import { dataFeeds, generateInputs, modelInputs, type Feeds } from '../../verify/onnx/inputs.js';
-import { textFeeds } from '../../verify/onnx/text.js';
-import { DEFAULT_EVAL_TEXTS } from '../../verify/onnx/eval-texts.js';
+import { DEFAULT_EVAL_TEXTS, dataFeeds, generateInputs, modelInputs, textFeeds, type Feeds } from '../../model/onnx/index.js';
 import type { DynamicParams } from './dynamic.js';
 import { RewriteContext, type KeptFloat } from './graph-rewrite.js';
 import { activationParams, quantizeWeight, roundHalfEven } from './weights.js';

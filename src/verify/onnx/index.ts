@@ -13,17 +13,10 @@ import { InputError } from '../../util/errors.js';
 import { prettyJson } from '../../util/json.js';
 import { safeJoin, writeFileAtomic } from '../../util/fs.js';
 import { buildReport, type VerifyReport } from '../gates.js';
-import { DEFAULT_EVAL_TEXTS } from './eval-texts.js';
-import { dataFeeds, generateInputs, modelInputs, type Feeds, type GenerateOptions } from './inputs.js';
+import { DEFAULT_EVAL_TEXTS, dataFeeds, fromSpec, generateInputs, modelInputs, openSession, peakRss, runSession, textFeeds, type Feeds, type GenerateOptions } from '../../model/onnx/index.js';
 import { argmax, cosine, ctcGreedy, editDistance, maxAbsError, percentile, spearman } from './metrics.js';
-import { openSession, peakRss, runSession } from './session.js';
-import { textFeeds } from './text.js';
 
-export { DEFAULT_EVAL_TEXTS } from './eval-texts.js';
-export { dataFeeds, dataInput, generateInputs, modelInputs, prng, type Feeds, type GenerateOptions, type InputSpec } from './inputs.js';
 export { cosine, ctcGreedy, editDistance, spearman, maxAbsError, percentile } from './metrics.js';
-export { openSession, peakRss } from './session.js';
-export { textFeeds } from './text.js';
 
 const SUFFIXES = ['_quantized', '_int8', '_uint8', '_fp16'];
 /** Tasks whose outputs are class scores: top-1 and rank agreement are meaningful. */
@@ -343,10 +336,6 @@ function agreementMetrics(st: OutputStats, ag: Agreement): Record<string, number
   return m;
 }
 
-/** The recipe's snake_case input block as generator options. */
-export function fromSpec(s: VerifySpec['inputs']): GenerateOptions | undefined {
-  return s ? { dims: s.dims, values: s.values, defaultDim: s.default_dim } : undefined;
-}
 
 function mean(v: number[]): number {
   return v.length ? v.reduce((s, x) => s + x, 0) / v.length : Number.NaN;

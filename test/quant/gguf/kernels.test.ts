@@ -2,9 +2,9 @@
 // fp16 bit trick of ggml-impl.h), and round-trip error bounds for every type in the table.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { fp16ToFp32, fp32ToFp16 } from '../../src/formats/fp16.js';
-import { GGML_TYPES, ggmlTypeByName, tensorBytes } from '../../src/quant/gguf/types.js';
-import { rng, weights } from '../support/gguf-fixtures.js';
+import { fp16ToFp32, fp32ToFp16 } from '../../../src/formats/fp16.js';
+import { GGML_TYPES, ggmlTypeByName, tensorBytes } from '../../../src/quant/gguf/types.js';
+import { rng, weights } from '../../support/gguf-fixtures.js';
 
 const f = new Float32Array(1);
 const u = new Uint32Array(f.buffer);

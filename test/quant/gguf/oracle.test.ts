@@ -6,9 +6,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readGguf } from '../../src/formats/gguf/index.js';
-import { convertHfToGguf, ggmlTypeById, requantizeGguf, tensorBytes } from '../../src/quant/gguf/index.js';
-import { llamaPerplexity, llamaQuantize, llamaToolsBin, STORIES_EVAL, STORIES_HF, writeBpeTokenizer, writeRandomLlama } from '../support/gguf-fixtures.js';
+import { readGguf } from '../../../src/formats/gguf/index.js';
+import { convertHfToGguf, ggmlTypeById, requantizeGguf, tensorBytes } from '../../../src/quant/gguf/index.js';
+import { llamaPerplexity, llamaQuantize, llamaToolsBin, STORIES_EVAL, STORIES_HF, writeBpeTokenizer, writeRandomLlama } from '../../support/gguf-fixtures.js';
 
 const TYPES = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K_M', 'Q5_K_M', 'Q6_K'];
 

@@ -8,14 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { loadRecipe } from '../../src/recipe/load.js';
-import type { Recipe } from '../../src/recipe/types.js';
-import { buildImage, buildRecipe, buildTarget, connectEngine, ensureBakeImage, inspectImage, packContext, pingEngine, pushImage, tagImage, type BuildEvent } from '../../src/image/docker/index.js';
-import { EngineError, InputError } from '../../src/util/errors.js';
-import { writeBuildFiles } from '../../src/image/dockerfile/index.js';
-import { sha256Bytes } from '../../src/util/digest.js';
-import { startHubServer, type HubServer } from '../support/hub-server.js';
-import { bakeCli, bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../support/docker-env.js';
+import { loadRecipe } from '../../../src/recipe/load.js';
+import type { Recipe } from '../../../src/recipe/types.js';
+import { buildImage, buildRecipe, buildTarget, connectEngine, ensureBakeImage, inspectImage, packContext, pingEngine, pushImage, tagImage, type BuildEvent } from '../../../src/image/docker/index.js';
+import { EngineError, InputError } from '../../../src/util/errors.js';
+import { writeBuildFiles } from '../../../src/image/dockerfile/index.js';
+import { sha256Bytes } from '../../../src/util/digest.js';
+import { startHubServer, type HubServer } from '../../support/hub-server.js';
+import { bakeCli, bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../../support/docker-env.js';
 
 const BASES = {
   BASE_IMAGE_CPU: 'local/node:20-bookworm-slim',

@@ -5,11 +5,11 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { opCounts, readOnnx, toNumber } from '../../src/formats/onnx/index.js';
-import { outputPathFor, quantizeOnnxModel } from '../../src/quant/onnx/index.js';
-import { InputError } from '../../src/util/errors.js';
-import { verifyOnnxModel } from '../../src/verify/onnx/index.js';
-import { REAL_MODELS, SILERO_INPUTS, tempDir } from '../support/onnx-models.js';
+import { opCounts, readOnnx, toNumber } from '../../../src/formats/onnx/index.js';
+import { outputPathFor, quantizeOnnxModel } from '../../../src/quant/onnx/index.js';
+import { InputError } from '../../../src/util/errors.js';
+import { verifyOnnxModel } from '../../../src/verify/onnx/index.js';
+import { REAL_MODELS, SILERO_INPUTS, tempDir } from '../../support/onnx-models.js';
 
 async function folderWith(file: string, name = 'model.onnx', extra: Record<string, string> = {}): Promise<string> {
   const dir = await tempDir('bake-onnx-src-');
@@ -141,7 +141,7 @@ test('a model onnxruntime cannot load gets a clear error at verification', async
   const out = await tempDir();
   await quantizeOnnxModel(src, out, { format: 'onnx-int8' });
   // Break the quantized copy: a node of an op that does not exist.
-  const { writeOnnx } = await import('../../src/formats/onnx/index.js');
+  const { writeOnnx } = await import('../../../src/formats/onnx/index.js');
   const m = await readOnnx(join(out, 'onnx/model_quantized.onnx'));
   m.graph.node[0]!.op_type = 'NoSuchOp';
   await writeOnnx(m, join(out, 'onnx/model_quantized.onnx'));

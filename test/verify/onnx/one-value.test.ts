@@ -7,11 +7,11 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { quantizeOnnxModel } from '../../src/quant/onnx/index.js';
-import { InputError } from '../../src/util/errors.js';
-import { verifyOnnxModel } from '../../src/verify/onnx/index.js';
+import { quantizeOnnxModel } from '../../../src/quant/onnx/index.js';
+import { InputError } from '../../../src/util/errors.js';
+import { verifyOnnxModel } from '../../../src/verify/onnx/index.js';
 import wavefile from 'wavefile';
-import { REAL_MODELS, runFile, tempDir } from '../support/onnx-models.js';
+import { REAL_MODELS, runFile, tempDir } from '../../support/onnx-models.js';
 
 /** An .npy file (version 1) of float32 values. */
 function npy(shape: number[], data: Float32Array): Buffer {

@@ -19,9 +19,9 @@ import {
   writeOciLayout,
   epochToRfc3339,
   type ImageValue,
-} from '../../src/image/oci/index.js';
-import { InputError, IntegrityError } from '../../src/util/errors.js';
-import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../support/oci-fixtures.js';
+} from '../../../src/image/oci/index.js';
+import { InputError, IntegrityError } from '../../../src/util/errors.js';
+import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../../support/oci-fixtures.js';
 
 const EPOCH = 1_700_000_000;
 const cleanup: string[] = [];

@@ -10,7 +10,7 @@ import { dataDigest, loadSamples, openDataset, type InputTarget } from '../../sr
 import { parseNpy } from '../../src/data/npy.js';
 import type { DataSpec } from '../../src/recipe/types.js';
 import { InputError } from '../../src/util/errors.js';
-import { dataInput } from '../../src/verify/onnx/inputs.js';
+import { dataInput } from '../../src/model/onnx/index.js';
 import { tempDir } from '../support/onnx-models.js';
 
 const ctx = (baseDir: string) => ({ field: 'verify.data', baseDir });

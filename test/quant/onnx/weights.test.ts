@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { DataType, makeNode, makeTensor, writeOnnx, type ModelProto } from '../../src/formats/onnx/index.js';
-import { activationParams, qRange, quantizeWeight, roundHalfEven } from '../../src/quant/onnx/weights.js';
-import { prng } from '../../src/verify/onnx/inputs.js';
-import { tempDir } from '../support/onnx-models.js';
+import { DataType, makeNode, makeTensor, writeOnnx, type ModelProto } from '../../../src/formats/onnx/index.js';
+import { activationParams, qRange, quantizeWeight, roundHalfEven } from '../../../src/quant/onnx/weights.js';
+import { prng } from '../../../src/model/onnx/index.js';
+import { tempDir } from '../../support/onnx-models.js';
 
 const tensorType = (elem: number, dims: number[]) => ({ tensor_type: { elem_type: elem, shape: { dim: dims.map((d) => ({ dim_value: d })) } } });
 

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { quantizeOnnxModel, whyNothingQuantized, type QuantizeEvent } from '../../src/quant/onnx/index.js';
-import { GateError } from '../../src/util/errors.js';
-import { enforceGates } from '../../src/verify/gates.js';
-import { verifyOnnxModel } from '../../src/verify/onnx/index.js';
-import { REAL_MODELS, SILERO_INPUTS, tempDir } from '../support/onnx-models.js';
-import { recogniserFolder } from '../support/text-lines.js';
+import { quantizeOnnxModel, whyNothingQuantized, type QuantizeEvent } from '../../../src/quant/onnx/index.js';
+import { GateError } from '../../../src/util/errors.js';
+import { enforceGates } from '../../../src/verify/gates.js';
+import { verifyOnnxModel } from '../../../src/verify/onnx/index.js';
+import { REAL_MODELS, SILERO_INPUTS, tempDir } from '../../support/onnx-models.js';
+import { recogniserFolder } from '../../support/text-lines.js';
 
 type Recorded = { nothing_quantized?: { reason: string; hint: string }; rewritten: Record<string, number> };
 

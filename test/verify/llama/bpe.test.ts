@@ -5,10 +5,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { convertHfToGguf } from '../../src/quant/gguf/index.js';
-import { verifyGguf } from '../../src/verify/llama/index.js';
-import { writeBpeTokenizer, writeRandomLlama } from '../support/gguf-fixtures.js';
-import { EVAL_TEXT, llamaPerplexityKld, llamaQuantize, llamaTools } from '../support/kquant-gguf.js';
+import { convertHfToGguf } from '../../../src/quant/gguf/index.js';
+import { verifyGguf } from '../../../src/verify/llama/index.js';
+import { writeBpeTokenizer, writeRandomLlama } from '../../support/gguf-fixtures.js';
+import { EVAL_TEXT, llamaPerplexityKld, llamaQuantize, llamaTools } from '../../support/kquant-gguf.js';
 
 const CTX = 128;
 let dir: string;

@@ -5,10 +5,10 @@ import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { enforceGates } from '../../src/verify/gates.js';
-import { verifyGguf } from '../../src/verify/llama/index.js';
-import { GateError, InputError } from '../../src/util/errors.js';
-import { EVAL_TEXT, llamaPerplexityKld, llamaQuantize, llamaTools, writeStories260KF32 } from '../support/kquant-gguf.js';
+import { enforceGates } from '../../../src/verify/gates.js';
+import { verifyGguf } from '../../../src/verify/llama/index.js';
+import { GateError, InputError } from '../../../src/util/errors.js';
+import { EVAL_TEXT, llamaPerplexityKld, llamaQuantize, llamaTools, writeStories260KF32 } from '../../support/kquant-gguf.js';
 
 const CTX = 128; // eval.txt is 2,120 tokens: 16 chunks, 1,008 scored tokens
 let dir: string;
@@ -94,7 +94,7 @@ test('without an eval text or ctx: the built-in text, a chunk size that fits it,
 });
 
 test('a chunk evaluated in groups (large-vocabulary path) gives the logits of one batch', async () => {
-  const { chunkLogits, evalTokens, withModel } = await import('../../src/verify/llama/runner.js');
+  const { chunkLogits, evalTokens, withModel } = await import('../../../src/verify/llama/runner.js');
   await withModel(f32, async (model) => {
     const tokens = evalTokens(model, evalText).slice(0, 2 * CTX);
     const whole: Float32Array[] = [];

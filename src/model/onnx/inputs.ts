@@ -3,7 +3,7 @@
 import * as ort from 'onnxruntime-node';
 import { loadSamples, openDataset, type DataContext, type InputTarget } from '../../data/index.js';
 import { DataType, toNumber, type ModelProto } from '../../formats/onnx/index.js';
-import type { DataSpec } from '../../recipe/types.js';
+import type { DataSpec, VerifySpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { prng } from '../../util/prng.js';
 
@@ -172,4 +172,9 @@ export async function dataFeeds(inputs: InputSpec[], spec: DataSpec, ctx: DataCo
   const others = inputs.filter((i) => i.name !== target.name);
   const feeds = samples.map((s, k) => ({ ...generateInputs(others, 1, opts, 4321 + k)[0], [target.name]: new ort.Tensor(target.dtype, s.data, s.dims) }));
   return { feeds, files: samples.map((s) => s.file), digest: ds.digest };
+}
+
+/** The recipe's snake_case input block as generator options. */
+export function fromSpec(s: VerifySpec['inputs']): GenerateOptions | undefined {
+  return s ? { dims: s.dims, values: s.values, defaultDim: s.default_dim } : undefined;
 }

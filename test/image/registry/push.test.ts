@@ -18,10 +18,10 @@ import {
   writeOciLayout,
   type ImageValue,
   type PushEvent,
-} from '../../src/image/oci/index.js';
-import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
-import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../support/oci-fixtures.js';
-import { startFaultyProxy, startRegistry, TEST_USER, type TestRegistry } from '../support/registry.js';
+} from '../../../src/image/oci/index.js';
+import { InputError, IntegrityError, NetworkError } from '../../../src/util/errors.js';
+import { MODELS, modelFolder, run, skopeoInspect, skopeoRaw, tempDir } from '../../support/oci-fixtures.js';
+import { startFaultyProxy, startRegistry, TEST_USER, type TestRegistry } from '../../support/registry.js';
 
 const EPOCH = 1_700_000_000;
 let registry: TestRegistry;

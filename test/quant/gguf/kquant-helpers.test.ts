@@ -3,19 +3,19 @@
 // input checks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FP16_TO_FP32, fp32ToFp16 } from '../../src/formats/fp16.js';
+import { FP16_TO_FP32, fp32ToFp16 } from '../../../src/formats/fp16.js';
 
 const fp16BitsToFp32 = (h: number): number => FP16_TO_FP32[h]!;
 const fp32ToFp16Bits = fp32ToFp16;
-import { kernelFloatHelpers } from '../../src/quant/gguf/kernels/wasm.js';
-import { dequantizeRowQ4_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../src/quant/gguf/kquants.js';
-import { InputError } from '../../src/util/errors.js';
+import { kernelFloatHelpers } from '../../../src/quant/gguf/kernels/wasm.js';
+import { dequantizeRowQ4_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../../src/quant/gguf/kquants.js';
+import { InputError } from '../../../src/util/errors.js';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { projectRoot } from '../support/cli.js';
+import { projectRoot } from '../../support/cli.js';
 
 const run = promisify(execFile);
 

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
-import { ggmlTypeByName } from '../../src/quant/gguf/types.js';
-import { awkwardValues, llamaTools, rng } from '../support/kquant-gguf.js';
+import { ggmlTypeByName } from '../../../src/quant/gguf/types.js';
+import { awkwardValues, llamaTools, rng } from '../../support/kquant-gguf.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -20,7 +20,7 @@ before(async () => {
   const bin = await llamaTools();
   harness = join(dir, 'quant-harness');
   const lib = join(bin, '../ggml/src/libggml-base.a');
-  await run('cc', ['-O2', join(import.meta.dirname, '../support/quant-harness.c'), lib, '-lm', '-lpthread', '-fopenmp', '-lstdc++', '-o', harness]);
+  await run('cc', ['-O2', join(import.meta.dirname, '../../support/quant-harness.c'), lib, '-lm', '-lpthread', '-fopenmp', '-lstdc++', '-o', harness]);
 });
 after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });

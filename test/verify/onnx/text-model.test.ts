@@ -6,13 +6,14 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { env, pipeline } from '@huggingface/transformers';
-import { opCounts, readOnnx, writeOnnx } from '../../src/formats/onnx/index.js';
-import { quantizeOnnxModel } from '../../src/quant/onnx/index.js';
-import { GateError } from '../../src/util/errors.js';
-import { enforceGates } from '../../src/verify/gates.js';
-import { cosine, DEFAULT_EVAL_TEXTS, verifyOnnxModel, writeVerifyReport } from '../../src/verify/onnx/index.js';
-import { writeBertFolder } from '../support/onnx-bert.js';
-import { tempDir } from '../support/onnx-models.js';
+import { opCounts, readOnnx, writeOnnx } from '../../../src/formats/onnx/index.js';
+import { quantizeOnnxModel } from '../../../src/quant/onnx/index.js';
+import { GateError } from '../../../src/util/errors.js';
+import { enforceGates } from '../../../src/verify/gates.js';
+import { cosine, verifyOnnxModel, writeVerifyReport } from '../../../src/verify/onnx/index.js';
+import { DEFAULT_EVAL_TEXTS } from '../../../src/model/onnx/index.js';
+import { writeBertFolder } from '../../support/onnx-bert.js';
+import { tempDir } from '../../support/onnx-models.js';
 
 const LABELS = ['negative', 'neutral', 'positive'];
 

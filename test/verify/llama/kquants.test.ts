@@ -5,11 +5,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../src/quant/gguf/kquants.js';
-import { verifyGguf } from '../../src/verify/llama/index.js';
+import { quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K } from '../../../src/quant/gguf/kquants.js';
+import { verifyGguf } from '../../../src/verify/llama/index.js';
 import {
   encodeGguf, EVAL_TEXT, GGML_TYPE, llamaPerplexityKld, llamaTools, randomLlamaKv, randomLlamaWeights, type TensorIn,
-} from '../support/kquant-gguf.js';
+} from '../../support/kquant-gguf.js';
 
 const SHAPE = { embd: 256, ff: 512, layers: 2, heads: 4, kvHeads: 2 };
 const CTX = 128;

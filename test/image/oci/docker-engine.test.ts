@@ -5,12 +5,12 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { appendLayers, dirLayer, epochToRfc3339, pushImage, scratchImage, writeDockerArchive, writeOciLayout, type ImageValue } from '../../src/image/oci/index.js';
-import { InputError } from '../../src/util/errors.js';
-import { requireHostTools } from '../support/host-tools.js';
-import { startDockerd, type PrivateDocker } from '../support/oci-dockerd.js';
-import { MODELS, modelFolder, run, skopeoInspect, tempDir } from '../support/oci-fixtures.js';
-import { startRegistry } from '../support/registry.js';
+import { appendLayers, dirLayer, epochToRfc3339, pushImage, scratchImage, writeDockerArchive, writeOciLayout, type ImageValue } from '../../../src/image/oci/index.js';
+import { InputError } from '../../../src/util/errors.js';
+import { requireHostTools } from '../../support/host-tools.js';
+import { startDockerd, type PrivateDocker } from '../../support/oci-dockerd.js';
+import { MODELS, modelFolder, run, skopeoInspect, tempDir } from '../../support/oci-fixtures.js';
+import { startRegistry } from '../../support/registry.js';
 
 const EPOCH = 1_700_000_000;
 /** Debian's busybox-static: one static binary, a runnable image with nothing else in it. */

@@ -8,10 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import {
   dequantizeRowQ4_K, dequantizeRowQ5_K, dequantizeRowQ6_K, quantizeRowQ4_K, quantizeRowQ5_K, quantizeRowQ6_K,
   Q4_K_BLOCK_BYTES, Q5_K_BLOCK_BYTES, Q6_K_BLOCK_BYTES,
-} from '../../src/quant/gguf/kquants.js';
+} from '../../../src/quant/gguf/kquants.js';
 import {
   encodeGguf, GGML_TYPE, llamaQuantize, llamaTools, randomLlamaKv, randomLlamaWeights, readGgufTensors, type TensorOut,
-} from '../support/kquant-gguf.js';
+} from '../../support/kquant-gguf.js';
 
 const SHAPE = { embd: 256, ff: 768, layers: 2, heads: 4, kvHeads: 2 };
 const KINDS = [

@@ -7,7 +7,7 @@ import {
   allGraphs, decodeModel, encodeModel, floatToHalf, halfToFloat, opCounts, readOnnx, writeOnnx, DataType, makeTensor,
 } from '../../src/formats/onnx/index.js';
 import { InputError } from '../../src/util/errors.js';
-import { generateInputs, modelInputs } from '../../src/verify/onnx/inputs.js';
+import { generateInputs, modelInputs } from '../../src/model/onnx/index.js';
 import { REAL_MODELS, SILERO_INPUTS, runFile, tempDir } from '../support/onnx-models.js';
 
 async function assertSameOutputs(a: string, b: string, feedsOpts = SILERO_INPUTS): Promise<void> {
