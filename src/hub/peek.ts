@@ -5,6 +5,7 @@ import { open, readFile } from 'node:fs/promises';
 import type { FileReader } from '../lock/pickle.js';
 import type { LockedFile } from '../lock/types.js';
 import { NetworkError } from '../util/errors.js';
+import { readAt } from '../util/fs.js';
 import { snapshotEntryFile } from './cache.js';
 import type { HubConfig } from './config.js';
 import { resolveUrl } from './files.js';
@@ -43,14 +44,7 @@ export function hubFileReader(cfg: HubConfig, repo: string, commit: string, file
 async function readLocal(file: string, offset: number, length: number): Promise<Uint8Array> {
   const fh = await open(file, 'r');
   try {
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return buf.subarray(0, done);
+    return await readAt(fh, offset, length);
   } finally {
     await fh.close();
   }

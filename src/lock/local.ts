@@ -8,7 +8,7 @@ import { stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { digestOf, sha256File } from '../util/digest.js';
 import { InputError } from '../util/errors.js';
-import { FolderEntryError, openInside } from '../util/fs.js';
+import { FolderEntryError, openInside, readAt } from '../util/fs.js';
 import { fileMatcher } from '../util/glob.js';
 import { listTree, type ArtifactFile, type Store } from '../store/store.js';
 import type { ModelSpec, Recipe } from '../recipe/types.js';
@@ -65,17 +65,7 @@ function folderReader(dir: string): FileReader {
     }
   };
   return {
-    read: (path, offset, length) =>
-      withFile(path, async (fh) => {
-        const buf = Buffer.alloc(length);
-        let done = 0;
-        while (done < length) {
-          const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-          if (bytesRead === 0) break;
-          done += bytesRead;
-        }
-        return buf.subarray(0, done);
-      }),
+    read: (path, offset, length) => withFile(path, (fh) => readAt(fh, offset, length)),
     readWhole: (path) => withFile(path, (fh) => fh.readFile()),
   };
 }

@@ -283,3 +283,15 @@ export async function listFilesInside(folder: string, select: (rel: string) => b
   await walk('');
   return out.sort();
 }
+
+/** Up to `length` bytes of an open file from `offset` (fewer at its end). */
+export async function readAt(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return buf.subarray(0, done);
+}
