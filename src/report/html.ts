@@ -77,7 +77,7 @@ function keptTable(m: ModelReport): string {
 function modelSection(m: ModelReport, r: BakeReport): string {
   const steps = m.steps.map((s) => {
     const t = r.timings?.steps.find((x) => x.model === m.id && x.step === s.step);
-    return `<tr><td>${esc(s.step)}</td><td><code>${short(s.key)}</code></td><td><code>${short(s.artifact)}</code></td>${r.timings ? `<td>${t ? (t.cached ? 'cache hit' : 'ran') : '-'}</td><td class="num">${t?.ms !== undefined ? `${(t.ms / 1000).toFixed(2)} s` : '-'}</td>` : ''}</tr>`;
+    return `<tr><td>${esc(s.step)}</td><td><code>${short(s.key ?? t?.key)}</code></td><td><code>${short(s.artifact ?? t?.artifact)}</code></td>${r.timings ? `<td>${t ? (t.cached ? 'cache hit' : 'ran') : '-'}</td><td class="num">${t?.ms !== undefined ? `${(t.ms / 1000).toFixed(2)} s` : '-'}</td>` : ''}</tr>`;
   });
   const inputs = m.inputs.length ? `<p>Data: ${m.inputs.map((i) => `${esc(i.role)} ${esc(i.kind)} <code>${short(i.sha256)}</code>`).join(', ')}</p>` : '';
   const warnings = (m.verification.warnings ?? []).map((w) => `<p class="warn">warning: ${esc(w)}</p>`).join('');

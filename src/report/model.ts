@@ -44,7 +44,7 @@ export interface ModelReport {
     warnings?: string[];
     kld_histogram?: { edges: number[]; counts: number[] };
   };
-  steps: { step: StepName; key: string; artifact: string }[];
+  steps: { step: StepName; key?: string; artifact?: string }[];
 }
 
 /** Ops (ONNX) or tensors (GGUF) left in higher precision, grouped by the reason. */
@@ -74,7 +74,7 @@ export interface TargetReport {
 }
 
 export interface Timings {
-  steps: { model: string; step: StepName; cached: boolean; ms?: number }[];
+  steps: { model: string; step: StepName; cached: boolean; key: string; artifact: string; ms?: number }[];
   /** Latency, peak memory and other run-dependent measurements of verify, per model. */
   metrics: Record<string, Record<string, number>>;
   targets: { name: string; startup_ms?: number }[];
@@ -170,8 +170,18 @@ function modelReport(input: ReportInput, m: ModelInput): ModelReport {
       ...(r?.warnings?.length ? { warnings: r.warnings } : {}),
       ...(histogram ? { kld_histogram: { edges: histogram.edges, counts: histogram.counts } } : {}),
     },
-    steps: m.steps.map((s) => ({ step: s.step, key: s.key, artifact: s.artifact })),
+    steps: reproducibleSteps(m.steps),
   };
+}
+
+/**
+ * A verify artifact holds latency and memory figures, so its digest changes from run to run, and so does
+ * the key of every step that reads it (package). Those are listed under timings only; the rest (keys of
+ * the steps before verify, artifacts other than verify's) are functions of the inputs.
+ */
+function reproducibleSteps(steps: ModelInput['steps']): ModelReport['steps'] {
+  const i = steps.findIndex((s) => s.step === 'verify');
+  return steps.map((s, j) => ({ step: s.step, ...(i < 0 || j < i ? { key: s.key } : {}), ...(s.step === 'verify' ? {} : { artifact: s.artifact }) }));
 }
 
 export function buildReport(input: ReportInput): BakeReport {
@@ -215,7 +225,7 @@ export function buildReport(input: ReportInput): BakeReport {
     models,
     targets,
     timings: {
-      steps: input.models.flatMap((m) => m.steps.map((s) => ({ model: m.id, step: s.step, cached: s.cached, ...(s.ms !== undefined ? { ms: s.ms } : {}) }))),
+      steps: input.models.flatMap((m) => m.steps.map((s) => ({ model: m.id, step: s.step, cached: s.cached, key: s.key, artifact: s.artifact, ...(s.ms !== undefined ? { ms: s.ms } : {}) }))),
       metrics: Object.fromEntries(input.models.filter((m) => m.report).map((m) => [m.id, Object.fromEntries(Object.entries(m.report!.metrics).filter(([k, v]) => isTimingMetric(k) && Number.isFinite(v)))])),
       targets: targets.map((t) => ({ name: t.name, ...(input.startup?.[t.name] !== undefined ? { startup_ms: input.startup[t.name] } : {}) })),
     },

@@ -83,7 +83,7 @@ export function provenanceStatement(report: BakeReport, subject: ProvenanceSubje
               gates: Object.fromEntries(r.models.map((m) => [m.id, { status: m.verification.status, results: m.verification.gates.map((g) => ({ metric: g.metric, value: g.value ?? null, comparison: g.comparison, threshold: g.threshold, passed: g.passed })) }])),
             },
           },
-          ...r.models.flatMap((m) => m.steps.filter((s) => s.step === 'verify' || s.step === 'package').map((s) => ({ name: `${m.id} ${s.step}`, digest: { sha256: s.artifact.replace(/^sha256:/, '') }, annotations: { step_key: s.key } }))),
+          ...r.models.flatMap((m) => m.steps.filter((s) => s.step === 'package' && s.artifact).map((s) => ({ name: `${m.id} ${s.step}`, digest: { sha256: s.artifact!.replace(/^sha256:/, '') }, annotations: { step: s.step } }))),
         ],
       },
     },
