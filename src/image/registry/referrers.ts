@@ -13,7 +13,7 @@ import type { ArtifactManifest } from '../oci/artifact.js';
 import { parseIndex, parseManifest } from '../oci/parse.js';
 import { MediaType, type Descriptor, type OciIndex } from '../oci/types.js';
 import { RegistryClient, type RegistryOptions } from './client.js';
-import { getBlobBytes, getManifest, readBody } from './pull.js';
+import { getBlobBytes, getManifest, MANIFEST_ACCEPT, readBody } from './pull.js';
 import { putBlob, putManifest } from './push.js';
 import { formatRef, parseRef } from './ref.js';
 
@@ -60,7 +60,9 @@ export async function pushReferrer(repository: string, artifact: ArtifactManifes
 /** The index under the referrers tag, or undefined when there is none (404). */
 async function readReferrersTag(client: RegistryClient, repo: string, subject: string): Promise<{ index: OciIndex; digest: string } | undefined> {
   const tag = referrersTag(subject);
-  const res = await client.request('GET', `/v2/${repo}/manifests/${tag}`, { headers: { accept: MediaType.ociIndex }, ok: [200, 404], what: `reading the referrers tag ${repo}:${tag}` });
+  // Accept every manifest type: a registry answers 404 for a type the client does not accept, and a tag
+  // holding something else must be seen (and refused), not taken for absent and overwritten.
+  const res = await client.request('GET', `/v2/${repo}/manifests/${tag}`, { headers: { accept: MANIFEST_ACCEPT }, ok: [200, 404], what: `reading the referrers tag ${repo}:${tag}` });
   if (res.status === 404) {
     await res.body?.cancel();
     return undefined;
