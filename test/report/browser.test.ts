@@ -80,7 +80,7 @@ test('in Chromium: no console errors, one mark per variant in each chart, the fa
     kind: f.getAttribute('data-chart'),
     title: f.querySelector('figcaption b')?.textContent ?? '',
     declared: Number(f.getAttribute('data-marks')),
-    drawn: f.querySelectorAll(`svg g.${f.getAttribute("data-mark-class')}.role-mark > path`).length,
+    drawn: f.querySelectorAll(`svg g.${f.getAttribute('data-mark-class')}.role-mark > path`).length,
     labels: [...f.querySelectorAll('svg [aria-label]')].map((e) => e.getAttribute('aria-label') ?? ''),
   })));
   const of = (kind: string, source: string) => charts.filter((c) => c.kind === kind && c.title.includes(source));
