@@ -14,6 +14,7 @@ set -euo pipefail
 # source: a Debian package; "@<script>" = made by that project script; "-" = what runs the project
 # itself (Node 20 with npm, see README). A program is a name looked up on PATH, or a path that must
 # exist (for paths the project calls directly, e.g. the 20.10 docker client that /usr/local/bin shadows).
+# chromium renders the build report in the browser test (driven by playwright-core, never downloaded).
 # g++ and make are what cmake builds llama.cpp with (scripts/llama-tools.sh); the last Debian rows are
 # priority "required" (on every Debian machine), listed so the list is complete.
 table='
@@ -25,6 +26,7 @@ debootstrap       /usr/sbin/debootstrap
 busybox-static    /bin/busybox
 openssl           openssl
 fonts-dejavu-core /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+chromium          /usr/bin/chromium
 curl              curl /usr/bin/curl
 ca-certificates   /etc/ssl/certs/ca-certificates.crt
 time              /usr/bin/time

@@ -11,6 +11,8 @@ test/image/docker/engine.test.ts
 test/image/oci/*.test.ts
 test/image/registry/*.test.ts
 test/cli/push.test.ts
+test/cli/report-push.test.ts
+test/report/browser.test.ts
 test/quant/gguf/oracle.test.ts
 test/quant/gguf/kquant-oracle.test.ts
 test/quant/gguf/fuzz.test.ts

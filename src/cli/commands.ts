@@ -1,10 +1,11 @@
 // One entry per `bake` subcommand: its arguments and options, a call into the pipeline API, and how
 // its result reads as text. No orchestration lives here.
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { loadRecipe } from '../recipe/load.js';
 import type { Recipe } from '../recipe/types.js';
 import { createContext, type PipelineContext } from '../pipeline/context.js';
-import type { ModelResult } from '../pipeline/api.js';
+import type { BuildResult, ModelResult } from '../pipeline/api.js';
+import type { BakeReport } from '../report/model.js';
 import type { CommandDef, RunInput } from './types.js';
 import { bytes, fmt, table } from './text.js';
 
@@ -23,6 +24,34 @@ const recipeArg = { name: 'recipe', description: 'recipe name (recipes/<name>.ya
 const modelOption = { flags: '-m, --model <id...>', description: 'only these models of the recipe' };
 const forceOption = { flags: '--force', description: 're-run steps even when their results are cached' };
 const targetOption = { flags: '-t, --target <target>', description: 'a target of the recipe, or all', default: 'all' };
+
+/** Where `bake build` writes its report: beside the OCI layout or archive, else out/<recipe>. */
+function reportPlace(root: string, recipe: string, output: string | undefined): { dir: string; name: string } {
+  if (output?.startsWith('oci:')) {
+    const dir = resolve(root, output.slice(4));
+    return { dir: dirname(dir), name: basename(dir) };
+  }
+  if (output?.startsWith('docker-archive:')) {
+    const file = resolve(root, output.slice(15));
+    return { dir: dirname(file), name: basename(file).replace(/\.tar$/, '') };
+  }
+  return { dir: join(root, 'out'), name: recipe };
+}
+
+async function writeBuildReport(ctx: PipelineContext, recipe: Recipe, r: BuildResult, place: { dir: string; name: string }): Promise<{ report: BakeReport; files: { json: string; html: string } }> {
+  const report = (await api()).reportOf(ctx, recipe, r);
+  const { writeReport } = await import('../report/write.js');
+  return { report, files: await writeReport(report, place.dir, place.name) };
+}
+
+function gateSummaryText(report: BakeReport): string {
+  const lines = [`gates: ${report.passed ? 'passed' : 'FAILED'} (${report.summary.gates - report.summary.failed_gates}/${report.summary.gates} passed, ${report.summary.verified}/${report.summary.models} models verified)`];
+  for (const m of report.models) {
+    const failed = m.verification.gates.filter((g) => !g.passed);
+    lines.push(`  ${m.id} (${m.variant}): ${m.verification.status}${failed.length ? ` - ${failed.map((g) => `${g.metric} ${g.value ?? 'unmeasured'} fails ${g.comparison} ${g.threshold}`).join('; ')}` : ''}`);
+  }
+  return lines.join('\n');
+}
 
 function stepsText(models: ModelResult[]): string {
   return table([['model', 'format', 'steps', 'bytes before', 'bytes after', 'artifact'], ...models.map((m) => [
@@ -123,18 +152,49 @@ export const commands: CommandDef[] = [
       { flags: '--bundle-models <bool>', description: 'false: no model bytes in the image; the runtime fetches them at start (engine builds)', default: 'true', choices: ['true', 'false'] },
       { flags: '--dockerfile-only', description: 'write docker/<recipe>/Dockerfile and docker/docker-bake.hcl, build nothing' },
       { flags: '--network <mode>', description: 'network of RUN steps in engine builds: none, or host to reach a Hub or mirror', default: 'none', choices: ['none', 'host'] },
+      { flags: '--no-report', description: 'do not write <output>.report.html and .report.json beside the output (daemonless builds)' },
+      { flags: '--no-attach', description: 'with --push: do not push the report and provenance artifacts' },
       forceOption,
     ],
-    examples: ['bake build demo --output oci:out/demo', 'bake build rag-service --target cpu', 'bake build rag-service --output docker-archive:rag.tar && docker load -i rag.tar'],
+    examples: ['bake build demo --output oci:out/demo    # also writes out/demo.report.html and .json', 'bake build rag-service --target cpu', 'bake build rag-service --output docker-archive:rag.tar && docker load -i rag.tar'],
     async run(input) {
       const o = input.opts;
-      const r = await (await api()).buildImages(await context(input), await recipeOf(input), {
+      const ctx = await context(input);
+      const recipe = await recipeOf(input);
+      const r = await (await api()).buildImages(ctx, recipe, {
         target: o.target as string, output: o.output as string | undefined, push: o.push as string | undefined, base: o.base as string | undefined,
         compression: o.compression as 'none' | 'gzip', bundleModels: o.bundleModels !== 'false', network: o.network as 'none' | 'host', dockerfileOnly: Boolean(o.dockerfileOnly),
+        attach: o.attach !== false,
       });
       const lines = [...(r.dockerfile ? [`wrote ${r.dockerfile}`] : []), ...(r.bakeHcl ? [`wrote ${r.bakeHcl}`] : [])];
       for (const i of r.images) lines.push(`${i.target} (${i.server}): ${i.manifestDigest ?? i.imageId} ${i.tags.join(', ')}${i.size ? ` ${bytes(i.size)}` : ''}${i.output ? ` -> ${i.output}` : ''}${i.pushed ? ` -> ${i.pushed.repository}` : ''}`);
+      // Engine builds run the models inside the build: the report needs the daemonless path's results.
+      if (o.report !== false && r.models.length && (o.output || o.push)) {
+        const { files } = await writeBuildReport(ctx, recipe, r, reportPlace(ctx.root, recipe.name, o.output as string | undefined));
+        lines.push(`report: ${files.html} (and ${basename(files.json)})`);
+        return { value: { ...r, report: files }, text: lines.join('\n') };
+      }
       return { value: r, text: lines.join('\n') };
+    },
+  },
+  {
+    name: 'report',
+    description: 'write the build report: one self-contained HTML page with charts, and its JSON (exit 5 when a gate failed)',
+    args: [recipeArg],
+    options: [
+      { flags: '-o, --out <dir>', description: 'folder that receives <recipe>.report.html and <recipe>.report.json', default: 'out' },
+      targetOption,
+      { flags: '--base <ref>', description: 'override the target base image' },
+      forceOption,
+    ],
+    examples: ['bake report demo                 # out/demo.report.html', 'bake report demo --json > report.json   # the same JSON on stdout'],
+    async run(input) {
+      const ctx = await context(input);
+      const recipe = await recipeOf(input);
+      const { report } = await (await api()).reportRecipe(ctx, recipe, { target: input.opts.target as string, base: input.opts.base as string | undefined });
+      const { writeReport } = await import('../report/write.js');
+      const files = await writeReport(report, resolve(ctx.root, input.opts.out as string), recipe.name);
+      return { value: report, text: `wrote ${files.html}\nwrote ${files.json}\n${gateSummaryText(report)}`, ...(report.passed ? {} : { exit: 'gate' as const }) };
     },
   },
   {
@@ -145,11 +205,15 @@ export const commands: CommandDef[] = [
       { flags: '--to <repo>', description: 'registry repository, e.g. 127.0.0.1:5000/ml/rag-service (default: image.name of the recipe)' },
       targetOption,
       { flags: '--base <ref>', description: 'override the target base image' },
+      { flags: '--no-attach', description: 'do not push the report and provenance artifacts that refer to each image' },
     ],
     async run(input) {
       const recipe = await recipeOf(input);
-      const r = await (await api()).buildImages(await context(input), recipe, { target: input.opts.target as string, push: (input.opts.to as string | undefined) ?? recipe.image.name, base: input.opts.base as string | undefined });
-      return { value: r, text: r.images.map((i) => `${i.target}: ${i.manifestDigest} ${i.tags.join(', ')} -> ${i.pushed?.repository}`).join('\n') };
+      const r = await (await api()).buildImages(await context(input), recipe, { target: input.opts.target as string, push: (input.opts.to as string | undefined) ?? recipe.image.name, base: input.opts.base as string | undefined, attach: input.opts.attach !== false });
+      return {
+        value: r,
+        text: r.images.map((i) => [`${i.target}: ${i.manifestDigest} ${i.tags.join(', ')} -> ${i.pushed?.repository}`, ...(i.pushed?.referrers ?? []).map((a) => `  ${a.artifactType} ${a.digest} (${a.via})`)].join('\n')).join('\n'),
+      };
     },
   },
   {
@@ -166,8 +230,9 @@ export const commands: CommandDef[] = [
   },
   {
     name: 'inspect',
-    description: 'show a recipe, a lock entry (<recipe>/<model>), a store artifact (sha256) or an OCI layout',
-    args: [{ name: 'what', description: 'recipe name, <recipe>/<model>, artifact digest or step key (12 or more hex, as bake prints them), or oci:<dir>', required: true }],
+    description: 'show a recipe, a lock entry (<recipe>/<model>), a store artifact (sha256), an OCI layout, or a pushed image with its report and provenance',
+    args: [{ name: 'what', description: 'recipe name, <recipe>/<model>, artifact digest or step key (12 or more hex, as bake prints them), oci:<dir>, or an image host/name:tag', required: true }],
+    examples: ['bake inspect 127.0.0.1:5000/ml/demo:0.1.0-cpu   # gate summary, report and provenance artifacts'],
     async run(input) {
       const { inspect } = await import('./inspect.js');
       return inspect(input);

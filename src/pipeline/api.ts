@@ -11,15 +11,20 @@ import type { LockEntry } from '../lock/types.js';
 import { selectTargets } from '../recipe/targets.js';
 import type { ModelSpec, Recipe, TargetSpec } from '../recipe/types.js';
 import { listTree } from '../store/store.js';
+import { sha256Bytes } from '../util/digest.js';
 import { InputError } from '../util/errors.js';
+import { canonicalJson } from '../util/json.js';
 import type { PushResult } from '../image/oci/index.js';
 import type { VerifyReport } from '../verify/gates.js';
-import { assembleImage, type ImageLayerInfo } from './bake.js';
+import { buildReport, gateAnnotations, type BakeReport } from '../report/model.js';
+import type { ReferrerPush } from '../image/registry/referrers.js';
+import { bakeVersion } from '../util/version.js';
+import { assembleImage, type BakedImage, type ImageLayerInfo } from './bake.js';
 import { chainFor, hubEvents, type Chain } from './chain.js';
 import type { PipelineContext } from './context.js';
 import type { StepName } from './events.js';
 import { planChain, type PlannedStep } from './plan.js';
-import { runChain, type ChainRun, type StepOutcome } from './run.js';
+import { runChain, type ChainRun, type RunOptions, type StepOutcome } from './run.js';
 
 export interface ModelResult {
   id: string;
@@ -32,6 +37,12 @@ export interface ModelResult {
   quantizedBytes?: number;
   files?: string[];
   report?: VerifyReport;
+  /** What the quantizer recorded: its parameters and what it left in higher precision (and why). */
+  quantization?: { params?: unknown; keptFloat?: { node: string; op: string; reason: string }[]; kept?: { type: string; reason: string; tensors: string[] }[] };
+  /** Digests of the calibration and eval data the steps read. */
+  inputs?: { role: 'calibration' | 'eval'; kind: string; sha256: string }[];
+  /** Set when a gate failed and the run only recorded it (`bake report`); the chain stopped after verify. */
+  gateFailed?: boolean;
 }
 
 /** The recipe's models, or the ones named (each must exist). */
@@ -50,8 +61,25 @@ export async function chainsOf(ctx: PipelineContext, recipe: Recipe, models: Mod
   return Promise.all(models.map((model) => chainFor({ ctx, recipe, model, entry: entries.get(model.id)! })));
 }
 
-function summarize(run: ChainRun, entry: LockEntry): ModelResult {
+/** The calibration and eval data a chain's steps are keyed by, as digests (the texts themselves stay out). */
+function dataInputs(chain: Chain): NonNullable<ModelResult['inputs']> {
+  const params = (name: StepName) => chain.steps.find((s) => s.name === name)?.params as Record<string, unknown> | undefined;
+  const q = params('quantize') ?? {};
+  const v = params('verify') ?? {};
+  const text = (t: unknown) => sha256Bytes(canonicalJson(t));
+  const out: NonNullable<ModelResult['inputs']> = [];
+  if (q.calibrationTexts !== undefined) out.push({ role: 'calibration', kind: 'texts', sha256: text(q.calibrationTexts) });
+  if (typeof q.calibrationData === 'string') out.push({ role: 'calibration', kind: 'data', sha256: q.calibrationData });
+  if (typeof v.evalText === 'string') out.push({ role: 'eval', kind: 'text', sha256: sha256Bytes(v.evalText) });
+  if (typeof v.evalData === 'string') out.push({ role: 'eval', kind: 'data', sha256: v.evalData });
+  return out;
+}
+
+function summarize(run: ChainRun, chain: Chain): ModelResult {
+  const entry = chain.entry;
   const last = run.packaged ?? run.quantized ?? run.results[run.steps[run.steps.length - 1]?.step ?? 'fetch'];
+  const meta = run.quantized?.artifact.meta as ModelResult['quantization'] | undefined;
+  const inputs = dataInputs(chain);
   return {
     id: run.model,
     format: run.format,
@@ -60,15 +88,18 @@ function summarize(run: ChainRun, entry: LockEntry): ModelResult {
     sourceBytes: entry.files.reduce((a, f) => a + f.size, 0),
     ...(run.quantized ? { quantizedBytes: run.quantized.artifact.files.reduce((a, f) => a + f.size, 0), files: run.quantized.artifact.files.map((f) => f.path) } : {}),
     ...(run.report ? { report: run.report } : {}),
+    ...(meta && run.quantized !== run.results.fetch ? { quantization: { params: meta.params, keptFloat: meta.keptFloat, kept: meta.kept } } : {}),
+    ...(inputs.length ? { inputs } : {}),
+    ...(run.gateFailed ? { gateFailed: true } : {}),
   };
 }
 
 /** Runs the chains up to `until`, two models at a time (quantizing is CPU-bound). */
-async function runModels(ctx: PipelineContext, recipe: Recipe, models: ModelSpec[], until: StepName): Promise<{ runs: ChainRun[]; results: ModelResult[] }> {
+async function runModels(ctx: PipelineContext, recipe: Recipe, models: ModelSpec[], until: StepName, gates: RunOptions['gates'] = 'enforce'): Promise<{ runs: ChainRun[]; results: ModelResult[] }> {
   const chains = await chainsOf(ctx, recipe, models);
   const queue = new PQueue({ concurrency: 2 });
-  const runs = await Promise.all(chains.map((c) => queue.add(() => runChain(ctx, c, { until }))));
-  return { runs, results: runs.map((r, i) => summarize(r, chains[i]!.entry)) };
+  const runs = await Promise.all(chains.map((c) => queue.add(() => runChain(ctx, c, { until, gates }))));
+  return { runs, results: runs.map((r, i) => summarize(r, chains[i]!)) };
 }
 
 export async function lockModels(ctx: PipelineContext, recipe: Recipe, opts: { update?: string[]; check?: boolean } = {}): Promise<{ lockfile: string; written: boolean; changes: LockChange[] }> {
@@ -134,8 +165,10 @@ export interface ImageResult {
   size?: number;
   layers?: ImageLayerInfo[];
   modelsDigest?: string;
+  /** The gate summary put in the manifest annotations (daemonless). */
+  annotations?: Record<string, string>;
   output?: string;
-  pushed?: PushResult & { repository: string };
+  pushed?: PushResult & { repository: string; referrers?: ReferrerPush[] };
 }
 
 export interface BuildOptions {
@@ -152,6 +185,8 @@ export interface BuildOptions {
   network?: 'none' | 'host';
   /** Write docker/<recipe>/Dockerfile and docker/docker-bake.hcl only. */
   dockerfileOnly?: boolean;
+  /** With push: also push the report and provenance as artifacts referring to the image (default true). */
+  attach?: boolean;
 }
 
 export interface BuildResult {
@@ -178,22 +213,9 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
   }
   const needed = recipe.models.filter((m) => targets.some((t) => t.models.includes(m.id)));
   const { runs, results } = await runModels(ctx, recipe, needed, 'package');
-  const packaged = new Map(runs.map((r) => [r.model, r.packaged!]));
-  const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
   const oci = await import('../image/oci/index.js');
   const images: ImageResult[] = [];
-  for (const target of targets) {
-    const baked = await assembleImage(ctx, recipe, target, packaged, entries, { compression: opts.compression, base: opts.base });
-    const ser = oci.serializeImage(baked.image);
-    const r: ImageResult = {
-      target: target.name,
-      server: target.server.kind,
-      tags: baked.tags,
-      manifestDigest: ser.manifest.descriptor.digest,
-      size: ser.config.descriptor.size + ser.layers.reduce((a, l) => a + l.size, 0),
-      layers: baked.layers,
-      modelsDigest: baked.modelsDigest,
-    };
+  for (const { target, baked, result: r } of await bakeImages(ctx, recipe, targets, runs, opts)) {
     if (opts.output?.startsWith('oci:')) {
       await oci.writeOciLayout(baked.image, resolve(opts.output.slice(4)), { tags: baked.tags });
       r.output = opts.output;
@@ -203,12 +225,75 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
       r.output = `docker-archive:${file}`;
     }
     if (opts.push) {
-      const pushed = await oci.pushImage(baked.image, opts.push, { tags: baked.tags, onEvent: (e) => ctx.onEvent({ type: 'log', step: 'push', message: `${e.type} ${e.digest ?? ''}` }) });
+      const log = (message: string) => ctx.onEvent({ type: 'log', step: 'push', message });
+      const pushed = await oci.pushImage(baked.image, opts.push, { tags: baked.tags, onEvent: (e) => log(`${e.type} ${e.digest ?? ''}`) });
       r.pushed = { repository: opts.push, ...pushed };
+      if (opts.attach !== false) {
+        // The report and provenance of this image, as OCI artifacts whose subject is its manifest.
+        const { attachToImage } = await import('../report/attach.js');
+        const report = reportOf(ctx, recipe, { recipe: recipe.name, models: results, images: [r] });
+        r.pushed.referrers = await attachToImage({ report, target: target.name, repository: opts.push, subject: oci.serializeImage(baked.image).manifest.descriptor, epoch: ctx.epoch, onEvent: log });
+      }
     }
     images.push(r);
   }
   return { recipe: recipe.name, models: results, images };
+}
+
+/** Each target's image value (daemonless) for models that all packaged; the gate summary goes into its annotations. */
+async function bakeImages(ctx: PipelineContext, recipe: Recipe, targets: TargetSpec[], runs: ChainRun[], opts: Pick<BuildOptions, 'compression' | 'base'>): Promise<{ target: TargetSpec; baked: BakedImage; result: ImageResult }[]> {
+  const packaged = new Map(runs.filter((r) => r.packaged).map((r) => [r.model, r.packaged!]));
+  const reports = new Map(runs.map((r) => [r.model, r.report]));
+  const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
+  const { serializeImage } = await import('../image/oci/index.js');
+  const out = [];
+  for (const target of targets) {
+    if (!target.models.every((id) => packaged.has(id))) continue; // a gate failed (recorded for a report)
+    const annotations = gateAnnotations(target.models.map((id) => ({ id, report: reports.get(id) })));
+    const baked = await assembleImage(ctx, recipe, target, packaged, entries, { compression: opts.compression, base: opts.base, annotations });
+    const ser = serializeImage(baked.image);
+    out.push({
+      target,
+      baked,
+      result: {
+        target: target.name,
+        server: target.server.kind,
+        tags: baked.tags,
+        manifestDigest: ser.manifest.descriptor.digest,
+        size: ser.config.descriptor.size + ser.layers.reduce((a, l) => a + l.size, 0),
+        layers: baked.layers,
+        modelsDigest: baked.modelsDigest,
+        annotations,
+      } satisfies ImageResult,
+    });
+  }
+  return out;
+}
+
+/** The build report of a result (src/report/model.ts): from the API's typed results, the lock and the toolchain. */
+export function reportOf(ctx: PipelineContext, recipe: Recipe, result: Pick<BuildResult, 'recipe' | 'models' | 'images'>, opts: { startup?: Record<string, number> } = {}): BakeReport {
+  return buildReport({
+    recipe,
+    entries: frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root)),
+    bakeVersion: bakeVersion(),
+    toolchain: ctx.toolchain,
+    models: result.models,
+    images: result.images,
+    ...(opts.startup ? { startup: opts.startup } : {}),
+  });
+}
+
+/**
+ * `bake report`: every model through verify and package with failed gates recorded rather than thrown,
+ * and the image value of each target whose models all passed (nothing written or pushed).
+ */
+export async function reportRecipe(ctx: PipelineContext, recipe: Recipe, opts: { target?: string; base?: string; compression?: 'none' | 'gzip' } = {}): Promise<{ result: BuildResult; report: BakeReport }> {
+  const targets = selectTargets(recipe, opts.target);
+  const needed = recipe.models.filter((m) => targets.some((t) => t.models.includes(m.id)));
+  const { runs, results } = await runModels(ctx, recipe, needed, 'package', 'record');
+  const images = (await bakeImages(ctx, recipe, targets, runs, opts)).map((b) => b.result);
+  const result: BuildResult = { recipe: recipe.name, models: results, images };
+  return { result, report: reportOf(ctx, recipe, result) };
 }
 
 /** `bake build` without --output: the Dockerfile through the engine's BuildKit (models run in its stages). */

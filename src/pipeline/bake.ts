@@ -16,7 +16,7 @@ import type { PipelineContext } from './context.js';
 import type { StepResult } from './step.js';
 
 export interface ImageLayerInfo {
-  /** `runtime` or `model <id>`. */
+  /** `base`, `runtime` or `model <id>`. */
   what: string;
   digest: string;
   size: number;
@@ -71,14 +71,15 @@ export async function assembleImage(
   target: TargetSpec,
   packaged: Map<string, StepResult>,
   entries: Map<string, LockEntry>,
-  opts: { compression?: 'none' | 'gzip'; base?: string } = {},
+  opts: { compression?: 'none' | 'gzip'; base?: string; annotations?: Record<string, string> } = {},
 ): Promise<BakedImage> {
   const compression = opts.compression ?? 'none';
   const models = modelsForTarget(recipe, target);
   const base = await loadBase(opts.base ?? target.base, ctx.root);
   const runtime = runtimeImage(target);
   const layers: Layer[] = [];
-  const info: ImageLayerInfo[] = [];
+  // The base's layers first, so the layer list is the whole image's.
+  const info: ImageLayerInfo[] = base.layers.map((l) => ({ what: 'base', digest: l.digest, size: l.size }));
   const history: string[] = [];
   if (runtime) {
     const l = await runtimeLayer(ctx, runtime.parts, compression);
@@ -117,6 +118,8 @@ export async function assembleImage(
     'dev.bake.server': target.server.kind,
     'dev.bake.models.digest': `sha256:${digest}`,
     ...provenance,
+    // The gate summary (src/report/model.ts gateAnnotations): reproducible values only.
+    ...opts.annotations,
   };
   if (ctx.env.BAKE_REVISION) annotations['org.opencontainers.image.revision'] = ctx.env.BAKE_REVISION;
   if (ctx.env.BAKE_SOURCE) annotations['org.opencontainers.image.source'] = ctx.env.BAKE_SOURCE;

@@ -205,7 +205,8 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
   }
   steps.push({
     name: 'quantize',
-    version: 2,
+    // 3: the tensors kept off the file type's default type, with the rule that chose theirs, stored in meta.
+    version: 3,
     tools: ['gguf-kernels'],
     inputs: [reference],
     params: { type: spec.type },
@@ -215,10 +216,11 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
       const out = join(io.scratch, 'out');
       await mkdir(out, { recursive: true });
       const r = await requantizeGguf(input, join(out, `model-${spec.type}.gguf`), { type: spec.type });
-      return io.ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts } });
+      return io.ctx.store.putTree(out, 'quantized', { params: { type: spec.type, source_type: sourceType, typeCounts: r.typeCounts }, kept: r.kept });
     },
   });
-  const verify = await verifyStep(c, reference, 'quantize', ['llama.cpp'], 1, async (io, evalText) => {
+  // 2: the per-token KLD histogram in the report.
+  const verify = await verifyStep(c, reference, 'quantize', ['llama.cpp'], 2, async (io, evalText) => {
     const { verifyGguf } = await import('../verify/llama/index.js');
     const ref = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
     const q = io.ctx.store.blobPath(ggufFileOf(io.inputs[1]!, model).sha256);

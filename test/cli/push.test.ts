@@ -27,7 +27,8 @@ test('bake push sends the image with release tags; a second push uploads nothing
   const out = JSON.parse(r.stdout).images[0];
   assert.ok(out.pushed.pushedBlobs >= 3, 'config and two model layers uploaded');
   const tags = (await (await fetch(`${registry.url}/v2/ml/demo/tags/list`)).json()) as { tags: string[] };
-  assert.deepEqual(tags.tags.sort(), ['0.1.0', '0.1.0-cpu', `models-${out.modelsDigest.slice(0, 12)}-cpu`].sort());
+  // The release tags, plus the referrers tag listing the report and provenance (the registry has no Referrers API).
+  assert.deepEqual(tags.tags.sort(), ['0.1.0', '0.1.0-cpu', `models-${out.modelsDigest.slice(0, 12)}-cpu`, out.manifestDigest.replace(':', '-')].sort());
   // What the registry serves under each tag is the manifest bake computed.
   const head = await fetch(`${registry.url}/v2/ml/demo/manifests/0.1.0-cpu`, { method: 'HEAD', headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
   assert.equal(head.headers.get('docker-content-digest'), out.manifestDigest);

@@ -33,6 +33,7 @@ export function parseDescriptor(v: unknown, where: string, field: string): Descr
   const d: Descriptor = { mediaType: v.mediaType, digest: v.digest, size: v.size };
   const ann = stringMap(v.annotations, where, `${field}.annotations`);
   if (ann) d.annotations = ann;
+  if (typeof v.artifactType === 'string') d.artifactType = v.artifactType;
   if (isObject(v.platform) && typeof v.platform.os === 'string' && typeof v.platform.architecture === 'string') {
     d.platform = { os: v.platform.os, architecture: v.platform.architecture };
     if (typeof v.platform.variant === 'string') d.platform.variant = v.platform.variant;

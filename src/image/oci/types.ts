@@ -8,6 +8,8 @@ export const MediaType = {
   ociLayerTar: 'application/vnd.oci.image.layer.v1.tar',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  /** The empty config of an OCI 1.1 artifact manifest: the two bytes `{}`. */
+  ociEmpty: 'application/vnd.oci.empty.v1+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
@@ -34,6 +36,8 @@ export interface Descriptor {
   size: number;
   annotations?: Record<string, string>;
   platform?: { os: string; architecture: string; variant?: string };
+  /** OCI 1.1: what kind of artifact a referrer is (descriptors in a referrers list). */
+  artifactType?: string;
 }
 
 /** Where a layer's blob already lives in a registry: lets a push mount it instead of uploading. */

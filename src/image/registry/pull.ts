@@ -10,7 +10,7 @@ import { MediaType, type ImageValue, type Layer } from '../oci/types.js';
 import { RegistryClient, type RegistryOptions } from './client.js';
 import { formatRef, parseRef } from './ref.js';
 
-const MANIFEST_ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList].join(', ');
+export const MANIFEST_ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList].join(', ');
 
 export async function pullImage(ref: string, opts: RegistryOptions & { platform?: Platform } = {}): Promise<ImageValue> {
   const r = parseRef(ref);
@@ -56,7 +56,7 @@ export async function pullImage(ref: string, opts: RegistryOptions & { platform?
   };
 }
 
-async function getManifest(client: RegistryClient, repo: string, reference: string): Promise<{ value: unknown; digest: string; mediaType: string; bytes: Buffer }> {
+export async function getManifest(client: RegistryClient, repo: string, reference: string): Promise<{ value: unknown; digest: string; mediaType: string; bytes: Buffer }> {
   const res = await client.request('GET', `/v2/${repo}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT }, ok: [200], what: `fetching the manifest ${repo}:${reference}` });
   const bytes = await readBody(res, MAX_JSON_BLOB, `manifest ${repo}:${reference}`);
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -72,7 +72,7 @@ async function getManifest(client: RegistryClient, repo: string, reference: stri
   return { value, digest, mediaType, bytes };
 }
 
-async function getBlobBytes(client: RegistryClient, repo: string, digest: string, size: number): Promise<Buffer> {
+export async function getBlobBytes(client: RegistryClient, repo: string, digest: string, size: number): Promise<Buffer> {
   if (size > MAX_JSON_BLOB) throw new InputError(`config blob ${digest} claims ${size} bytes; refusing to hold more than ${MAX_JSON_BLOB}`);
   const res = await client.request('GET', `/v2/${repo}/blobs/${digest}`, { ok: [200], what: `fetching blob ${digest}` });
   const bytes = await readBody(res, size, `blob ${digest}`);
@@ -81,7 +81,7 @@ async function getBlobBytes(client: RegistryClient, repo: string, digest: string
   return bytes;
 }
 
-async function readBody(res: Response, max: number, what: string): Promise<Buffer> {
+export async function readBody(res: Response, max: number, what: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   let total = 0;
   if (!res.body) return Buffer.alloc(0);

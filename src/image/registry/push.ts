@@ -96,6 +96,27 @@ export async function pushImage(img: ImageValue, ref: string, opts: PushOptions)
   return result;
 }
 
+/** Uploads one small blob unless the repository has it (artifact files: no mounts, no progress). True when uploaded. */
+export async function putBlob(client: RegistryClient, repo: string, blob: BlobSource): Promise<boolean> {
+  if (await blobExists(client, repo, blob.digest)) return false;
+  await uploadBlob(client, repo, blob, undefined, () => {});
+  return true;
+}
+
+/** PUTs manifest bytes under a tag or digest; checks the digest the registry echoes; returns its headers. */
+export async function putManifest(client: RegistryClient, repo: string, reference: string, mediaType: string, bytes: Uint8Array, digest: string): Promise<Headers> {
+  const res = await client.request('PUT', `/v2/${repo}/manifests/${reference}`, {
+    headers: { 'content-type': mediaType },
+    body: () => bytes,
+    ok: [200, 201],
+    what: `putting the manifest ${repo}:${reference}`,
+  });
+  await res.body?.cancel();
+  const echoed = res.headers.get('docker-content-digest');
+  if (echoed && echoed !== digest) throw new IntegrityError(`${client.host}/${repo}:${reference}`, digest, echoed, { hint: 'the registry stored different manifest bytes than were sent' });
+  return res.headers;
+}
+
 async function blobExists(client: RegistryClient, repo: string, digest: string): Promise<boolean> {
   const res = await client.request('HEAD', `/v2/${repo}/blobs/${digest}`, { ok: [200, 404], what: `checking blob ${digest}` });
   await res.body?.cancel();

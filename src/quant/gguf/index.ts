@@ -6,7 +6,7 @@ import type { ModelSource } from '../../convert/source.js';
 import { GgufWriter, type GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
 import { ggufModelSource } from './gguf-source.js';
-import { chooseTensorTypes, FILE_TYPE_NAMES, fileTypeByName, sortTensorsLikeLlamaCpp } from './mix.js';
+import { explainTensorTypes, FILE_TYPE_NAMES, fileTypeByName, sortTensorsLikeLlamaCpp } from './mix.js';
 import { QuantizePool, SharedBufferRing } from './pool.js';
 import { ggmlTypeByName, tensorBytes } from './types.js';
 
@@ -36,6 +36,14 @@ export interface GgufWriteResult {
   bytes: number;
   /** Tensor type name -> count of tensors stored in it. */
   typeCounts: Record<string, number>;
+  /** Tensors not stored in the file type's default type, grouped by type and the rule that chose it. */
+  kept: KeptTensors[];
+}
+
+export interface KeptTensors {
+  type: string;
+  reason: string;
+  tensors: string[];
 }
 
 export interface ConvertOptions extends GgufWriteOptions {
@@ -75,7 +83,15 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
   const fileType = fileTypeByName(opts.type)!;
   const threads = Math.max(1, Math.floor(opts.threads ?? 1));
   const tensors = sortTensorsLikeLlamaCpp(source.tensors);
-  const targets = chooseTensorTypes(tensors, fileType, source);
+  const choices = explainTensorTypes(tensors, fileType, source);
+  const targets = choices.map((c) => c.type);
+  const kept = new Map<string, KeptTensors>();
+  choices.forEach((c, i) => {
+    if (!c.reason) return;
+    const k = `${c.type}\0${c.reason}`;
+    if (!kept.has(k)) kept.set(k, { type: c.type, reason: c.reason, tensors: [] });
+    kept.get(k)!.tensors.push(tensors[i]!.name);
+  });
 
   const writer = GgufWriter.create(outFile);
   const kvs: GgufKv[] = [
@@ -130,7 +146,7 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
     await writing;
     const { bytes } = await writer.finish();
     opts.onEvent?.({ type: 'done', message: `${outFile}: ${bytes} bytes` });
-    return { outFile, tensors: tensors.length, bytes, typeCounts };
+    return { outFile, tensors: tensors.length, bytes, typeCounts, kept: [...kept.values()] };
   } catch (err) {
     await writing.catch(() => undefined); // let a write in flight settle before the file is removed
     await writer.abort();

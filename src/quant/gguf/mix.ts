@@ -115,6 +115,17 @@ function fallback(target: string, ncols: number): string {
  * see sortTensorsLikeLlamaCpp), for a file type. Mirrors llama_tensor_get_type for the types offered here.
  */
 export function chooseTensorTypes(tensors: readonly MixTensor[], fileType: FileType, model: MixModel): string[] {
+  return explainTensorTypes(tensors, fileType, model).map((c) => c.type);
+}
+
+/** A tensor's type and, when it is not the file type's default, the rule that chose it. */
+export interface TensorChoice {
+  type: string;
+  reason?: string;
+}
+
+/** chooseTensorTypes with the reason for every tensor that does not take the file type's default type. */
+export function explainTensorTypes(tensors: readonly MixTensor[], fileType: FileType, model: MixModel): TensorChoice[] {
   const ftype = fileType.name;
   const tied = !tensors.some((t) => t.name === 'output.weight');
   const nAttnV = tensors.filter((t) => category(t.name) === 'attn_v').length;
@@ -122,24 +133,31 @@ export function chooseTensorTypes(tensors: readonly MixTensor[], fileType: FileT
   const is70B = model.arch === 'llama' && model.nLayer === 80 && model.nHead !== model.nHeadKv;
   let iAttnV = 0;
   let iFfnDown = 0;
-  return tensors.map((t) => {
-    if (!allowsQuantization(t)) return t.typeName;
+  return tensors.map((t): TensorChoice => {
+    if (!allowsQuantization(t)) {
+      const why = nDims(t.ne) < 2 ? 'one-dimensional (norms, biases): never quantized' : 'llama-quantize never quantizes this tensor';
+      return t.typeName === fileType.defaultType ? { type: t.typeName } : { type: t.typeName, reason: `${why}; kept as ${t.typeName}` };
+    }
     let newType = fileType.defaultType;
-    if (!isQuantized(newType)) return newType;
+    if (!isQuantized(newType)) return { type: newType };
+    let reason: string | undefined;
     const cat = category(t.name);
     const nx = t.ne[0]!;
     if (cat === 'output' || (tied && cat === 'token_embd')) {
-      if (nx % type(newType).blockSize !== 0) newType = 'Q8_0';
-      else if (newType !== 'Q8_0') newType = 'Q6_K';
+      const what = cat === 'output' ? 'output projection' : 'token embedding tied to the output';
+      if (nx % type(newType).blockSize !== 0) [newType, reason] = ['Q8_0', `${what}: rows of ${nx} do not split into ${newType} blocks`];
+      else if (newType !== 'Q8_0') [newType, reason] = ['Q6_K', `${what}: llama-quantize keeps it at Q6_K`];
     } else if (cat === 'attn_v') {
-      if ((ftype === 'Q4_K_M' || ftype === 'Q5_K_M') && useMoreBits(iAttnV, nAttnV)) newType = 'Q6_K';
-      if (is70B && newType === 'Q4_K') newType = 'Q5_K';
+      if ((ftype === 'Q4_K_M' || ftype === 'Q5_K_M') && useMoreBits(iAttnV, nAttnV)) [newType, reason] = ['Q6_K', `${ftype} mix: more bits for attn_v in the first and last eighth of the layers and every third between`];
+      if (is70B && newType === 'Q4_K') [newType, reason] = ['Q5_K', '70B with grouped-query attention: attn_v at Q5_K'];
       iAttnV++;
     } else if (cat === 'ffn_down') {
-      if ((ftype === 'Q4_K_M' || ftype === 'Q5_K_M') && useMoreBits(iFfnDown, nFfnDown)) newType = 'Q6_K';
+      if ((ftype === 'Q4_K_M' || ftype === 'Q5_K_M') && useMoreBits(iFfnDown, nFfnDown)) [newType, reason] = ['Q6_K', `${ftype} mix: more bits for ffn_down in the first and last eighth of the layers and every third between`];
       iFfnDown++;
     }
-    return fallback(newType, nx);
+    const chosen = fallback(newType, nx);
+    if (chosen !== newType) reason = `rows of ${nx} values do not split into ${newType} blocks of ${type(newType).blockSize}: fallback to ${chosen}`;
+    return chosen === fileType.defaultType ? { type: chosen } : { type: chosen, reason: reason ?? `chosen by the ${ftype} rules` };
   });
 }
 

@@ -97,7 +97,7 @@ export async function verifyGguf(
       });
     }
     const generation = await generateGreedy(model, base.prompt, nGenerate, opts.threads);
-    return { stats: acc.result(), generation };
+    return { stats: acc.result(), histogram: acc.histogram(), generation };
   });
 
   const [srcSize, quantSize] = await Promise.all([stat(sourceFile), stat(quantFile)]).then((s) => s.map((x) => x.size));
@@ -120,6 +120,7 @@ export async function verifyGguf(
     source: { file: sourceFile, bytes: srcSize },
     quantized: { file: quantFile, bytes: quantSize },
     eval_tokens: base.tokens.length,
+    kld_histogram: quant.histogram,
     ctx: base.ctx,
     generation: {
       prompt_tokens: base.prompt,

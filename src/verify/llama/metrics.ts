@@ -129,4 +129,28 @@ export class KlAccumulator {
       scored_tokens: n,
     };
   }
+
+  /** The per-token KLD distribution over fixed bins (KLD_BIN_EDGES): small, and the same bins for every model. */
+  histogram(): KldHistogram {
+    const counts = new Array<number>(KLD_BIN_EDGES.length).fill(0);
+    for (const v of this.klds) {
+      // Rounding can make a KLD a hair below 0: it counts in the first bin.
+      let i = KLD_BIN_EDGES.length - 1;
+      while (i > 0 && v < KLD_BIN_EDGES[i]!) i--;
+      counts[i]!++;
+    }
+    return { edges: [...KLD_BIN_EDGES], counts };
+  }
 }
+
+/**
+ * Per-token KLD counts: counts[i] tokens have edges[i] <= KLD < edges[i + 1] (nats); the last bin holds
+ * everything from the last edge up. Kept in the verify report so the build report can draw it.
+ */
+export interface KldHistogram {
+  edges: number[];
+  counts: number[];
+}
+
+/** 0, then four bins a decade from 1e-6 to 10 nats (log-spaced, rounded to 3 significant digits). */
+export const KLD_BIN_EDGES: readonly number[] = [0, ...Array.from({ length: 29 }, (_, i) => Number((10 ** (-6 + i / 4)).toPrecision(3)))];
