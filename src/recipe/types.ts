@@ -98,6 +98,8 @@ export interface VerifySpec {
   max_kld?: number;
   min_same_top?: number;
   max_ppl_ratio?: number;
+  /** AWQ: mean KLD over round-to-nearest 4-bit's at the same group size (default 1: AWQ must not be worse). */
+  max_kld_vs_rtn?: number;
   /** Skip verification altogether (the manifest says so). */
   skip?: boolean;
 }

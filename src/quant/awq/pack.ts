@@ -20,17 +20,29 @@ export const AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7] as const;
 /** Column offset j sits in nibble AWQ_REVERSE_ORDER[j] (vLLM's name). */
 export const AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7] as const;
 
-export interface AwqGemmTensors {
+/** Scales as fp16 bits (what bake writes) or float32 values (what a reader widened from fp16 or bf16). */
+type Scales = Uint16Array | Float32Array;
+
+export interface AwqGemmTensors<S extends Scales = Uint16Array> {
   qweight: Int32Array;
   qzeros: Int32Array;
-  scales: Uint16Array;
+  scales: S;
 }
 
-export interface CompressedTensors {
+export interface CompressedTensors<S extends Scales = Uint16Array> {
   weight_packed: Int32Array;
   weight_zero_point: Int32Array;
-  weight_scale: Uint16Array;
+  weight_scale: S;
   weight_shape: BigInt64Array;
+}
+
+/** Codes and zero points as unpacked, with scales of the type given. */
+export interface Unpacked<S extends Scales> extends Omit<QuantizedLinear, 'scales'> {
+  scales: S;
+}
+
+function like<S extends Scales>(a: S, n: number): S {
+  return new (a.constructor as new (n: number) => S)(n);
 }
 
 function checkPackable(ql: QuantizedLinear): void {
@@ -66,7 +78,7 @@ export function packAwqGemm(ql: QuantizedLinear): AwqGemmTensors {
 }
 
 /** vLLM's reading of an AutoAWQ GEMM linear: nibble AWQ_REVERSE_ORDER[j] of word c is column 8c + j. */
-export function unpackAwqGemm(t: AwqGemmTensors, out: number, inF: number, g: number): QuantizedLinear {
+export function unpackAwqGemm<S extends Scales>(t: AwqGemmTensors<S>, out: number, inF: number, g: number): Unpacked<S> {
   const words = out / PACK;
   const groups = inF / g;
   const q = new Uint8Array(out * inF);
@@ -77,7 +89,7 @@ export function unpackAwqGemm(t: AwqGemmTensors, out: number, inF: number, g: nu
     }
   }
   const zeros = new Uint8Array(out * groups);
-  const scales = new Uint16Array(out * groups);
+  const scales = like(t.scales, out * groups);
   for (let gi = 0; gi < groups; gi++) {
     for (let col = 0; col < out; col++) {
       zeros[col * groups + gi] = (t.qzeros[gi * words + (col >> 3)]! >>> (4 * AWQ_REVERSE_ORDER[col & 7]!)) & 0xf;
@@ -112,7 +124,7 @@ export function packCompressed(ql: QuantizedLinear): CompressedTensors {
 }
 
 /** compressed-tensors' unpack_from_int32 (signed value = nibble - 8) for the weight (dim 1) and zero point (dim 0). */
-export function unpackCompressed(t: CompressedTensors, g: number): QuantizedLinear {
+export function unpackCompressed<S extends Scales>(t: CompressedTensors<S>, g: number): Unpacked<S> {
   const out = Number(t.weight_shape[0]);
   const inF = Number(t.weight_shape[1]);
   const words = Math.ceil(inF / PACK);
@@ -131,5 +143,10 @@ export function unpackCompressed(t: CompressedTensors, g: number): QuantizedLine
       zeros[o * groups + gi] = signed + 8;
     }
   }
-  return { out, in: inF, groupSize: g, q, zeros, scales: t.weight_scale.slice() };
+  return { out, in: inF, groupSize: g, q, zeros, scales: t.weight_scale.slice() as S };
+}
+
+/** Zero points of a symmetric compressed-tensors checkpoint (signed 0 = nibble 8), packed as the asymmetric ones. */
+export function symmetricZeroPoints(out: number, groups: number): Int32Array {
+  return new Int32Array(Math.ceil(out / PACK) * groups).fill(0x88888888 | 0);
 }
