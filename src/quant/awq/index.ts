@@ -2,6 +2,7 @@
 // text through the model's tokenizer, each block searched and quantized on the outputs of the blocks
 // before it, written as a checkpoint vLLM loads (AutoAWQ GEMM or compressed-tensors pack-quantized).
 import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorToWrite } from '../../formats/safetensors/index.js';
 import { openLlamaCheckpoint } from '../../model/llama/config.js';
@@ -9,33 +10,19 @@ import { embedTokens, LlamaRunner } from '../../model/llama/runner.js';
 import { loadTextTokenizer } from '../../model/llama/tokenizer.js';
 import { checkpointWeights, LINEARS } from '../../model/llama/weights.js';
 import type { Sha256Hex } from '../../util/digest.js';
+import type { AwqQuantSpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { prettyJson } from '../../util/json.js';
 import { builtinCalibration, calibrationSamples, DEFAULT_LENGTH, DEFAULT_SAMPLES, type CalibrationText } from './calibration.js';
 import { copyCompanionFiles, globalTensors, layerTensors, quantizationConfig, weightDigest, type CheckpointLayout } from './checkpoint.js';
 import { dequantize } from './kernel.js';
-import { isQuantized, moduleName, planAwq, type AwqPlan, type ShapeRule } from './plan.js';
+import { isQuantized, moduleName, planAwq, type AwqPlan } from './plan.js';
 import { AwqBlockSearch, type ScaleChoice } from './search.js';
 
 export { builtinCalibration, calibrationText, BUILTIN_CALIBRATION, DEFAULT_LENGTH, DEFAULT_SAMPLES } from './calibration.js';
 export { checkAwqCheckpoint, awqCheckpointWeights, openAwqCheckpoint, safetensorsBytes, type CheckpointLayout } from './checkpoint.js';
 export { planAwq, type AwqPlan } from './plan.js';
-
-/** The recipe's `quantize:` for format awq (schema definitions.quantAwq). */
-export interface AwqQuantSpec {
-  format: 'awq';
-  checkpoint?: CheckpointLayout;
-  group_size?: number;
-  bits?: 4;
-  zero_point?: true;
-  shape_rule?: ShapeRule;
-  fp16_fallback?: boolean;
-  duo_scaling?: boolean | 'both';
-  clip?: boolean;
-  propagate?: 'quantized' | 'float';
-  calibration?: { texts?: string; samples?: number; length?: number };
-  threads?: number;
-}
+export type { AwqQuantSpec } from '../../recipe/types.js';
 
 export type AwqEvent = { type: 'log'; message: string } | { type: 'warning'; message: string };
 
@@ -90,7 +77,7 @@ export async function quantizeAwq(srcDir: string, outDir: string, spec: AwqQuant
   }
   log(`calibrating on ${batch} samples of ${length} tokens (${set.name}, ${tok.kind}); group size ${plan.groupSize}, ${r.checkpoint}`);
 
-  const runner = new LlamaRunner(c, { threads: spec.threads });
+  const runner = new LlamaRunner(c, { threads: spec.threads ?? Math.max(1, availableParallelism() - 1) });
   const search = new AwqBlockSearch(runner, { groupSize: plan.groupSize, duoScaling: r.duo_scaling, clip: r.clip, propagate: r.propagate });
   const weights = checkpointWeights(ck);
   const tensors: TensorToWrite[] = globalTensors(ck.checkpoint, c);

@@ -5,7 +5,9 @@
 // second half scored); perplexity, mean KL divergence and same-top-token are reported for AWQ and RTN.
 // Gates: the recipe's (max_kld, min_same_top, max_ppl_ratio, max_size_ratio) plus max_kld_vs_rtn
 // (default 1: AWQ no worse than plain rounding) and the round trip (no mismatch).
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { openLlamaCheckpoint } from '../../model/llama/config.js';
 import { forwardHidden, LlamaRunner } from '../../model/llama/runner.js';
 import { loadTextTokenizer } from '../../model/llama/tokenizer.js';
@@ -160,4 +162,29 @@ export async function verifyAwq(modelId: string, srcDir: string, quantDir: strin
     ctx,
     rtn: rtn.stats,
   }, [roundtrip], { hints: { max_kld_vs_rtn: 'AWQ came out worse than plain rounding on the eval text: calibrate on text closer to it (quantize.calibration.texts), more samples, or duo_scaling: both' } });
+}
+
+/**
+ * A checkpoint a vLLM target serves as it is (`quantize: none`): when config.json declares AWQ or
+ * compressed-tensors quantization, every packed linear is unpacked as vLLM reads it (a broken upload is
+ * an InputError naming the tensor); an unquantized checkpoint has nothing to unpack and passes.
+ */
+export async function checkServedCheckpoint(modelId: string, dir: string): Promise<VerifyReport> {
+  const file = join(dir, 'config.json');
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new InputError(`model ${modelId}: vLLM loads a Hugging Face folder, and config.json cannot be read (${(err as Error).message})`, {
+      file, field: `models.${modelId}.files`, expected: 'config.json and the safetensors weights', hint: 'add config.json to the model\'s files: list', cause: err,
+    });
+  }
+  const method = String((config.quantization_config as Record<string, unknown> | undefined)?.quant_method ?? '').toLowerCase();
+  if (method !== 'awq' && method !== 'compressed-tensors') {
+    return buildReport(modelId, 'checkpoint', {}, { quantized_linears: 0 }, { checked: method ? `quant_method ${method}: not a layout bake unpacks` : 'not quantized: nothing to unpack' });
+  }
+  const c = await checkAwqCheckpoint(dir);
+  return buildReport(modelId, 'checkpoint', {}, { quantized_linears: c.quantized, fp16_linears: c.unquantized, group_size: c.groupSize }, {
+    checked: `${c.layout}: ${c.quantized} packed linears unpacked as vLLM reads them${c.architecture ? `, every linear of the ${c.architecture} packed or listed` : ''}`,
+  });
 }
