@@ -71,7 +71,7 @@ test('built on the stand-in base: entrypoint, vLLM flags, /health check, one mod
 });
 
 test('the AWQ checkpoint made inside the build ships whole (compressed-tensors), and the upload as it was', async () => {
-  const ls = async (tag: string, path: string) => (await docker(['run', '--rm', '--network', 'none', '--entrypoint', '/bin/sh', tag, '-c', `cat ${path}`])).stdout;
+  const ls = async (tag: string, path: string) => (await docker(['run', '--rm', '--network', 'none', '--entrypoint', 'cat', tag, path])).stdout;
   const config = JSON.parse(await ls(built.chat!, '/app/models/chat/config.json'));
   assert.equal(config.quantization_config.quant_method, 'compressed-tensors');
   const manifest = JSON.parse(await ls(built.chat!, '/app/models/chat/manifest.json'));
