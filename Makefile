@@ -44,31 +44,23 @@ demo: deps
 tools: host-tools deps
 	scripts/llama-tools.sh
 
-# Tests mirror src/ (test/<folder>/ tests src/<folder>/). Two tiers:
-#   slow: those that need the Docker engine, the registry or llama.cpp's own tools (the oracles);
-#   fast: everything else (a few minutes, nothing to install beyond npm packages).
-ALL_TESTS := $(shell find test -name '*.test.ts' | sort)
-SLOW_TESTS := $(wildcard test/image/docker/*.test.ts test/image/oci/*.test.ts test/image/registry/*.test.ts) \
-	test/cli/push.test.ts test/quant/gguf/oracle.test.ts test/quant/gguf/kquant-oracle.test.ts test/quant/gguf/fuzz.test.ts \
-	$(wildcard test/verify/llama/*.test.ts)
-FAST_TESTS := $(filter-out $(SLOW_TESTS),$(ALL_TESTS))
-
 # No import cycles in src/ (madge reads the TypeScript imports; a cycle fails the build).
 cycles: deps
 	npx madge --circular --extensions ts src
 
-# Every test: installs what is missing (host-tools: Debian packages; tools: llama.cpp's),
-# starts a private dockerd and registry, runs both tiers, stops what it started.
+# Tests mirror src/ (test/<folder>/ tests src/<folder>/), in two tiers (scripts/test-tiers.sh):
+#   fast: neither the Docker engine nor llama.cpp's tools (a few minutes);
+#   slow: the engine, the registry, llama.cpp's tools (the oracles), GB-sized files.
+# `make test` runs both: installs what is missing (host-tools: Debian packages; tools: llama.cpp's),
+# starts a private dockerd and registry, runs every test, stops what it started.
 test: host-tools deps tools cycles
-	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $(FAST_TESTS) $(SLOW_TESTS)
+	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $$(bash scripts/test-tiers.sh all)
 
-# The fast tier: neither the Docker engine nor llama.cpp's tools.
 test-fast: deps cycles
-	node --import tsx --test --test-concurrency=1 $(FAST_TESTS)
+	node --import tsx --test --test-concurrency=1 $$(bash scripts/test-tiers.sh fast)
 
-# The slow tier alone.
 test-slow: host-tools deps tools
-	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $(SLOW_TESTS)
+	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $$(bash scripts/test-tiers.sh slow)
 
 # Benchmarks: each prints a table with a ratio against a reference tool run in the same invocation.
 BENCHES := hub-download image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify awq

@@ -34,7 +34,8 @@ make              make
 g++               g++
 gcc               cc
 apt               apt-get
-coreutils         basename cat cp cut dirname head mkdir mktemp nohup nproc readlink rm seq sha256sum sleep sync tail touch /bin/true /usr/bin/sync
+coreutils         basename cat comm cp cut dirname head mkdir mktemp nohup nproc readlink rm seq sha256sum sleep sort sync tail touch /bin/true /usr/bin/sync
+findutils         find
 mawk              awk
 grep              grep
 sed               sed

@@ -88,7 +88,9 @@ test('host-tools.sh check names each missing program and its Debian package and 
 
 test('make test, make tools and make bench install the listed tools before anything else', () => {
   for (const target of ['test', 'tools', 'bench']) {
-    const r = spawnSync('make', ['-n', '-B', target], { cwd: projectRoot, encoding: 'utf8' });
+    // Outside any make run (a parent make's MAKEFLAGS/MAKELEVEL would add "Entering directory" lines).
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(MAKEFLAGS|MAKELEVEL|MFLAGS)$/.test(k)));
+    const r = spawnSync('make', ['-n', '-B', '--no-print-directory', target], { cwd: projectRoot, encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.split('\n')[0], 'bash scripts/host-tools.sh install', `make ${target} runs first: ${r.stdout.split('\n')[0]}`);
   }
