@@ -55,8 +55,11 @@ test('verify then materialize: the AWQ checkpoint ships with its manifest; the A
 });
 
 test('the calibration text is part of the quantize key', { timeout: 120_000 }, async () => {
-  const plan0 = await run(['plan', 'vllm-awq']);
+  // After the run above, plan computes the keys run used: everything cached.
+  const plan0 = await run(['--json', 'plan', 'vllm-awq']);
   assert.equal(plan0.code, 0, plan0.stderr);
+  const all = (JSON.parse(plan0.stdout) as { steps: { model: string; step: string; action: string }[] }).steps;
+  assert.deepEqual(all.map((x) => `${x.model}:${x.step}:${x.action}`), ['chat:fetch:cached', 'chat:quantize:cached', 'chat:verify:cached', 'chat:package:cached', 'glm-air:fetch:cached', 'glm-air:verify:cached', 'glm-air:package:cached']);
   const recipe = join(root, 'recipes', 'vllm-awq.yaml');
   const text = await readFile(recipe, 'utf8');
   await writeFile(join(root, 'recipes', 'calib.txt'), 'A different calibration text, one document.\nAnd a second one, about ships and harbours.\n');

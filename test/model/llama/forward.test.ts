@@ -75,6 +75,17 @@ describe('logits match llama.cpp', () => {
   });
 });
 
+test('the SentencePiece encoder gives llama.cpp\'s tokens on text with byte fallback, spaces and newlines', async () => {
+  const { withModel, evalTokens } = await import('../../../src/verify/llama/runner.js');
+  const gguf = join(dir, 'stories-tok.gguf');
+  await convertHfToGguf(STORIES_HF, gguf, { type: 'F32' });
+  const tok = await loadTextTokenizer(STORIES_HF);
+  const texts = ['Café – naïve façade, 日本語 and emoji 🦙!', '  two  spaces\nand\ttabs\n\n', 'x', "It's 3.14159 o'clock; \"quotes\" (and) [brackets] {braces} <0x41>"];
+  await withModel(gguf, async (model) => {
+    for (const t of texts) assert.deepEqual([...tok.prefix, ...tok.encode(t)], evalTokens(model, t), JSON.stringify(t));
+  });
+});
+
 describe('bad input', () => {
   test('a non-LLaMA architecture is refused naming the ones the forward pass runs', async () => {
     const hf = join(dir, 'gpt2');
