@@ -20,7 +20,8 @@ before(async () => {
   // ff 264: down_proj's 264 in-features take no group of 32 or more, so it ships fp16 and listed.
   await writeRandomLlama(src, { embd: 128, ff: 264, layers: 1, heads: 2, kvHeads: 2, vocab: 512, tied: true }, 5);
   good = join(dir, 'good');
-  await quantizeAwq(src, good, { format: 'awq', threads: 1, group_size: 64, clip: false, duo_scaling: true, calibration: { samples: 2, length: 32 } });
+  // AutoAWQ's settings: duo scaling only, the original block's output feeds the next (no clip: faster).
+  await quantizeAwq(src, good, { format: 'awq', threads: 1, group_size: 64, clip: false, duo_scaling: true, propagate: 'float', calibration: { samples: 2, length: 32 } });
 });
 after(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
 
@@ -87,6 +88,14 @@ describe('checking a published AWQ checkpoint (quantize: none)', () => {
     assert.equal(c.quantized, 6);
     assert.equal(c.unquantized, 1);
     assert.equal(c.architecture, 'LlamaForCausalLM');
+  });
+
+  test('an architecture bake cannot run is still unpacked linear by linear (the GLM-4.5-Air case)', async () => {
+    const d = await broken('glm', { config: (c) => { c.architectures = ['Glm4MoeForCausalLM']; } });
+    const c = await checkAwqCheckpoint(d);
+    assert.equal(c.architecture, undefined);
+    assert.equal(c.quantized, 6);
+    assert.deepEqual(c.digests, (await checkAwqCheckpoint(good)).digests);
   });
 
   test('wrong bits, version or group size in config.json', async () => {
