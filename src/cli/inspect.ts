@@ -4,6 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { lockfilePath, readLockfile } from '../lock/lockfile.js';
 import { loadRecipe } from '../recipe/load.js';
+import { runtimeImage } from '../runtime/contract.js';
+import { composeServiceFragment, dockerRunFlags } from '../runtime/vllm.js';
 import { defaultStoreRoot, Store } from '../store/store.js';
 import { InputError } from '../util/errors.js';
 import type { RunInput } from './types.js';
@@ -30,7 +32,19 @@ export async function inspect(input: RunInput): Promise<{ value: unknown; text: 
     return { value: e, text: JSON.stringify(e, null, 2) };
   }
   const recipe = await loadRecipe(what, root);
-  return { value: recipe, text: JSON.stringify(recipe, null, 2) };
+  // What each target's image runs, and what the host must grant it (vLLM: ipc, ulimits, GPUs), which
+  // no image can carry: as compose service keys and docker run flags.
+  const images = recipe.targets.map((t) => {
+    const rt = runtimeImage(t);
+    const host = t.server.host;
+    return {
+      target: t.name, base: t.base, server: t.server.kind,
+      ...(rt ? { entrypoint: rt.entrypoint, cmd: rt.cmd, exposed_port: rt.exposedPort, healthcheck: rt.healthcheck } : {}),
+      ...(host ? { host, compose_service: composeServiceFragment(host), docker_run_flags: dockerRunFlags(host) } : {}),
+    };
+  });
+  const value = { ...recipe, images };
+  return { value, text: JSON.stringify(value, null, 2) };
 }
 
 function looksLikeImageRef(what: string): boolean {

@@ -10,7 +10,8 @@ import { modelFolderName } from '../convert/model-name.js';
 import { localModelDir, storeLocalModel } from '../lock/local.js';
 import type { LockEntry } from '../lock/types.js';
 import { readEvalText, readRecipeTextFile } from '../recipe/eval-text.js';
-import type { GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec, Recipe } from '../recipe/types.js';
+import type { AwqQuantSpec, GgufQuantSpec, ModelSpec, OnnxQuantSpec, QuantSpec, Recipe } from '../recipe/types.js';
+import { modelsForTarget } from '../recipe/targets.js';
 import { artifactDigest, type Artifact, type ArtifactFile } from '../store/store.js';
 import { BakeError, InputError } from '../util/errors.js';
 import { prettyJson } from '../util/json.js';
@@ -47,7 +48,8 @@ const FORMATS: Record<QuantSpec['format'], FormatChain> = {
   'onnx-int8': onnxChain,
   'onnx-fp16': onnxChain,
   gguf: ggufChain,
-  none: async (c) => ({ steps: [fetchStep(c), packageStep(c, 'fetch')], quantized: 'fetch', reference: 'fetch' }),
+  awq: awqChain,
+  none: noneChain,
 };
 
 export async function chainFor(c: ChainInputs): Promise<Chain> {
@@ -229,6 +231,82 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
   if (verify) steps.push(verify);
   steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined, shipAs));
   return { steps, quantized: 'quantize', reference };
+}
+
+/**
+ * awq: fetch -> quantize (AWQ search on bake's forward pass, written as the recipe's checkpoint layout)
+ * -> verify (unpacked as vLLM reads it, then KLD against the original next to round-to-nearest) -> package.
+ * The calibration text enters the key by content (its sha256), with samples and length.
+ */
+async function awqChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>> {
+  const { recipe, model } = c;
+  const spec = model.quantize as AwqQuantSpec;
+  const { builtinCalibration, calibrationText, resolvedSpec } = await import('../quant/awq/index.js');
+  const field = `models.${model.id}.quantize.calibration.texts`;
+  const calibration = spec.calibration?.texts
+    ? calibrationText(spec.calibration.texts, await readRecipeTextFile(recipe.file, spec.calibration.texts, field))
+    : await builtinCalibration();
+  const quantize: StepDef = {
+    name: 'quantize',
+    version: 1,
+    // onnxruntime runs the forward passes the search measures; awq-kernels are the search and packers.
+    tools: ['onnxruntime', 'awq-kernels'],
+    inputs: ['fetch'],
+    params: { spec: resolvedSpec(spec), calibration: { set: calibration.name, sha256: calibration.sha256 } },
+    async run(io) {
+      const { quantizeAwq } = await import('../quant/awq/index.js');
+      const src = await materialize(io, io.inputs[0]!, 'src');
+      const out = join(io.scratch, 'out');
+      const r = await quantizeAwq(src, out, spec, { modelId: model.id, calibration, onEvent: (e) => e.type === 'log' && io.log(e.message) });
+      return io.ctx.store.putTree(out, 'quantized', { params: r.params, keptFloat: r.plan.kept, digests: r.digests, ...(r.warnings.length && { warnings: r.warnings }) });
+    },
+    async check(result, ctx) {
+      showWarnings(ctx, 'quantize', model.id, result.artifact.meta.warnings);
+    },
+  };
+  const steps = [fetchStep(c), quantize];
+  const verify = await verifyStep(c, 'fetch', 'quantize', ['onnxruntime', 'awq-kernels'], 1, async (io, evalText) => {
+    const { verifyAwq } = await import('../verify/awq/index.js');
+    const src = await materialize(io, io.inputs[0]!, 'reference');
+    const q = await materialize(io, io.inputs[1]!, 'quantized');
+    return verifyAwq(model.id, src, q, model.verify, { evalText, digests: io.inputs[1]!.artifact.meta.digests as Record<string, string> | undefined, threads: spec.threads });
+  });
+  if (verify) steps.push(verify);
+  steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined));
+  return { steps, quantized: 'quantize', reference: 'fetch' };
+}
+
+/**
+ * none: fetch -> package. A model a vLLM target serves (an AWQ upload, say) gets a verify step that
+ * checks its checkpoint the way vLLM will load it: a broken upload fails the build, not the server.
+ */
+async function noneChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>> {
+  const { recipe, model } = c;
+  const steps: StepDef[] = [fetchStep(c)];
+  const onVllm = recipe.targets.some((t) => t.server.kind === 'vllm' && modelsForTarget(recipe, t).some((m) => m.id === model.id));
+  if (!onVllm || model.verify.skip) {
+    steps.push(packageStep(c, 'fetch'));
+    return { steps, quantized: 'fetch', reference: 'fetch' };
+  }
+  steps.push({
+    name: 'verify',
+    version: 1,
+    tools: ['awq-kernels'],
+    inputs: ['fetch'],
+    params: { check: 'vllm-checkpoint' },
+    async run(io) {
+      const { checkServedCheckpoint } = await import('../verify/awq/index.js');
+      const dir = await materialize(io, io.inputs[0]!, 'model');
+      const report = await checkServedCheckpoint(model.id, dir);
+      const { sha256, size } = await io.ctx.store.putBytes(prettyJson(report));
+      return io.ctx.store.putArtifact({ kind: 'verify-report', files: [{ path: REPORT_NAME, sha256, size }], meta: {} });
+    },
+    async check(result, ctx) {
+      enforceGates(model.id, await readReport(ctx, result, model.id));
+    },
+  });
+  steps.push(packageStep(c, 'fetch', 'verify'));
+  return { steps, quantized: 'fetch', reference: 'fetch' };
 }
 
 /**

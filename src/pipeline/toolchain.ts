@@ -2,12 +2,12 @@
 // must re-run exactly the steps that use it, so each step names the parts it depends on and their
 // versions enter its cache key.
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { packageDir, packageVersion } from '../util/packages.js';
 
-export type ToolName = 'onnxruntime' | 'llama.cpp' | 'gguf-kernels';
+export type ToolName = 'onnxruntime' | 'llama.cpp' | 'gguf-kernels' | 'awq-kernels';
 
 export type Toolchain = Record<ToolName, string>;
 
@@ -43,11 +43,25 @@ function ggufKernelsVersion(): string {
   return `kernels.wasm@sha256:${createHash('sha256').update(wasm).digest('hex')}`;
 }
 
+/**
+ * AWQ's kernels, search and packers and the forward-pass graphs are bake's own TypeScript: the digest of
+ * their source files is their version, so a change to any of them re-runs exactly the AWQ steps.
+ */
+function awqKernelsVersion(): string {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const h = createHash('sha256');
+  for (const sub of ['quant/awq', 'model/llama']) {
+    const dir = join(root, sub);
+    for (const f of readdirSync(dir).filter((n) => /\.(ts|js)$/.test(n)).sort()) h.update(`${sub}/${f}\0`).update(readFileSync(join(dir, f)));
+  }
+  return `awq@sha256:${h.digest('hex')}`;
+}
+
 let detected: Toolchain | undefined;
 
 /** The toolchain installed with this bake, read once per process. */
 export function detectToolchain(): Toolchain {
-  detected ??= { onnxruntime: onnxruntimeVersion(), 'llama.cpp': llamaCppVersion(), 'gguf-kernels': ggufKernelsVersion() };
+  detected ??= { onnxruntime: onnxruntimeVersion(), 'llama.cpp': llamaCppVersion(), 'gguf-kernels': ggufKernelsVersion(), 'awq-kernels': awqKernelsVersion() };
   return detected;
 }
 

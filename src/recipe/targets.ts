@@ -2,6 +2,7 @@
 // defaults, of the model <-> target rules and of looking a target up by name.
 import type { BakeErrorOptions } from '../util/errors.js';
 import { InputError } from '../util/errors.js';
+import { vllmArgs, vllmHostSettings } from '../runtime/vllm.js';
 import type { HealthSpec, ModelSpec, QuantSpec, Recipe, ServerKind, ServerSpec, TargetSpec } from './types.js';
 
 /** Base images by server kind (and onnx device); a build ARG or --base overrides them. */
@@ -22,8 +23,8 @@ const LEGACY_KINDS: Record<string, ServerKind> = { cpu: 'onnx', llamacpp: 'llama
 const SERVES: Record<ServerKind, readonly QuantSpec['format'][]> = {
   onnx: ['onnx-int8', 'onnx-fp16', 'none'],
   'llama-server': ['gguf', 'none'],
-  vllm: ['none'],
-  none: ['onnx-int8', 'onnx-fp16', 'gguf', 'none'],
+  vllm: ['awq', 'none'],
+  none: ['onnx-int8', 'onnx-fp16', 'gguf', 'awq', 'none'],
 };
 
 /** How a server answers health checks; what the image's HEALTHCHECK asks. */
@@ -80,7 +81,15 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
     const health: HealthSpec | undefined = healthPath && port
       ? { path: healthPath, interval: t.server?.health?.interval ?? 10, timeout: t.server?.health?.timeout ?? 5, start_period: t.server?.health?.start_period ?? (kind === 'vllm' ? 600 : 60), retries: t.server?.health?.retries ?? 3 }
       : undefined;
-    const server: ServerSpec = { kind, port: kind === 'none' ? undefined : port, args: t.server?.args ?? t.cmd ?? [], env: t.server?.env ?? {}, device, ...(health ? { health } : {}) };
+    const settings = t.server?.settings;
+    if (settings && kind !== 'vllm') {
+      throw new InputError(`targets.${name}.server.settings: run settings are vLLM's; this target runs ${kind}`, { ...at(['targets', name, 'server', 'settings']), hint: 'put server flags in server.args, or use server.kind vllm' });
+    }
+    const server: ServerSpec = {
+      kind, port: kind === 'none' ? undefined : port, args: t.server?.args ?? t.cmd ?? [], env: t.server?.env ?? {}, device, ...(health ? { health } : {}),
+      ...(kind === 'vllm' ? { ...(settings ? { settings } : {}), host: vllmHostSettings(settings) } : {}),
+    };
+    if (kind === 'vllm') checkVllmArgs(name, server, at);
     const carried = targetModels(name, t, kind, models, ids, at);
     if ((kind === 'llama-server' || kind === 'vllm') && carried.length > 1) {
       throw new InputError(`targets.${name}: a ${kind} server serves one model, and this target would carry ${carried.length} (${carried.join(', ')})`, {
@@ -89,6 +98,17 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
     }
     return { name, base, server, models: carried, env: t.env ?? {} };
   });
+}
+
+/** A flag given both as a setting and in server.args would reach vLLM twice: refused. */
+function checkVllmArgs(name: string, server: ServerSpec, at: Locate): void {
+  const fromSettings = vllmArgs(server.settings).filter((a) => a.startsWith('--'));
+  for (const [i, a] of server.args.entries()) {
+    const flag = a.split('=')[0]!;
+    if (fromSettings.includes(flag)) {
+      throw new InputError(`targets.${name}.server.args[${i}]: ${flag} is also set by server.settings`, { ...at(['targets', name, 'server', 'args', i]), hint: `keep it in server.settings only` });
+    }
+  }
 }
 
 function targetModels(name: string, t: RawTarget, kind: ServerKind, models: ModelSpec[], ids: Set<string>, at: Locate): string[] {

@@ -35,7 +35,35 @@ export interface GgufQuantSpec {
   source_type?: 'F32' | 'F16' | 'BF16';
 }
 
-export type QuantSpec = OnnxQuantSpec | GgufQuantSpec | { format: 'none' };
+/**
+ * AWQ 4-bit (AutoAWQ / llm-compressor's algorithm, run on bake's CPU forward pass), written as a
+ * checkpoint vLLM loads. Only LLaMA-family decoders (llama, mistral, qwen2) from safetensors.
+ */
+export interface AwqQuantSpec {
+  format: 'awq';
+  /** Layout: AutoAWQ GEMM (quant_method awq) or llm-compressor's compressed-tensors pack-quantized. */
+  checkpoint?: 'autoawq-gemm' | 'compressed-tensors';
+  /** Input features per quantization group (default 128). */
+  group_size?: number;
+  bits?: 4;
+  zero_point?: true;
+  /** What a shape the group does not divide gets: a smaller group for the model, or fp16 for the layer. */
+  shape_rule?: 'smaller-group' | 'fp16';
+  /** Layers no rule fits ship in fp16, listed in the checkpoint (default true); false makes them an error. */
+  fp16_fallback?: boolean;
+  /** Scale search: true x^a / w^(1-a) (AutoAWQ), false x^a, both (default: both grids, s = 1 included). */
+  duo_scaling?: boolean | 'both';
+  /** Clip search on the quantized linears except q/k (default true). */
+  clip?: boolean;
+  /** What feeds the next block: the quantized block's output (default) or the original's (AutoAWQ). */
+  propagate?: 'quantized' | 'float';
+  /** Calibration text (file relative to the recipe, one document a line; default the built-in set). */
+  calibration?: { texts?: string; samples?: number; length?: number };
+  /** onnxruntime threads for the forward passes (default: cores - 1). */
+  threads?: number;
+}
+
+export type QuantSpec = OnnxQuantSpec | GgufQuantSpec | AwqQuantSpec | { format: 'none' };
 
 /** Shapes and values for generated (non-text) model inputs: `dims` by dim name or `input:axis`. */
 export interface GeneratedInputsSpec {
@@ -98,6 +126,8 @@ export interface VerifySpec {
   max_kld?: number;
   min_same_top?: number;
   max_ppl_ratio?: number;
+  /** AWQ: mean KLD over round-to-nearest 4-bit's at the same group size (default 1: AWQ must not be worse). */
+  max_kld_vs_rtn?: number;
   /** Skip verification altogether (the manifest says so). */
   skip?: boolean;
 }
@@ -135,6 +165,25 @@ export interface HealthSpec {
   retries: number;
 }
 
+/** vLLM's run settings (server.settings of a vllm target), passed to `vllm serve` as flags. */
+export interface VllmSettings {
+  gpu_memory_utilization?: number;
+  max_model_len?: number;
+  tensor_parallel_size?: number;
+  dtype?: 'auto' | 'half' | 'float16' | 'bfloat16' | 'float' | 'float32';
+  /** Name clients ask for (default: the model id). */
+  served_model_name?: string;
+}
+
+/** Host settings a server needs that an image cannot carry (compose file, docker run flags, inspect). */
+export interface HostSettings {
+  ipc: 'host';
+  /** -1 = unlimited. */
+  ulimits: { memlock: number; stack: number };
+  /** GPUs to reserve: a count or all. */
+  gpus: number | 'all';
+}
+
 export interface ServerSpec {
   kind: ServerKind;
   /** Port the server listens on inside the container (EXPOSEd); none for kind none. */
@@ -146,6 +195,10 @@ export interface ServerSpec {
   /** onnx: the execution provider (cpu, or cuda on an NVIDIA CUDA runtime base). */
   device: 'cpu' | 'cuda';
   health?: HealthSpec;
+  /** vllm: the run settings. */
+  settings?: VllmSettings;
+  /** vllm: what the host must grant the container (derived from the kind and settings). */
+  host?: HostSettings;
 }
 
 export interface TargetSpec {

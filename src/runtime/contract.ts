@@ -3,6 +3,7 @@
 // generator, the daemonless image writer and the runtime app itself all read this one module, so an
 // image built either way starts the same.
 import type { ServerKind, TargetSpec } from '../recipe/types.js';
+import { vllmArgs } from './vllm.js';
 
 /** Where models land in every image: /app/models/<id>/ with manifest.json. */
 export const MODELS_DIR = '/app/models';
@@ -73,7 +74,8 @@ export function runtimeImage(target: TargetSpec): RuntimeImage | undefined {
     parts,
     // `docker run <image> --flag` replaces CMD: the server's arguments, after the `--`.
     entrypoint: [node.path, RUNTIME_APP, 'serve', '--'],
-    cmd: [...server.args],
+    // vLLM's run settings become its flags, ahead of the recipe's extra arguments.
+    cmd: [...(server.kind === 'vllm' ? vllmArgs(server.settings) : []), ...server.args],
     env: Object.fromEntries(Object.entries(env).sort(([a], [b]) => (a < b ? -1 : 1))),
   };
   if (server.port) image.exposedPort = server.port;

@@ -79,7 +79,9 @@ function llamaServer(m: LoadedModel, port: number, extra: string[], env: NodeJS.
 
 function vllm(m: LoadedModel, port: number, extra: string[], env: NodeJS.ProcessEnv): { cmd: string; args: string[] } {
   const cmd = env.BAKE_VLLM || 'vllm';
-  return { cmd, args: ['serve', m.dir, '--served-model-name', m.id, '--host', env.BAKE_HOST || '0.0.0.0', '--port', String(port), ...extra] };
+  // The recipe's served_model_name comes in the image's CMD (server.settings); else the model id.
+  const named = extra.some((a) => a === '--served-model-name' || a.startsWith('--served-model-name='));
+  return { cmd, args: ['serve', m.dir, ...(named ? [] : ['--served-model-name', m.id]), '--host', env.BAKE_HOST || '0.0.0.0', '--port', String(port), ...extra] };
 }
 
 function serveChildren(

@@ -45,6 +45,8 @@ const GATES: Record<string, { metric: string; comparison: '>=' | '<=' }> = {
   max_kld: { metric: 'kld_mean', comparison: '<=' },
   min_same_top: { metric: 'same_top_pct', comparison: '>=' },
   max_ppl_ratio: { metric: 'ppl_ratio', comparison: '<=' },
+  // AWQ: its mean KLD over round-to-nearest's at the same group size (1 = no worse than plain rounding).
+  max_kld_vs_rtn: { metric: 'kld_vs_rtn', comparison: '<=' },
 };
 
 export const GATE_NAMES = Object.keys(GATES);
