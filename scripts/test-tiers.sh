@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 slow='
 test/image/docker/engine.test.ts
+test/image/docker/vllm-awq.test.ts
 test/image/oci/*.test.ts
 test/image/registry/*.test.ts
 test/cli/push.test.ts
