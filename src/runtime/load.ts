@@ -27,6 +27,10 @@ export interface LoadOptions {
   check?: 'sha256' | 'size';
   log?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** false: leave the `pre-quantized <id> loaded` line to the caller (the onnx server logs it once the model is open). */
+  announce?: boolean;
+  /** What each model is doing while it loads (the onnx server's /health shows it). */
+  onProgress?: (id: string, what: string) => void;
 }
 
 export interface LoadedModel {
@@ -37,6 +41,10 @@ export interface LoadedModel {
   /** Milliseconds spent finding, fetching and checking. */
   ms: number;
   fetched: boolean;
+  /** Where the bytes came from: the image, or (unbundled) the registry, a quantize at start, or the cache volume. */
+  source: 'image' | 'registry' | 'quantized' | 'cache' | 'hub';
+  /** What the load line adds in brackets (where a fetched model landed, what it cost). */
+  note?: string;
 }
 
 export async function loadModels(opts: LoadOptions = {}): Promise<LoadedModel[]> {
@@ -62,10 +70,12 @@ export async function loadModels(opts: LoadOptions = {}): Promise<LoadedModel[]>
       dir = await fetchModel(manifest, opts, env, log);
       fetched = true;
     }
+    opts.onProgress?.(id, 'checking');
     await checkFiles(dir, manifest, fetched ? 'sha256' : (opts.check ?? 'sha256'));
     const ms = Math.round(performance.now() - t0);
-    log(`pre-quantized ${id} loaded in ${ms} ms${fetched ? ` (fetched into ${dir})` : ''}`);
-    out.push({ id, dir, manifest, ms, fetched });
+    const note = fetched ? `fetched into ${dir}` : undefined;
+    if (opts.announce !== false) log(`pre-quantized ${id} loaded in ${ms} ms${note ? ` (${note})` : ''}`);
+    out.push({ id, dir, manifest, ms, fetched, source: fetched ? 'hub' : 'image', ...(note ? { note } : {}) });
   }
   return out;
 }

@@ -115,8 +115,9 @@ export class TextModel {
   }
 
   /** One raw logit per (query, passage) pair, one batch. */
-  async score(query: string, passages: string[], maxTokens: number): Promise<Batch<number>> {
-    const { feeds, mask, dims } = this.feeds(passages.map(() => query), passages, maxTokens);
+  async score(pairs: readonly (readonly [string, string])[], maxTokens: number): Promise<Batch<number>> {
+    const passages = pairs.map((p) => p[1]);
+    const { feeds, mask, dims } = this.feeds(pairs.map((p) => p[0]), passages, maxTokens);
     const out = await this.session.run(feeds);
     const logits = out[this.session.outputNames.includes('logits') ? 'logits' : this.session.outputNames[0]!]!;
     const per = (logits.data as Float32Array).length / passages.length;

@@ -118,7 +118,8 @@ export async function compareRerankers(models: Pair, samples: EvalSample[], spec
   let maxAbs = 0, absSum = 0, count = 0;
   const disagreements: { query: string; reference: number; quantized: number }[] = [];
   for (const g of groups) {
-    const [sa, sb] = [(await models.reference.score(g.query, g.passages, spec.max_tokens)).values, (await models.quantized.score(g.query, g.passages, spec.max_tokens)).values];
+    const pairs = g.passages.map((p) => [g.query, p] as const);
+    const [sa, sb] = [(await models.reference.score(pairs, spec.max_tokens)).values, (await models.quantized.score(pairs, spec.max_tokens)).values];
     if (sa.length > 1) spearmans.push(spearman(sa, sb));
     const same = argmax(sa) === argmax(sb);
     top1.push(same ? 1 : 0);
@@ -126,8 +127,8 @@ export async function compareRerankers(models: Pair, samples: EvalSample[], spec
     maxAbs = Math.max(maxAbs, maxAbsError(sa, sb));
     sa.forEach((x, i) => { absSum += Math.abs(x - sb[i]!); count++; });
   }
-  const g0 = groups[0]!;
-  const [la, lb] = [await timed(runs, () => models.reference.score(g0.query, g0.passages, spec.max_tokens)), await timed(runs, () => models.quantized.score(g0.query, g0.passages, spec.max_tokens))];
+  const p0 = groups[0]!.passages.map((p) => [groups[0]!.query, p] as const);
+  const [la, lb] = [await timed(runs, () => models.reference.score(p0, spec.max_tokens)), await timed(runs, () => models.quantized.score(p0, spec.max_tokens))];
   const metrics: Record<string, number> = {
     top1_agreement: mean(top1), max_abs_error: maxAbs, mean_abs_error: absSum / Math.max(1, count), latency_ratio: lb / la, latency_p50_ms: lb, latency_p50_ms_reference: la,
   };
