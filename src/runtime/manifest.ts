@@ -35,10 +35,8 @@ export interface ModelManifest {
    * model), fetched at start from `repository` by digest.
    */
   layer?: { digest: string; size: number; repository: string };
-  /** false: the image holds only this manifest; the runtime fetches `files` at start. Absent = true. */
+  /** false: the image holds only this manifest; the runtime gets `files` at start (src/runtime/unbundled.ts). Absent = true. */
   bundled?: boolean;
-  /** Where the files are fetched from when not bundled: a Hub repo at a commit. */
-  fetch?: { repo: string; commit: string; revision?: string };
 }
 
 function bad(file: string, field: string, expected: string): InputError {
@@ -110,11 +108,6 @@ export function parseManifest(text: string, file: string): ModelManifest {
     if (typeof o.bundled !== 'boolean') throw bad(file, 'bundled', 'true or false');
     m.bundled = o.bundled;
   }
-  if (o.fetch !== undefined) {
-    const f = o.fetch as Record<string, unknown> | null;
-    if (!f || typeof f.repo !== 'string' || typeof f.commit !== 'string') throw bad(file, 'fetch', '{repo, commit}');
-    m.fetch = { repo: f.repo, commit: f.commit, revision: typeof f.revision === 'string' ? f.revision : undefined };
-  }
   return m;
 }
 
@@ -147,16 +140,4 @@ export async function readManifest(file: string): Promise<ModelManifest> {
   }
   if (size > MAX_MANIFEST_BYTES) throw new InputError(`${file} is ${size} bytes; a manifest is at most ${MAX_MANIFEST_BYTES}`, { file });
   return parseManifest(await readFile(file, 'utf8'), file);
-}
-
-/** The build ARG naming where an unbundled model is fetched from: BAKE_FETCH_<ID> = org/name@commit. */
-export function fetchArgName(id: string): string {
-  return `BAKE_FETCH_${id.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
-}
-
-/** Parses `org/name@<40-hex commit>` (the BAKE_FETCH_<ID> value). */
-export function parseFetchRef(value: string, field: string): { repo: string; commit: string } {
-  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)@([0-9a-f]{40})$/.exec(value.trim());
-  if (!m) throw new InputError(`${field} is ${JSON.stringify(value)}, not org/name@<40-hex commit sha>`, { field, expected: 'org/name@<40-hex commit sha>' });
-  return { repo: m[1]!, commit: m[2]! };
 }

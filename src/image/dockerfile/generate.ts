@@ -7,7 +7,9 @@ import { modelsForTarget } from '../../recipe/targets.js';
 import type { ModelSpec, Recipe, TargetName, TargetSpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { MODELS_DIR, RUNTIME_APP, RUNTIME_NODE, RUNTIME_ONNXRUNTIME, runtimeImage, type RuntimePart } from '../../runtime/contract.js';
-import { fetchArgName } from '../../runtime/manifest.js';
+
+/** The build ARG naming the repository an unbundled image pulls its model layers from (default: image.name). */
+export const MODELS_REPOSITORY_ARG = 'BAKE_MODELS_REPOSITORY';
 
 /** The image holding node + bake that runs the models stages (docker/bake.Dockerfile builds it). */
 export const DEFAULT_BAKE_IMAGE = 'bake-builder:local';
@@ -81,7 +83,8 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
     `#   DOCKER_BUILDKIT=1 docker build -f docker/${recipe.name}/Dockerfile --target ${example} --network none -t ${recipe.image.name}:${example} .`,
     '# A Hub token goes in as a BuildKit secret only (never ARG or ENV):',
     '#   --secret id=hf_token,src=$HOME/.cache/huggingface/token',
-    '# Images without model bytes (the runtime fetches the locked files at start): --build-arg BUNDLE_MODELS=false',
+    '# Images without model bytes (the runtime pulls the quantized layers `bake push` pushed, else quantizes at start):',
+    `#   --build-arg BUNDLE_MODELS=false [--build-arg ${MODELS_REPOSITORY_ARG}=<registry>/<repository>]`,
     '# Other bases: --build-arg ' + targets.map((t) => `${baseArgName(t)}=<image>`).join(' '),
     '',
     `ARG BAKE_IMAGE=${bakeImage}`,
@@ -116,10 +119,11 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
       '',
       `FROM bake AS ${stage}-unbundled`,
       'ARG SOURCE_DATE_EPOCH=0',
-      `# Where the runtime fetches the files: org/name@<commit> (default: the source repo, for unquantized models).`,
-      `ARG ${fetchArgName(model.id)}`,
-      `COPY --from=${stage} /out${MODELS_DIR}/${model.id}/manifest.json /in/manifest.json`,
-      `RUN bake-runtime unbundle /in/manifest.json /out${MODELS_DIR}/${model.id}`,
+      '# The repository `bake push` pushed the bundled image to: the runtime pulls this model\'s layer from it at start',
+      '# (the layer\'s digest is computed here from the same bytes), and quantizes at start when it cannot.',
+      `ARG ${MODELS_REPOSITORY_ARG}=${recipe.image.name}`,
+      `COPY --from=${stage} /out${MODELS_DIR}/${model.id}/ /in/${model.id}/`,
+      `RUN bake-runtime unbundle /in/${model.id} /out${MODELS_DIR}/${model.id}`,
       '',
     );
   }
