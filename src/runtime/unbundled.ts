@@ -106,7 +106,15 @@ export async function fetchUnbundled(manifest: ModelManifest, opts: FetchOptions
   }
   opts.onProgress?.('quantizing at start');
   const t0 = performance.now();
-  const cost = await quantizeAtStart(manifest, dir, cache, opts);
+  let cost: { fetchMs: number; quantizeMs: number };
+  try {
+    cost = await quantizeAtStart(manifest, dir, cache, opts);
+  } catch (err) {
+    if (!(err instanceof NetworkError)) throw err;
+    throw new NetworkError(`model ${manifest.id} is not in this image and could not be fetched: ${failures.join('; ')}; Hub: ${err.message}`, {
+      hint: 'give the container a route to the registry the image names (or set BAKE_MODELS_REGISTRY to a mirror), or to the Hub (HF_ENDPOINT, HF_TOKEN); mount a volume at BAKE_MODELS_CACHE to keep what it fetched', cause: err,
+    });
+  }
   try {
     await check(dir, manifest);
   } catch (err) {
