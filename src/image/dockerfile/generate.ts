@@ -159,24 +159,39 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
   return L.join('\n');
 }
 
-/** Folders a local model's stage copies (project-relative), from its `path:` value. */
+/**
+ * What a model's stage copies besides the recipe and lock (project-relative): its local folder (`path:`)
+ * and the files its recipe fields name (verify.eval, calibration texts, verify.data and calibration data
+ * folders), which the stage's verify and quantize steps read.
+ */
 export function localPathsFor(model: ModelSpec, recipePath: string): string[] {
-  if (!model.path) return [];
-  if (model.path.startsWith('npm:')) {
+  const out: string[] = [];
+  const inProject = (value: string, field: string, what: string): string => {
+    const p = posix.normalize(posix.join(posix.dirname(recipePath), value));
+    if (p.startsWith('..') || posix.isAbsolute(p)) {
+      throw new InputError(`model ${model.id}: ${field.replace(/^models\.[^.]+\./, '')} ${value} is outside the project, so a docker build cannot see it`, {
+        file: recipePath, field, hint: `move the ${what} inside the project (the build context is the project root)`,
+      });
+    }
+    return p;
+  };
+  if (model.path?.startsWith('npm:')) {
     const spec = model.path.slice(4);
     const parts = spec.split('/');
     const n = spec.startsWith('@') ? 2 : 1;
     const pkg = parts.slice(0, n).join('/');
     const sub = parts.slice(n).join('/');
-    return [`node_modules/${pkg}/package.json`, posix.join('node_modules', pkg, sub)];
+    out.push(`node_modules/${pkg}/package.json`, posix.join('node_modules', pkg, sub));
+  } else if (model.path) {
+    out.push(inProject(model.path, `models.${model.id}.path`, 'model folder'));
   }
-  const p = posix.normalize(posix.join(posix.dirname(recipePath), model.path));
-  if (p.startsWith('..') || posix.isAbsolute(p)) {
-    throw new InputError(`model ${model.id}: path ${model.path} is outside the project, so a docker build cannot see it`, {
-      file: recipePath,
-      field: `models.${model.id}.path`,
-      hint: 'move the model folder inside the project (the build context is the project root)',
-    });
-  }
-  return [p];
+  const q = model.quantize as { calibration?: { texts?: string; data?: { path: string } } };
+  const refs: [string | undefined, string][] = [
+    [model.verify.eval === 'default' ? undefined : model.verify.eval, 'verify.eval'],
+    [model.verify.data?.path, 'verify.data.path'],
+    [q.calibration?.texts, 'quantize.calibration.texts'],
+    [q.calibration?.data?.path, 'quantize.calibration.data.path'],
+  ];
+  for (const [value, field] of refs) if (value !== undefined) out.push(inProject(value, `models.${model.id}.${field}`, 'file'));
+  return [...new Set(out)];
 }
