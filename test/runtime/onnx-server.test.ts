@@ -184,3 +184,18 @@ async function metricsText(): Promise<string> {
   assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
   return res.text();
 }
+
+test('device cuda without onnxruntime\'s CUDA provider (no GPU here): the session opens on cpu and says so', async () => {
+  const lines2: string[] = [];
+  const s = await serveOnnx({ root: join(root, 'models'), ids: ['embed'], device: 'cuda', port: 0, host: '127.0.0.1', log: (l) => lines2.push(l) });
+  try {
+    await s.ready;
+    assert.ok(lines2.some((l) => /^warning: embed: onnxruntime's cuda execution provider is not available \(.+\); running on cpu$/.test(l)), lines2.join('\n'));
+    assert.ok(lines2.some((l) => /^onnxruntime opened embed: .* as an embedder on cpu$/.test(l)));
+    const res = await fetch(`http://127.0.0.1:${s.port}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs": "x"}' });
+    assert.equal(res.status, 200);
+  } finally {
+    s.stop();
+    await s.done;
+  }
+});

@@ -69,7 +69,7 @@ export async function serveOnnx(opts: OnnxServeOptions): Promise<OnnxServing> {
     for (const m of models) {
       state.progress[m.id] = 'opening';
       const t0 = performance.now();
-      const s = await openServed(m, { executionProviders: providers, threads: opts.threads ?? (Number(env.BAKE_ORT_THREADS) || undefined), maxBatch: opts.maxBatch ?? (Number(env.BAKE_MAX_BATCH) || 32), metrics });
+      const s = await openServed(m, { executionProviders: providers, log, threads: opts.threads ?? (Number(env.BAKE_ORT_THREADS) || undefined), maxBatch: opts.maxBatch ?? (Number(env.BAKE_MAX_BATCH) || 32), metrics });
       const ms = Math.round(m.ms + performance.now() - t0);
       metrics.loadSeconds.set({ model: m.id, source: m.source }, ms / 1000);
       log(`pre-quantized ${m.id} loaded in ${ms} ms${m.note ? ` (${m.note})` : ''}`);
@@ -77,7 +77,7 @@ export async function serveOnnx(opts: OnnxServeOptions): Promise<OnnxServing> {
         log(`${m.id}: no .onnx file in its manifest; nothing to open with onnxruntime`);
       } else {
         served.push(s);
-        log(`onnxruntime opened ${m.id}: ${s.file} (inputs: ${s.inputs.join(', ')}; outputs: ${s.outputs.join(', ')})${s.kind === 'onnx' ? '' : ` as ${s.kind === 'embed' ? 'an embedder' : 'a reranker'}`} on ${providers[0]}`);
+        log(`onnxruntime opened ${m.id}: ${s.file} (inputs: ${s.inputs.join(', ')}; outputs: ${s.outputs.join(', ')})${s.kind === 'onnx' ? '' : ` as ${s.kind === 'embed' ? 'an embedder' : 'a reranker'}`} on ${s.device}`);
       }
       state.progress[m.id] = 'ready';
       loaded.push(m);

@@ -24,6 +24,8 @@ export interface ServedModel {
   file: string;
   inputs: readonly string[];
   outputs: readonly string[];
+  /** The execution provider it runs on (cuda falls back to cpu when onnxruntime cannot load it). */
+  device: string;
   embedding?: EmbeddingSpec;
   rerank?: RerankSpec;
   maxTokens: number;
@@ -55,9 +57,24 @@ export function servedFile(manifest: ModelManifest): string | undefined {
 
 export interface OpenOptions {
   executionProviders: string[];
+  log?: (line: string) => void;
   threads?: number;
   maxBatch: number;
   metrics: ServerMetrics;
+}
+
+/**
+ * Opens with the first providers that load: ['cuda', 'cpu'] needs onnxruntime's CUDA provider libraries
+ * (and a GPU); without them onnxruntime refuses the session outright, so it is opened again on cpu, said loudly.
+ */
+async function withFallback<T>(id: string, providers: string[], log: (l: string) => void, open: (providers: string[]) => Promise<T>): Promise<{ value: T; device: string }> {
+  try {
+    return { value: await open(providers), device: providers[0]! };
+  } catch (err) {
+    if (providers[0] !== 'cuda') throw err;
+    log(`warning: ${id}: onnxruntime's cuda execution provider is not available (${(err as Error).message.split('\n')[0]!.slice(0, 300)}); running on cpu`);
+    return { value: await open(['cpu']), device: 'cpu' };
+  }
 }
 
 export async function openServed(m: LoadedModel, opts: OpenOptions): Promise<ServedModel | undefined> {
@@ -66,18 +83,19 @@ export async function openServed(m: LoadedModel, opts: OpenOptions): Promise<Ser
   const file = join(m.dir, rel);
   const how = servingOf(m.manifest);
   const base = { id: m.id, repo: m.manifest.source.repo, file, ...how };
+  const log = opts.log ?? (() => {});
   if (how.kind === 'onnx') {
     const ort = await import('onnxruntime-node');
-    const session: ort.InferenceSession = await ort.InferenceSession.create(file, { executionProviders: opts.executionProviders as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3 });
-    return { ...base, inputs: session.inputNames, outputs: session.outputNames, maxTokens: 0, release: () => session.release() };
+    const { value: session, device } = await withFallback(m.id, opts.executionProviders, log, (providers) => ort.InferenceSession.create(file, { executionProviders: providers as ort.InferenceSession.ExecutionProviderConfig[], logSeverityLevel: 3 }));
+    return { ...base, device, inputs: session.inputNames, outputs: session.outputNames, maxTokens: 0, release: () => session.release() };
   }
-  const text = await TextModel.open(m.dir, file, { executionProviders: opts.executionProviders, threads: opts.threads });
+  const { value: text, device } = await withFallback(m.id, opts.executionProviders, log, (providers) => TextModel.open(m.dir, file, { executionProviders: providers, threads: opts.threads }));
   const maxTokens = how.embedding?.max_tokens ?? how.rerank!.max_tokens;
   const onBatch = (size: number, seconds: number) => {
     opts.metrics.batchSize.observe({ model: m.id }, size);
     opts.metrics.inference.observe({ model: m.id }, seconds);
   };
-  const served: ServedModel = { ...base, inputs: text.session.inputNames, outputs: text.session.outputNames, maxTokens, text, release: () => text.release() };
+  const served: ServedModel = { ...base, device, inputs: text.session.inputNames, outputs: text.session.outputNames, maxTokens, text, release: () => text.release() };
   if (how.kind === 'embed') {
     served.embed = new Batcher({
       maxBatch: opts.maxBatch,
