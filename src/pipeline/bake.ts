@@ -112,7 +112,8 @@ export async function assembleImage(
         const un = unbundledManifest(await readManifest(join(dir, MANIFEST_FILE)), { digest: full.digest, size: full.size, repository });
         await writeFileAtomic(join(manifestOnly, MANIFEST_FILE), prettyJson(un));
         try {
-          const l = await dirLayer(manifestOnly, `${MODELS_DIR.slice(1)}/${model.id}`, { compression, epoch: ctx.epoch });
+          // Kept in the layer cache: the folder is gone by the time a writer reads the layer.
+          const l = await dirLayer(manifestOnly, `${MODELS_DIR.slice(1)}/${model.id}`, { compression, epoch: ctx.epoch, cacheDir: join(ctx.store.root, 'layers') });
           layers.push(withLayerAnnotations(l, { ...annotations, 'dev.bake.model.bundled': 'false' }));
           info.push({ what: `manifest ${model.id}`, digest: l.digest, size: l.size, modelLayer: { digest: full.digest, size: full.size, repository } });
           history.push(`bake: model ${model.id} (${model.quantize.format}), not bundled: pulled at start from ${repository}`);
