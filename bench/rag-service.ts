@@ -80,10 +80,13 @@ const mbs = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
 try {
   await mkdir(join(project, 'recipes', 'rag-service'), { recursive: true });
   await cp(join(REPO_ROOT, 'recipes', 'rag-service', 'eval.jsonl'), join(project, 'recipes', 'rag-service', 'eval.jsonl'));
-  const recipeText = await readFile(join(REPO_ROOT, 'recipes', 'rag-service.yaml'), 'utf8');
+  // Gates skipped here: random weights at the real size are no quality test (the base-size stand-ins measured
+  // e5 cosine_min 0.968 / top-1 0.67 and bge spearman 0.88, all from near-identical random outputs); the
+  // gates are tested on the small stand-ins (test/verify/onnx/retrieval.test.ts, test/image/docker/rag.test.ts).
+  const recipeText = (await readFile(join(REPO_ROOT, 'recipes', 'rag-service.yaml'), 'utf8')).replace(/    verify:\n(      .*\n)+/g, '    verify: { skip: true }\n');
   await writeFile(join(project, 'recipes', 'rag-service.yaml'), recipeText);
   // The same models unquantized: what the image would carry without bake's INT8 step.
-  await writeFile(join(project, 'recipes', 'rag-fp32.yaml'), recipeText.replace(/quantize: \{ format: onnx-int8 \}/g, 'quantize: { format: none }').replace(/    verify:\n(      .*\n)+/g, '    verify: { skip: true }\n').replace('registry.example.com/ml/rag-service', 'bake.bench/rag-fp32'));
+  await writeFile(join(project, 'recipes', 'rag-fp32.yaml'), recipeText.replace(/quantize: \{ format: onnx-int8 \}/g, 'quantize: { format: none }').replace('registry.example.com/ml/rag-service', 'bake.bench/rag-fp32'));
   for (const r of ['rag-service', 'rag-fp32']) await bakeCliOk(['-C', project, 'lock', r], project, cli);
   await ensureBakeImage({ docker: connectEngine(), tag: BUILDER, nodeImage: NODE_IMAGE });
   const images: Record<string, string> = {};
