@@ -27,11 +27,15 @@ variable "SOURCE_DATE_EPOCH" {
 }
 
 group "default" {
-  targets = ["demo-cpu"]
+  targets = ["demo-cpu", "rag-service-cpu", "rag-service-cuda"]
 }
 
 group "demo" {
   targets = ["demo-cpu"]
+}
+
+group "rag-service" {
+  targets = ["rag-service-cpu", "rag-service-cuda"]
 }
 
 target "_bake_common" {
@@ -55,4 +59,26 @@ target "demo-cpu" {
   # Base image: override with --set demo-cpu.args.BASE_IMAGE_CPU=<image>
   cache-from = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:demo-cpu"]
   cache-to   = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:demo-cpu,mode=max"]
+}
+
+target "rag-service-cpu" {
+  inherits   = ["_bake_common"]
+  dockerfile = "docker/rag-service/Dockerfile"
+  target     = "cpu"
+  tags       = ["${REGISTRY}registry.example.com/ml/rag-service:1.4.0-e5-base-int8-cpu", "${REGISTRY}registry.example.com/ml/rag-service:1.4.0-cpu"]
+  labels     = { "dev.bake.models" = "embed,rerank" }
+  # Base image: override with --set rag-service-cpu.args.BASE_IMAGE_CPU=<image>
+  cache-from = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:rag-service-cpu"]
+  cache-to   = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:rag-service-cpu,mode=max"]
+}
+
+target "rag-service-cuda" {
+  inherits   = ["_bake_common"]
+  dockerfile = "docker/rag-service/Dockerfile"
+  target     = "cuda"
+  tags       = ["${REGISTRY}registry.example.com/ml/rag-service:1.4.0-e5-base-int8-cuda", "${REGISTRY}registry.example.com/ml/rag-service:1.4.0-cuda"]
+  labels     = { "dev.bake.models" = "embed,rerank" }
+  # Base image: override with --set rag-service-cuda.args.BASE_IMAGE_CUDA=<image>
+  cache-from = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:rag-service-cuda"]
+  cache-to   = CACHE_REGISTRY == "" ? [] : ["type=registry,ref=${CACHE_REGISTRY}:rag-service-cuda,mode=max"]
 }

@@ -149,7 +149,8 @@ export const commands: CommandDef[] = [
       { flags: '--compression <c>', description: 'model layer compression (none: weights barely compress, digest = diff_id)', default: 'none', choices: ['none', 'gzip'] },
       { flags: '--base <ref>', description: 'override the target base image (scratch, oci:<dir>[:tag], or a registry ref)' },
       { flags: '--push <repo>', description: 'also push to this registry repository (host/name)' },
-      { flags: '--bundle-models <bool>', description: 'false: no model bytes in the image; the runtime fetches them at start (engine builds)', default: 'true', choices: ['true', 'false'] },
+      { flags: '--bundle-models <bool>', description: 'false: no model bytes in the image; at start the runtime pulls each model\'s layer from the registry `bake push` pushed it to, else quantizes at start', default: 'true', choices: ['true', 'false'] },
+      { flags: '--models-from <repo>', description: 'with --bundle-models false: the registry repository holding the model layers (default: the recipe\'s image.name)' },
       { flags: '--dockerfile-only', description: 'write docker/<recipe>/Dockerfile and docker/docker-bake.hcl, build nothing' },
       { flags: '--network <mode>', description: 'network of RUN steps in engine builds: none, or host to reach a Hub or mirror', default: 'none', choices: ['none', 'host'] },
       { flags: '--no-report', description: 'do not write <output>.report.html and .report.json beside the output (daemonless builds)' },
@@ -163,7 +164,7 @@ export const commands: CommandDef[] = [
       const recipe = await recipeOf(input);
       const r = await (await api()).buildImages(ctx, recipe, {
         target: o.target as string, output: o.output as string | undefined, push: o.push as string | undefined, base: o.base as string | undefined,
-        compression: o.compression as 'none' | 'gzip', bundleModels: o.bundleModels !== 'false', network: o.network as 'none' | 'host', dockerfileOnly: Boolean(o.dockerfileOnly),
+        compression: o.compression as 'none' | 'gzip', bundleModels: o.bundleModels !== 'false', modelsRepository: o.modelsFrom as string | undefined, network: o.network as 'none' | 'host', dockerfileOnly: Boolean(o.dockerfileOnly),
         attach: o.attach !== false,
       });
       const lines = [...(r.dockerfile ? [`wrote ${r.dockerfile}`] : []), ...(r.bakeHcl ? [`wrote ${r.bakeHcl}`] : [])];

@@ -25,7 +25,9 @@ export async function bundleRuntimeApp(): Promise<Uint8Array> {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    external: ['onnxruntime-node'],
+    // onnxruntime-node (and the onnxruntime-common it shares with transformers.js) ship beside the bundle.
+    external: ['onnxruntime-node', 'onnxruntime-common'],
+    plugins: [stubPackages],
     write: false,
     logLevel: 'warning',
     legalComments: 'none',
@@ -34,6 +36,23 @@ export async function bundleRuntimeApp(): Promise<Uint8Array> {
   });
   return out.outputFiles[0]!.contents;
 }
+
+/**
+ * Packages the runtime's code reaches only on paths it never takes in an image: transformers.js imports
+ * sharp for images (it only tokenizes here) and the pipeline's GGUF verifier imports node-llama-cpp (a
+ * quantize at start runs fetch and quantize only). Stubs that throw if called keep their native parts out.
+ */
+const STUBBED = ['sharp', 'node-llama-cpp'];
+const stubPackages = {
+  name: 'bake-runtime-stubs',
+  setup(build: { onResolve: Function; onLoad: Function }) {
+    build.onResolve({ filter: new RegExp(`^(${STUBBED.join('|')})$`) }, (args: { path: string }) => ({ path: args.path, namespace: 'bake-stub' }));
+    build.onLoad({ filter: /.*/, namespace: 'bake-stub' }, (args: { path: string }) => ({
+      contents: `const unavailable = () => { throw new Error(${JSON.stringify(`${args.path} is not part of bake's runtime app`)}); };\nexport default unavailable;\nexport const getLlama = unavailable, LlamaLogLevel = {};\n`,
+      loader: 'js',
+    }));
+  },
+};
 
 /** onnxruntime-node's files for linux-x64 only (the package ships every platform's binaries). */
 const ORT_KEEP = /^(package\.json|dist\/.*|bin\/napi-v6\/linux\/x64\/.*)$/;

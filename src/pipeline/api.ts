@@ -180,8 +180,10 @@ export interface BuildOptions {
   push?: string;
   base?: string;
   compression?: 'none' | 'gzip';
-  /** Engine builds only: false leaves the model bytes out (the runtime fetches them at start). */
+  /** false leaves the model bytes out: the runtime pulls each model's layer from `modelsRepository` at start (else quantizes at start). */
   bundleModels?: boolean;
+  /** Where an image without model bytes pulls them from: the repository `bake push` pushed the bundled image to (default image.name). */
+  modelsRepository?: string;
   network?: 'none' | 'host';
   /** Write docker/<recipe>/Dockerfile and docker/docker-bake.hcl only. */
   dockerfileOnly?: boolean;
@@ -205,9 +207,6 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
     return { recipe: recipe.name, models: [], images: [], dockerfile: files.dockerfile, bakeHcl: files.bakeHcl };
   }
   if (!opts.output && !opts.push) return buildWithEngine(ctx, recipe, targets, opts);
-  if (opts.bundleModels === false) {
-    throw new InputError('--bundle-models false is for engine builds (docker build --build-arg BUNDLE_MODELS=false)', { field: '--bundle-models' });
-  }
   if (opts.output && !/^(oci|docker-archive):./.test(opts.output)) {
     throw new InputError(`--output ${opts.output}: unknown destination`, { field: '--output', expected: 'oci:<dir> or docker-archive:<file>' });
   }
@@ -216,6 +215,7 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
   const oci = await import('../image/oci/index.js');
   const images: ImageResult[] = [];
   for (const { target, baked, result: r } of await bakeImages(ctx, recipe, targets, runs, opts)) {
+    if (opts.bundleModels === false && opts.push) await checkModelLayersPushed(baked.layers);
     if (opts.output?.startsWith('oci:')) {
       await oci.writeOciLayout(baked.image, resolve(opts.output.slice(4)), { tags: baked.tags });
       r.output = opts.output;
@@ -241,7 +241,7 @@ export async function buildImages(ctx: PipelineContext, recipe: Recipe, opts: Bu
 }
 
 /** Each target's image value (daemonless) for models that all packaged; the gate summary goes into its annotations. */
-async function bakeImages(ctx: PipelineContext, recipe: Recipe, targets: TargetSpec[], runs: ChainRun[], opts: Pick<BuildOptions, 'compression' | 'base'>): Promise<{ target: TargetSpec; baked: BakedImage; result: ImageResult }[]> {
+async function bakeImages(ctx: PipelineContext, recipe: Recipe, targets: TargetSpec[], runs: ChainRun[], opts: Pick<BuildOptions, 'compression' | 'base' | 'bundleModels' | 'modelsRepository'>): Promise<{ target: TargetSpec; baked: BakedImage; result: ImageResult }[]> {
   const packaged = new Map(runs.filter((r) => r.packaged).map((r) => [r.model, r.packaged!]));
   const reports = new Map(runs.map((r) => [r.model, r.report]));
   const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
@@ -250,7 +250,7 @@ async function bakeImages(ctx: PipelineContext, recipe: Recipe, targets: TargetS
   for (const target of targets) {
     if (!target.models.every((id) => packaged.has(id))) continue; // a gate failed (recorded for a report)
     const annotations = gateAnnotations(target.models.map((id) => ({ id, report: reports.get(id) })));
-    const baked = await assembleImage(ctx, recipe, target, packaged, entries, { compression: opts.compression, base: opts.base, annotations });
+    const baked = await assembleImage(ctx, recipe, target, packaged, entries, { compression: opts.compression, base: opts.base, annotations, bundleModels: opts.bundleModels, modelsRepository: opts.modelsRepository });
     const ser = serializeImage(baked.image);
     out.push({
       target,
@@ -296,6 +296,27 @@ export async function reportRecipe(ctx: PipelineContext, recipe: Recipe, opts: {
   return { result, report: reportOf(ctx, recipe, result) };
 }
 
+/**
+ * An image without model bytes is only useful where its model layers are: before pushing one, the
+ * registry must hold each (pushed with the bundled image by `bake push`).
+ */
+async function checkModelLayersPushed(layers: ImageLayerInfo[]): Promise<void> {
+  const { RegistryClient } = await import('../image/registry/client.js');
+  for (const l of layers) {
+    if (!l.modelLayer) continue;
+    const { digest, repository } = l.modelLayer;
+    const slash = repository.indexOf('/');
+    const client = new RegistryClient(repository.slice(0, slash));
+    const res = await client.request('HEAD', `/v2/${repository.slice(slash + 1)}/blobs/${digest}`, { ok: [200, 404], what: `checking that ${repository} holds ${digest}` });
+    await res.body?.cancel();
+    if (res.status === 404) {
+      throw new InputError(`${repository} does not hold the layer of ${l.what.replace('manifest ', 'model ')} (${digest}), which this image without model bytes would pull at start`, {
+        field: '--bundle-models', hint: `push the bundled image there first (\`bake push <recipe> --to ${repository}\`), or name where it is with --models-from`,
+      });
+    }
+  }
+}
+
 /** `bake build` without --output: the Dockerfile through the engine's BuildKit (models run in its stages). */
 async function buildWithEngine(ctx: PipelineContext, recipe: Recipe, targets: TargetSpec[], opts: BuildOptions): Promise<BuildResult> {
   const { buildRecipe } = await import('../image/docker/index.js');
@@ -303,7 +324,7 @@ async function buildWithEngine(ctx: PipelineContext, recipe: Recipe, targets: Ta
   const entries = frozenEntries(recipe, ctx.lock, lockfilePath(ctx.root));
   const digests: Record<string, string> = {};
   for (const t of targets) digests[t.name] = modelsDigest(t.models.map((id) => entries.get(id)!)).slice(0, 12);
-  const buildArgs: Record<string, string> = { BUNDLE_MODELS: String(opts.bundleModels ?? true), SOURCE_DATE_EPOCH: String(ctx.epoch) };
+  const buildArgs: Record<string, string> = { BUNDLE_MODELS: String(opts.bundleModels ?? true), SOURCE_DATE_EPOCH: String(ctx.epoch), ...(opts.modelsRepository ? { BAKE_MODELS_REPOSITORY: opts.modelsRepository } : {}) };
   // The endpoint is not a secret; the token only ever travels as the BuildKit secret `hf_token`.
   if (ctx.env.HF_ENDPOINT) buildArgs.HF_ENDPOINT = ctx.hub.endpoint;
   const result = await buildRecipe({

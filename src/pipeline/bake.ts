@@ -4,22 +4,28 @@
 // docker-archive, registry push); it is the same image the Dockerfile builds through an engine.
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { appendLayers, dirLayer, expandTags, pullImage, readOciLayout, scratchImage, type ImageValue, type Layer } from '../image/oci/index.js';
+import { appendLayers, dirLayer, expandTags, modelLayerAnnotations, pullImage, readOciLayout, scratchImage, withLayerAnnotations, type ImageValue, type Layer } from '../image/oci/index.js';
 import { writeRuntimeApp } from '../image/runtime-app.js';
 import { modelsDigest } from '../lock/lockfile.js';
 import type { LockEntry } from '../lock/types.js';
 import { modelsForTarget } from '../recipe/targets.js';
 import type { Recipe, TargetSpec } from '../recipe/types.js';
 import { MODELS_DIR, RUNTIME_DIR, runtimeImage, type RuntimePart } from '../runtime/contract.js';
+import { MANIFEST_FILE, readManifest } from '../runtime/manifest.js';
+import { unbundledManifest } from '../runtime/unbundled.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { prettyJson } from '../util/json.js';
 import { epochToRfc3339 } from '../image/oci/image.js';
 import type { PipelineContext } from './context.js';
 import type { StepResult } from './step.js';
 
 export interface ImageLayerInfo {
-  /** `base`, `runtime` or `model <id>`. */
+  /** `base`, `runtime`, `model <id>`, or `manifest <id>` (an image without model bytes). */
   what: string;
   digest: string;
   size: number;
+  /** Without model bytes: the model's own layer, which the runtime pulls at start. */
+  modelLayer?: { digest: string; size: number; repository: string };
 }
 
 export interface BakedImage {
@@ -71,7 +77,7 @@ export async function assembleImage(
   target: TargetSpec,
   packaged: Map<string, StepResult>,
   entries: Map<string, LockEntry>,
-  opts: { compression?: 'none' | 'gzip'; base?: string; annotations?: Record<string, string> } = {},
+  opts: { compression?: 'none' | 'gzip'; base?: string; annotations?: Record<string, string>; bundleModels?: boolean; modelsRepository?: string } = {},
 ): Promise<BakedImage> {
   const compression = opts.compression ?? 'none';
   const models = modelsForTarget(recipe, target);
@@ -88,17 +94,40 @@ export async function assembleImage(
     history.push(`bake: runtime app for ${target.server.kind} (${runtime.parts.join(', ')})`);
   }
   await mkdir(join(ctx.store.root, 'tmp'), { recursive: true });
+  const layerAnnotations: Record<string, string> = {};
   for (const model of models) {
     const p = packaged.get(model.id)!;
+    const e = entries.get(model.id)!;
     // Each model is its own layer: changing one model leaves the other layers' digests alone.
     // The packaged artifact's digest names the content, so an unchanged model reuses its cached layer blob.
     const dir = join(ctx.store.root, 'tmp', `bake-${model.id}-${process.pid}-${Date.now()}`);
     try {
       await ctx.store.materialize(p.digest, dir);
-      const l = await dirLayer(dir, `${MODELS_DIR.slice(1)}/${model.id}`, { compression, epoch: ctx.epoch, cacheDir: join(ctx.store.root, 'layers'), contentKey: p.digest });
-      layers.push(l);
-      info.push({ what: `model ${model.id}`, digest: l.digest, size: l.size });
-      history.push(`bake: model ${model.id} (${model.quantize.format})`);
+      // Always uncompressed for the model's own layer when unbundled: the runtime pulls that exact blob.
+      const full = await dirLayer(dir, `${MODELS_DIR.slice(1)}/${model.id}`, { compression: opts.bundleModels === false ? 'none' : compression, epoch: ctx.epoch, cacheDir: join(ctx.store.root, 'layers'), contentKey: p.digest });
+      const annotations = modelLayerAnnotations({ id: model.id, repo: e.repo, commit: e.commit, format: model.quantize.format });
+      if (opts.bundleModels === false) {
+        // The image keeps the manifest only; it names the model's layer and where `bake push` put it.
+        const repository = opts.modelsRepository ?? recipe.image.name;
+        const manifestOnly = join(dir + '-manifest');
+        const un = unbundledManifest(await readManifest(join(dir, MANIFEST_FILE)), { digest: full.digest, size: full.size, repository });
+        await writeFileAtomic(join(manifestOnly, MANIFEST_FILE), prettyJson(un));
+        try {
+          // Kept in the layer cache: the folder is gone by the time a writer reads the layer.
+          const l = await dirLayer(manifestOnly, `${MODELS_DIR.slice(1)}/${model.id}`, { compression, epoch: ctx.epoch, cacheDir: join(ctx.store.root, 'layers') });
+          layers.push(withLayerAnnotations(l, { ...annotations, 'dev.bake.model.bundled': 'false' }));
+          info.push({ what: `manifest ${model.id}`, digest: l.digest, size: l.size, modelLayer: { digest: full.digest, size: full.size, repository } });
+          history.push(`bake: model ${model.id} (${model.quantize.format}), not bundled: pulled at start from ${repository}`);
+          layerAnnotations[`dev.bake.model.${model.id}.layer`] = `${repository}@${full.digest}`;
+        } finally {
+          await rm(manifestOnly, { recursive: true, force: true });
+        }
+      } else {
+        layers.push(withLayerAnnotations(full, annotations));
+        info.push({ what: `model ${model.id}`, digest: full.digest, size: full.size });
+        history.push(`bake: model ${model.id} (${model.quantize.format})`);
+        layerAnnotations[`dev.bake.model.${model.id}.layer`] = full.digest;
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -118,6 +147,8 @@ export async function assembleImage(
     'dev.bake.server': target.server.kind,
     'dev.bake.models.digest': `sha256:${digest}`,
     ...provenance,
+    // Each model's layer (pushed with the image; a lean image names the repository it lives in).
+    ...layerAnnotations,
     // The gate summary (src/report/model.ts gateAnnotations): reproducible values only.
     ...opts.annotations,
   };
@@ -126,7 +157,7 @@ export async function assembleImage(
   const env = runtime ? Object.entries(runtime.env).map(([k, v]) => `${k}=${v}`) : [`BAKE_MODELS_DIR=${MODELS_DIR}`, ...Object.entries(target.env).map(([k, v]) => `${k}=${v}`)];
   const image = appendLayers(base, layers, {
     annotations,
-    labels: { ...recipe.image.labels, 'dev.bake.recipe': recipe.name, 'dev.bake.target': target.name, 'dev.bake.server': target.server.kind, 'dev.bake.models': models.map((m) => m.id).join(','), 'dev.bake.models.digest': `sha256:${digest}` },
+    labels: { ...recipe.image.labels, 'dev.bake.bundled': String(opts.bundleModels !== false), 'dev.bake.recipe': recipe.name, 'dev.bake.target': target.name, 'dev.bake.server': target.server.kind, 'dev.bake.models': models.map((m) => m.id).join(','), 'dev.bake.models.digest': `sha256:${digest}` },
     env,
     ...(runtime ? { entrypoint: runtime.entrypoint, cmd: runtime.cmd, exposedPorts: runtime.exposedPort ? [runtime.exposedPort] : [], healthcheck: runtime.healthcheck } : {}),
     created,

@@ -149,11 +149,15 @@ async function onnxChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
   };
   const steps = [fetchStep(c), quantize];
   // 2: data samples, one-value outputs by error and decision, CTC decoding, synthetic-input warnings.
-  const verify = await verifyStep(c, 'fetch', 'quantize', ['onnxruntime'], 2, async (io, evalText) => {
+  // 3: tokenizers loaded one at a time (two text models verified at once could read each other's); embedders and rerankers compared as served.
+  const verify = await verifyStep(c, 'fetch', 'quantize', ['onnxruntime'], 3, async (io, evalText) => {
     const { verifyOnnxModel } = await import('../verify/onnx/index.js');
     const a = await materialize(io, io.inputs[0]!, 'reference');
     const b = await materialize(io, io.inputs[1]!, 'quantized');
-    return verifyOnnxModel(model.id, a, b, model.verify, { task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined, dataDir: recipeDir, quantization: io.inputs[1]!.artifact.meta as { params?: Record<string, unknown> } });
+    return verifyOnnxModel(model.id, a, b, model.verify, {
+      task: model.task, evalTexts: evalText ? splitTexts(evalText) : undefined, dataDir: recipeDir, quantization: io.inputs[1]!.artifact.meta as { params?: Record<string, unknown> },
+      embedding: model.embedding, rerank: model.rerank,
+    });
   });
   if (verify) steps.push(verify);
   steps.push(packageStep(c, 'quantize', verify ? 'verify' : undefined));
@@ -330,7 +334,8 @@ async function verifyStep(
     version,
     tools,
     inputs: [reference, quantized],
-    params: { verify: model.verify, task: model.task, evalText, ...(evalData && { evalData }) },
+    // An embedder or reranker is compared as served (pooled vectors, rankings): its declaration is keyed.
+    params: { verify: model.verify, task: model.task, evalText, ...(evalData && { evalData }), ...(model.embedding && { embedding: model.embedding }), ...(model.rerank && { rerank: model.rerank }) },
     async run(io) {
       const report = await verify(io, evalText);
       const { sha256, size } = await io.ctx.store.putBytes(prettyJson(report));
@@ -356,10 +361,11 @@ export async function readReport(ctx: PipelineContext, r: Stored, model: string)
 function packageStep({ model, entry }: ChainInputs, quantized: StepName, verify?: StepName, ggufName?: string): StepDef {
   return {
     name: 'package',
-    version: 2,
+    // 3: the manifest carries the recipe's quantize spec (the runtime can redo the step) and how the model is served.
+    version: 3,
     tools: [],
     inputs: verify ? [quantized, verify] : [quantized],
-    params: { id: model.id, entry: { ...entry, fragment: undefined }, ggufName },
+    params: { id: model.id, entry: { ...entry, fragment: undefined }, ggufName, quantize: model.quantize, task: model.task, embedding: model.embedding, rerank: model.rerank },
     async run({ ctx, inputs }) {
       const [q, v] = inputs as [StepResult, StepResult | undefined];
       const report = v ? await readReport(ctx, v, model.id) : undefined;
@@ -382,8 +388,11 @@ export function modelManifest(model: ModelSpec, entry: LockEntry, quantized: Sto
     task: model.task,
     source: { type: entry.source, repo: entry.repo, revision: entry.revision, commit: entry.commit, files: entry.files },
     files,
-    quantization: { format: model.quantize.format, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
+    // spec: what the recipe asked, so a runtime without the model bytes can run the same step (src/runtime/onnx/unbundled.ts).
+    quantization: { format: model.quantize.format, spec: model.quantize, params: quantized.artifact.meta.params ?? model.quantize, kept_float: quantized.artifact.meta.keptFloat },
     verification: report ? { passed: report.passed, metrics: reproducibleMetrics(report.metrics), gates: report.gates } : { skipped: true },
+    ...(model.embedding && { embedding: model.embedding }),
+    ...(model.rerank && { rerank: model.rerank }),
   };
 }
 

@@ -7,7 +7,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { InputError } from '../util/errors.js';
 import { normalizeTargets, type RawTarget } from './targets.js';
-import type { ModelSpec, QuantSpec, Recipe, TargetName } from './types.js';
+import type { EmbeddingSpec, ModelSpec, QuantSpec, Recipe, RerankSpec, TargetName } from './types.js';
 
 const schemaPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'schema', 'recipe.schema.json');
 
@@ -185,6 +185,8 @@ interface RawModel {
   files?: string[];
   allow_pickle?: string[];
   task?: string;
+  embedding?: Partial<EmbeddingSpec>;
+  rerank?: Partial<RerankSpec>;
   targets?: TargetName[];
   quantize: QuantSpec;
   verify?: ModelSpec['verify'];
@@ -216,6 +218,16 @@ function normalize(raw: RawRecipe, file: string, doc: ReturnType<typeof parseDoc
       throw new InputError(`models[${i}].id: "${m.id}" is already used by models[${seen.get(m.id)}]; ids name folders under /app/models and must be unique`, at(['models', i, 'id']));
     }
     seen.set(m.id, i);
+    if (m.embedding && m.rerank) {
+      throw new InputError(`models[${i}] (${m.id}): a model is an embedder or a reranker, not both`, { ...at(['models', i, 'rerank']), expected: 'one of embedding: or rerank:' });
+    }
+    if ((m.embedding || m.rerank) && m.quantize.format !== 'onnx-int8' && m.quantize.format !== 'onnx-fp16' && m.quantize.format !== 'none') {
+      throw new InputError(`models[${i}] (${m.id}): ${m.embedding ? 'embedding' : 'rerank'} is for ONNX text models, and quantize.format is ${m.quantize.format}`, { ...at(['models', i, m.embedding ? 'embedding' : 'rerank']), expected: 'quantize.format onnx-int8, onnx-fp16 or none' });
+    }
+    const prefix = m.embedding?.default_prefix;
+    if (prefix !== undefined && !(prefix in (m.embedding?.prefixes ?? {}))) {
+      throw new InputError(`models[${i}].embedding.default_prefix: "${prefix}" is not one of its prefixes`, { ...at(['models', i, 'embedding', 'default_prefix']), expected: Object.keys(m.embedding?.prefixes ?? {}).join(', ') || 'a name declared under embedding.prefixes' });
+    }
     return {
       id: m.id,
       repo: m.repo,
@@ -224,6 +236,8 @@ function normalize(raw: RawRecipe, file: string, doc: ReturnType<typeof parseDoc
       files: m.files ?? ['*'],
       allow_pickle: m.allow_pickle ?? [],
       task: m.task,
+      ...(m.embedding ? { embedding: { pooling: 'mean', normalize: true, prefixes: {}, max_tokens: 512, ...m.embedding } as EmbeddingSpec } : {}),
+      ...(m.rerank ? { rerank: { activation: 'sigmoid', max_tokens: 512, ...m.rerank } as RerankSpec } : {}),
       quantize: m.quantize,
       verify: m.verify ?? {},
       targets: m.targets,

@@ -132,6 +132,25 @@ export interface VerifySpec {
   skip?: boolean;
 }
 
+/** A sentence embedder: how token states become one vector per text (served by /embed, verified by pooled cosine). */
+export interface EmbeddingSpec {
+  pooling: 'mean' | 'cls';
+  normalize: boolean;
+  /** Prompt name -> text put before an input (e5: query / passage). */
+  prefixes: Record<string, string>;
+  /** Prompt name used when a request names none. */
+  default_prefix?: string;
+  /** Output holding the token states (default last_hidden_state, else the first rank-3 output). */
+  output?: string;
+  max_tokens: number;
+}
+
+/** A cross-encoder reranker: one logit per (query, passage) pair (served by /rerank, verified by ranking agreement). */
+export interface RerankSpec {
+  activation: 'sigmoid' | 'none';
+  max_tokens: number;
+}
+
 export interface ModelSpec {
   id: string;
   /** Hub repo `org/name`; exclusive with `path`. */
@@ -145,6 +164,8 @@ export interface ModelSpec {
   allow_pickle: string[];
   /** transformers.js task, for text models (feature-extraction, text-classification...). */
   task?: string;
+  embedding?: EmbeddingSpec;
+  rerank?: RerankSpec;
   quantize: QuantSpec;
   verify: VerifySpec;
   /** Which targets carry this model; default: every target of the recipe. */

@@ -23,6 +23,10 @@ export const RUNTIME_ENV = {
   models: 'BAKE_MODELS',
   port: 'BAKE_PORT',
   healthPath: 'BAKE_HEALTH_PATH',
+  /** Images without model bytes: where fetched or quantized-at-start models are kept (a volume keeps them). */
+  modelsCache: 'BAKE_MODELS_CACHE',
+  /** Images without model bytes: another repository to pull the model layers from (a mirror). */
+  modelsRegistry: 'BAKE_MODELS_REGISTRY',
 } as const;
 
 /** The pieces of the runtime app an image needs. */

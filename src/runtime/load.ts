@@ -1,16 +1,14 @@
-// What a serving app calls at start: find /app/models/<id>, check every file against its manifest,
-// or (images built with BUNDLE_MODELS=false) fetch the locked files into the Hugging Face cache first.
+// What a serving app calls at start: find /app/models/<id>, check every file against its manifest, or
+// (images built without model bytes) get the quantized model first: src/runtime/unbundled.ts.
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hubConfigFromEnv, type HubConfig } from '../hub/config.js';
-import { pullModel } from '../hub/pull.js';
-import type { LockEntry } from '../lock/types.js';
+import type { HubConfig } from '../hub/config.js';
+import type { RegistryOptions } from '../image/registry/client.js';
 import { sha256File } from '../util/digest.js';
 import { InputError, IntegrityError } from '../util/errors.js';
 import { safeJoin } from '../util/fs.js';
-import { fetchArgName, MANIFEST_FILE, readManifest, type ModelManifest } from './manifest.js';
-
-export { fetchArgName, parseFetchRef } from './manifest.js';
+import { MANIFEST_FILE, readManifest, type ModelManifest } from './manifest.js';
+import { fetchUnbundled } from './unbundled.js';
 
 export const DEFAULT_MODELS_ROOT = '/app/models';
 
@@ -19,14 +17,18 @@ export interface LoadOptions {
   root?: string;
   /** Models to load (default every folder under root that has a manifest). */
   ids?: string[];
-  /** Hub for models that were not bundled (default HF_ENDPOINT, else https://huggingface.co). */
-  hubEndpoint?: string;
-  /** Full Hub config (tests); hubEndpoint still wins for the endpoint. */
+  /** Hub for unbundled models quantized at start (default: HF_ENDPOINT, HF_TOKEN...). */
   hub?: HubConfig;
+  /** Registry transport and credentials for unbundled models (default: BAKE_REGISTRY_USERNAME / _PASSWORD). */
+  registry?: RegistryOptions;
   /** sha256 (default) re-hashes every file; size checks sizes only, for very large bundled models. */
   check?: 'sha256' | 'size';
   log?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** false: leave the `pre-quantized <id> loaded` line to the caller (the onnx server logs it once the model is open). */
+  announce?: boolean;
+  /** What each model is doing while it loads (the onnx server's /health shows it). */
+  onProgress?: (id: string, what: string) => void;
 }
 
 export interface LoadedModel {
@@ -37,6 +39,10 @@ export interface LoadedModel {
   /** Milliseconds spent finding, fetching and checking. */
   ms: number;
   fetched: boolean;
+  /** Where the bytes came from: the image, or (unbundled) the registry, a quantize at start, or the cache volume. */
+  source: 'image' | 'registry' | 'quantized' | 'cache';
+  /** What the load line adds in brackets (where a fetched model landed, what it cost). */
+  note?: string;
 }
 
 export async function loadModels(opts: LoadOptions = {}): Promise<LoadedModel[]> {
@@ -57,15 +63,19 @@ export async function loadModels(opts: LoadOptions = {}): Promise<LoadedModel[]>
       throw new InputError(`${join(folder, MANIFEST_FILE)} describes model ${manifest.id}, not ${id}`, { file: join(folder, MANIFEST_FILE), field: 'id', hint: 'rebuild the image with `bake build`' });
     }
     let dir = folder;
-    let fetched = false;
+    let source: LoadedModel['source'] = 'image';
+    let note: string | undefined;
     if (manifest.bundled === false) {
-      dir = await fetchModel(manifest, opts, env, log);
-      fetched = true;
+      const f = await fetchUnbundled(manifest, { env, log, onProgress: (what) => opts.onProgress?.(id, what), registry: opts.registry, hub: opts.hub }, (d, m) => checkFiles(d, m, 'sha256'));
+      ({ dir, source, note } = f);
+    } else {
+      opts.onProgress?.(id, 'checking');
+      await checkFiles(dir, manifest, opts.check ?? 'sha256');
     }
-    await checkFiles(dir, manifest, fetched ? 'sha256' : (opts.check ?? 'sha256'));
     const ms = Math.round(performance.now() - t0);
-    log(`pre-quantized ${id} loaded in ${ms} ms${fetched ? ` (fetched into ${dir})` : ''}`);
-    out.push({ id, dir, manifest, ms, fetched });
+    const fetched = source !== 'image';
+    if (opts.announce !== false) log(`pre-quantized ${id} loaded in ${ms} ms${note ? ` (${note})` : ''}`);
+    out.push({ id, dir, manifest, ms, fetched, source, ...(note ? { note } : {}) });
   }
   return out;
 }
@@ -94,7 +104,7 @@ export async function checkFiles(dir: string, manifest: ModelManifest, check: 's
     try {
       size = (await stat(path)).size;
     } catch {
-      throw new IntegrityError(path, `a file of ${f.size} bytes`, 'no file', { hint: `the model folder of ${manifest.id} is incomplete; rebuild the image, or for unbundled images clear the Hub cache volume` });
+      throw new IntegrityError(path, `a file of ${f.size} bytes`, 'no file', { hint: `the model folder of ${manifest.id} is incomplete; rebuild the image, or for unbundled images clear the models cache volume (BAKE_MODELS_CACHE)` });
     }
     if (size !== f.size) throw new IntegrityError(path, `${f.size} bytes`, `${size} bytes`);
     if (check === 'sha256') {
@@ -103,40 +113,3 @@ export async function checkFiles(dir: string, manifest: ModelManifest, check: 's
     }
   }
 }
-
-/** The Hub repo and commit that serve this model's files. */
-export function fetchSource(manifest: ModelManifest): { repo: string; commit: string; revision: string } {
-  if (manifest.fetch) return { repo: manifest.fetch.repo, commit: manifest.fetch.commit, revision: manifest.fetch.revision ?? manifest.fetch.commit };
-  return { repo: manifest.source.repo, commit: manifest.source.commit, revision: manifest.source.revision ?? manifest.source.commit };
-}
-
-async function fetchModel(manifest: ModelManifest, opts: LoadOptions, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<string> {
-  const cfg = opts.hub ? { ...opts.hub, ...(opts.hubEndpoint ? { endpoint: opts.hubEndpoint.replace(/\/+$/, '') } : {}) } : hubConfigFromEnv(env, opts.hubEndpoint ? { endpoint: opts.hubEndpoint } : {});
-  const src = fetchSource(manifest);
-  const lfsByPath = new Map(manifest.source.files.map((f) => [f.path, f.lfs]));
-  const entry: LockEntry = {
-    source: 'hub',
-    repo: src.repo,
-    revision: src.revision,
-    commit: src.commit,
-    fragment: '',
-    files: manifest.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256, lfs: f.lfs ?? lfsByPath.get(f.path) ?? true })),
-  };
-  log(`fetching ${manifest.id} (${manifest.files.length} files, ${manifest.files.reduce((n, f) => n + f.size, 0)} bytes) from ${cfg.endpoint}/${src.repo}@${src.commit.slice(0, 12)}`);
-  const { snapshotDir } = await pullModel(entry, cfg);
-  return snapshotDir;
-}
-
-/** The unbundled manifest: same files and provenance, marked for fetching at start from `fetch`. */
-export function unbundledManifest(manifest: ModelManifest, fetch?: { repo: string; commit: string }): ModelManifest {
-  const f = fetch ?? (manifest.source.type === 'hub' && manifest.quantization.format === 'none' ? undefined : null);
-  if (f === null) {
-    throw new InputError(`model ${manifest.id} was quantized by bake (${manifest.quantization.format}), so its files are not on the Hub at ${manifest.source.repo}`, {
-      field: fetchArgName(manifest.id),
-      expected: 'a Hub repo and commit that hold the quantized files',
-      hint: `publish the quantized files to a Hub repo and pass --build-arg ${fetchArgName(manifest.id)}=<org/name>@<commit sha>, or build with BUNDLE_MODELS=true`,
-    });
-  }
-  return { ...manifest, bundled: false, ...(f ? { fetch: f } : {}) };
-}
-

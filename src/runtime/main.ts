@@ -2,15 +2,16 @@
 // docker/bake.Dockerfile). This is a program, not library code: it prints.
 //   bake-runtime serve [-- server args]       load models, then serve them for $BAKE_TARGET
 //   bake-runtime check                        load (verify / fetch) models and exit
-//   bake-runtime unbundle <manifest> <outdir> write the manifest of an image without model bytes
-import { mkdir, readFile, readdir, utimes, lutimes } from 'node:fs/promises';
+//   bake-runtime unbundle <model dir> <outdir>  write the manifest of an image without model bytes: the
+//                                             model's layer digest, pulled at start from $BAKE_MODELS_REPOSITORY
+import { mkdir, readdir, utimes, lutimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BakeError, ExitCode, InputError } from '../util/errors.js';
 import { prettyJson } from '../util/json.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { loadModels } from './load.js';
-import { fetchArgName, parseFetchRef, unbundledManifest } from './load.js';
-import { MANIFEST_FILE, parseManifest } from './manifest.js';
+import { MANIFEST_FILE, readManifest } from './manifest.js';
+import { modelLayerOf, unbundledManifest } from './unbundled.js';
 import { RUNTIME_ENV } from './contract.js';
 import { serve, type RuntimeServer } from './serve.js';
 
@@ -38,18 +39,22 @@ async function setTimes(root: string, epoch: number): Promise<void> {
   await utimes(root, t, t);
 }
 
-async function unbundle(manifestPath: string, outDir: string): Promise<void> {
-  const manifest = parseManifest(await readFile(manifestPath, 'utf8'), manifestPath);
-  const arg = fetchArgName(manifest.id);
-  const ref = process.env[arg]?.trim();
-  const out = unbundledManifest(manifest, ref ? parseFetchRef(ref, arg) : undefined);
+async function unbundle(modelDir: string, outDir: string): Promise<void> {
+  const manifest = await readManifest(join(modelDir, MANIFEST_FILE));
+  const repository = process.env.BAKE_MODELS_REPOSITORY?.trim() ?? '';
+  if (!/^[^\s/]+\/[a-z0-9._/-]+$/.test(repository)) {
+    throw new InputError(`BAKE_MODELS_REPOSITORY is ${JSON.stringify(repository)}, not a registry repository`, { field: 'BAKE_MODELS_REPOSITORY', expected: 'host[:port]/name, where `bake push` pushed the bundled image', hint: '--build-arg BAKE_MODELS_REPOSITORY=<registry>/<repository>' });
+  }
+  // The same layer `bake push` pushes for this model: same files, same time stamps, same digest.
+  const layer = await modelLayerOf(modelDir, manifest.id, Number(process.env.SOURCE_DATE_EPOCH || 0));
+  const out = unbundledManifest(manifest, { ...layer, repository });
   await writeFileAtomic(join(outDir, MANIFEST_FILE), prettyJson(out));
   // Fixed times from the top of the copied tree (/out): equal manifests give equal layers.
   let top = outDir;
   while (dirname(top) !== '/' && dirname(top) !== top) top = dirname(top);
   await mkdir(top, { recursive: true });
   await setTimes(top, Number(process.env.SOURCE_DATE_EPOCH || 0));
-  log(`${manifest.id}: not bundled; fetched at start from ${out.fetch ? `${out.fetch.repo}@${out.fetch.commit}` : `${out.source.repo}@${out.source.commit}`}`);
+  log(`${manifest.id}: not bundled; at start the runtime pulls layer ${layer.digest} (${layer.size} bytes) from ${repository}, else quantizes ${manifest.source.repo}@${manifest.source.commit.slice(0, 12)}`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -73,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
       // The image's HEALTHCHECK: the server's health path on its port answers 200.
       return health(Number(process.env[RUNTIME_ENV.port] || 8080), process.env[RUNTIME_ENV.healthPath] || '/health');
     case 'unbundle':
-      if (rest.length !== 2) throw new InputError('usage: bake-runtime unbundle <manifest.json> <out dir>');
+      if (rest.length !== 2) throw new InputError('usage: bake-runtime unbundle <model dir> <out dir>');
       await unbundle(rest[0]!, rest[1]!);
       return 0;
     default:

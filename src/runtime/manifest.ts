@@ -2,6 +2,7 @@
 // src/pipeline/model.ts modelManifest). Parsed defensively: it comes from an image anyone may build.
 import { readFile, stat } from 'node:fs/promises';
 import { isSha256Hex } from '../util/digest.js';
+import type { EmbeddingSpec, RerankSpec } from '../recipe/types.js';
 import { InputError } from '../util/errors.js';
 import { safeJoin } from '../util/fs.js';
 
@@ -23,12 +24,19 @@ export interface ModelManifest {
   source: { type: string; repo: string; revision?: string; commit: string; files: ManifestFile[] };
   /** The files of the model folder (manifest.json itself excluded). */
   files: ManifestFile[];
-  quantization: { format: string; params?: unknown };
+  /** spec: the recipe's quantize block, so a runtime without the bytes can redo the step. */
+  quantization: { format: string; params?: unknown; spec?: Record<string, unknown> };
   verification?: unknown;
-  /** false: the image holds only this manifest; the runtime fetches `files` at start. Absent = true. */
+  /** How the model is served: a sentence embedder or a reranker (the recipe's declaration). */
+  embedding?: EmbeddingSpec;
+  rerank?: RerankSpec;
+  /**
+   * Unbundled images: the model's layer as `bake push` pushed it (the bundled image's layer for this
+   * model), fetched at start from `repository` by digest.
+   */
+  layer?: { digest: string; size: number; repository: string };
+  /** false: the image holds only this manifest; the runtime gets `files` at start (src/runtime/unbundled.ts). Absent = true. */
   bundled?: boolean;
-  /** Where the files are fetched from when not bundled: a Hub repo at a commit. */
-  fetch?: { repo: string; commit: string; revision?: string };
 }
 
 function bad(file: string, field: string, expected: string): InputError {
@@ -83,20 +91,43 @@ export function parseManifest(text: string, file: string): ModelManifest {
       files: src.files === undefined ? [] : parseFiles(src.files, file, 'source.files'),
     },
     files: parseFiles(o.files, file, 'files'),
-    quantization: { format: q.format, params: q.params },
+    quantization: { format: q.format, params: q.params, ...(q.spec && typeof q.spec === 'object' && !Array.isArray(q.spec) ? { spec: q.spec as Record<string, unknown> } : {}) },
     verification: o.verification,
   };
+  if (o.embedding !== undefined) m.embedding = parseEmbedding(o.embedding, file);
+  if (o.rerank !== undefined) m.rerank = parseRerank(o.rerank, file);
+  if (o.layer !== undefined) {
+    const l = o.layer as Record<string, unknown> | null;
+    if (!l || typeof l.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(l.digest) || typeof l.size !== 'number' || !Number.isSafeInteger(l.size) || l.size < 0 || typeof l.repository !== 'string' || !/^[^\s/]+\/[a-z0-9._/-]+$/.test(l.repository)) {
+      throw bad(file, 'layer', '{digest: sha256:<64 hex>, size, repository: host/name}');
+    }
+    m.layer = { digest: l.digest, size: l.size, repository: l.repository };
+  }
   if (typeof o.task === 'string') m.task = o.task;
   if (o.bundled !== undefined) {
     if (typeof o.bundled !== 'boolean') throw bad(file, 'bundled', 'true or false');
     m.bundled = o.bundled;
   }
-  if (o.fetch !== undefined) {
-    const f = o.fetch as Record<string, unknown> | null;
-    if (!f || typeof f.repo !== 'string' || typeof f.commit !== 'string') throw bad(file, 'fetch', '{repo, commit}');
-    m.fetch = { repo: f.repo, commit: f.commit, revision: typeof f.revision === 'string' ? f.revision : undefined };
-  }
   return m;
+}
+
+const tokensOk = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65536;
+
+function parseEmbedding(v: unknown, file: string): EmbeddingSpec {
+  const e = v as Record<string, unknown> | null;
+  const prefixes = e?.prefixes as Record<string, unknown> | undefined;
+  if (!e || typeof e !== 'object' || (e.pooling !== 'mean' && e.pooling !== 'cls') || typeof e.normalize !== 'boolean' || !tokensOk(e.max_tokens)
+    || !prefixes || typeof prefixes !== 'object' || Object.keys(prefixes).length > 64 || !Object.values(prefixes).every((p) => typeof p === 'string' && p.length <= 1000)
+    || (e.default_prefix !== undefined && (typeof e.default_prefix !== 'string' || !(e.default_prefix in prefixes))) || (e.output !== undefined && typeof e.output !== 'string')) {
+    throw bad(file, 'embedding', '{pooling: mean|cls, normalize, prefixes: {name: text}, max_tokens}');
+  }
+  return { pooling: e.pooling, normalize: e.normalize, prefixes: prefixes as Record<string, string>, max_tokens: e.max_tokens as number, ...(e.default_prefix !== undefined && { default_prefix: e.default_prefix as string }), ...(e.output !== undefined && { output: e.output as string }) };
+}
+
+function parseRerank(v: unknown, file: string): RerankSpec {
+  const r = v as Record<string, unknown> | null;
+  if (!r || typeof r !== 'object' || (r.activation !== 'sigmoid' && r.activation !== 'none') || !tokensOk(r.max_tokens)) throw bad(file, 'rerank', '{activation: sigmoid|none, max_tokens}');
+  return { activation: r.activation, max_tokens: r.max_tokens as number };
 }
 
 /** Reads and parses a manifest, refusing oversized files before reading them. */
@@ -109,16 +140,4 @@ export async function readManifest(file: string): Promise<ModelManifest> {
   }
   if (size > MAX_MANIFEST_BYTES) throw new InputError(`${file} is ${size} bytes; a manifest is at most ${MAX_MANIFEST_BYTES}`, { file });
   return parseManifest(await readFile(file, 'utf8'), file);
-}
-
-/** The build ARG naming where an unbundled model is fetched from: BAKE_FETCH_<ID> = org/name@commit. */
-export function fetchArgName(id: string): string {
-  return `BAKE_FETCH_${id.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
-}
-
-/** Parses `org/name@<40-hex commit>` (the BAKE_FETCH_<ID> value). */
-export function parseFetchRef(value: string, field: string): { repo: string; commit: string } {
-  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*)@([0-9a-f]{40})$/.exec(value.trim());
-  if (!m) throw new InputError(`${field} is ${JSON.stringify(value)}, not org/name@<40-hex commit sha>`, { field, expected: 'org/name@<40-hex commit sha>' });
-  return { repo: m[1]!, commit: m[2]! };
 }

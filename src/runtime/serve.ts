@@ -1,8 +1,8 @@
-// The runtime app each image starts: load (verify or fetch) the models, then hand them to the target's
-// engine: onnxruntime-node in-process (cpu), llama-server (llamacpp) or vLLM (cuda) as a child process.
+// The runtime app each image starts, by server kind: bake's own onnx server in-process (src/runtime/onnx:
+// TEI/OpenAI embeddings and reranking on onnxruntime-node, cpu or cuda), or load (verify or fetch) the
+// model and start llama-server or vLLM as a child process.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { loadModels, type LoadedModel, type LoadOptions } from './load.js';
@@ -34,40 +34,19 @@ export function modelFiles(m: LoadedModel, ext: '.gguf' | '.onnx'): string[] {
 }
 
 export async function serve(opts: ServeOptions): Promise<Serving> {
-  const log = opts.log ?? (() => {});
   const env = opts.env ?? process.env;
-  const models = await loadModels(opts);
   const port = opts.port ?? Number(env.BAKE_PORT || 8080);
-  if (opts.server === 'onnx') return serveOnnx(models, port, log, opts.device ?? 'cpu');
+  // bake's own server listens before the models load (its /health says 503 meanwhile): src/runtime/onnx.
+  if (opts.server === 'onnx') {
+    const { serveOnnx } = await import('./onnx/index.js');
+    return serveOnnx({ ...opts, device: opts.device ?? 'cpu', port });
+  }
+  const log = opts.log ?? (() => {});
+  const models = await loadModels(opts);
   // llama-server and vLLM serve one model per process: a target carries one (src/recipe/targets.ts).
   if (models.length !== 1) throw new InputError(`a ${opts.server} target serves exactly one model; this image has ${models.length}: ${models.map((m) => m.id).join(', ')}`, { field: 'BAKE_MODELS', hint: 'declare one target per model in the recipe' });
   const start = opts.server === 'llama-server' ? llamaServer : vllm;
   return serveChildren(models, port, log, (m, p) => start(m, p, opts.extraArgs ?? [], env));
-}
-
-async function serveOnnx(models: LoadedModel[], port: number, log: (l: string) => void, device: 'cpu' | 'cuda'): Promise<Serving> {
-  // Imported here: only the cpu image carries onnxruntime-node.
-  const ort = await import('onnxruntime-node');
-  const sessions: { id: string; file: string; inputs: readonly string[]; outputs: readonly string[] }[] = [];
-  for (const m of models) {
-    const files = modelFiles(m, '.onnx');
-    if (files.length === 0) log(`${m.id}: no .onnx file in its manifest; nothing to open with onnxruntime`);
-    for (const file of files) {
-      const session = await ort.InferenceSession.create(file, { executionProviders: device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'] });
-      sessions.push({ id: m.id, file, inputs: session.inputNames, outputs: session.outputNames });
-      log(`onnxruntime opened ${m.id}: ${file} (inputs: ${session.inputNames.join(', ')}; outputs: ${session.outputNames.join(', ')})`);
-    }
-  }
-  const server: Server = createServer((req, res) => {
-    const body = req.url === '/health' ? { ok: true, models: sessions } : { error: 'not found', see: '/health' };
-    res.writeHead(req.url === '/health' ? 200 : 404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
-  });
-  let finish: (code: number) => void = () => {};
-  const done = new Promise<number>((r) => (finish = r));
-  await new Promise<void>((resolve) => server.listen(port, resolve));
-  log(`serving ${sessions.length} ONNX model(s) on :${port} (/health)`);
-  return { models, done, stop: () => server.close(() => finish(0)) };
 }
 
 function llamaServer(m: LoadedModel, port: number, extra: string[], env: NodeJS.ProcessEnv): { cmd: string; args: string[] } {

@@ -197,3 +197,20 @@ test('server kind none (a scratch base) gives a models-only target: no runtime a
   const llamaRt = text.slice(text.indexOf('AS llamacpp-runtime'), text.indexOf('AS llamacpp-models-true'));
   assert.match(llamaRt, /ENTRYPOINT/);
 });
+
+test('rag-service: each model stage copies the eval file its verify reads; the unbundled stage computes the layer from the whole model folder', async () => {
+  const { loadRecipe } = await import('../../src/recipe/load.js');
+  const root = new URL('../..', import.meta.url).pathname;
+  const recipe = await loadRecipe('rag-service', root);
+  const paths = Object.fromEntries(recipe.models.map((m) => [m.id, localPathsFor(m, 'recipes/rag-service.yaml')]));
+  assert.deepEqual(paths, { embed: ['recipes/rag-service/eval.jsonl'], rerank: ['recipes/rag-service/eval.jsonl'] });
+  const text = renderDockerfile({ recipe, recipePath: 'recipes/rag-service.yaml', localPaths: paths });
+  const stage = text.slice(text.indexOf('AS model-embed\n'), text.indexOf('AS model-embed-unbundled'));
+  assert.match(stage, /COPY recipes\/rag-service\/eval\.jsonl \/work\/recipes\/rag-service\/eval\.jsonl/);
+  const unbundled = text.slice(text.indexOf('AS model-embed-unbundled'), text.indexOf('AS model-rerank\n'));
+  assert.match(unbundled, /ARG BAKE_MODELS_REPOSITORY=registry\.example\.com\/ml\/rag-service/);
+  assert.match(unbundled, /COPY --from=model-embed \/out\/app\/models\/embed\/ \/in\/embed\//);
+  assert.match(unbundled, /RUN bake-runtime unbundle \/in\/embed \/out\/app\/models\/embed/);
+  const outside = { ...recipe.models[0]!, verify: { ...recipe.models[0]!.verify, eval: '../../elsewhere/eval.txt' } };
+  assert.throws(() => localPathsFor(outside, 'recipes/rag-service.yaml'), (e: unknown) => e instanceof InputError && e.field === 'models.embed.verify.eval' && /outside the project/.test(e.message));
+});

@@ -167,3 +167,31 @@ test('verify.data and quantize.calibration.data: folders of samples with preproc
   const path = await failure(withData.replace('data: { path: data/eval, kind: npy', 'data: { kind: npy'));
   assert.match(path.message, /missing required key "path"/);
 });
+
+test('embedding and rerank: defaults filled, one of the two per ONNX text model, default_prefix among the prefixes', async () => {
+  const embed = good.replace('    task: feature-extraction\n', '    task: feature-extraction\n    embedding: { prefixes: { query: "query: ", passage: "passage: " } }\n');
+  const r = await parseRecipe(embed, '/proj/recipes/rag.yaml');
+  assert.deepEqual(r.models[0]!.embedding, { pooling: 'mean', normalize: true, prefixes: { query: 'query: ', passage: 'passage: ' }, max_tokens: 512 });
+  assert.equal(r.models[0]!.rerank, undefined);
+  const rerank = await parseRecipe(good.replace('    task: feature-extraction\n', '    task: text-classification\n    rerank: { max_tokens: 256 }\n'), '/proj/recipes/rag.yaml');
+  assert.deepEqual(rerank.models[0]!.rerank, { activation: 'sigmoid', max_tokens: 256 });
+  let e = await failure(embed.replace('embedding: {', 'rerank: {}\n    embedding: {'));
+  assert.match(e.message, /an embedder or a reranker, not both/);
+  e = await failure(embed.replace('passage: "passage: " }', 'passage: "passage: " }, default_prefix: doc'));
+  assert.equal(e.field, 'models[0].embedding.default_prefix');
+  assert.match(e.expected ?? '', /query, passage/);
+  e = await failure(embed.replace('{ prefixes:', '{ pooling: max, prefixes:'));
+  assert.equal(e.field, 'models[0].embedding.pooling');
+  e = await failure(good.replace('    quantize: { format: gguf, type: Q4_K_M }', '    embedding: {}\n    quantize: { format: gguf, type: Q4_K_M }'));
+  assert.match(e.message, /for ONNX text models/);
+});
+
+test('recipes/rag-service.yaml loads: embed (e5, mean + L2 + query/passage prefixes) and rerank (bge), targets cpu and cuda', async () => {
+  const { loadRecipe } = await import('../../src/recipe/load.js');
+  const r = await loadRecipe('rag-service', new URL('../..', import.meta.url).pathname);
+  assert.deepEqual(r.models.map((m) => [m.id, m.repo, m.quantize.format]), [['embed', 'intfloat/e5-base-v2', 'onnx-int8'], ['rerank', 'BAAI/bge-reranker-base', 'onnx-int8']]);
+  assert.deepEqual(r.models[0]!.embedding?.prefixes, { query: 'query: ', passage: 'passage: ' });
+  assert.equal(r.models[1]!.rerank?.activation, 'sigmoid');
+  assert.deepEqual(r.targets.map((t) => [t.name, t.server.kind, t.server.device, t.models]), [['cpu', 'onnx', 'cpu', ['embed', 'rerank']], ['cuda', 'onnx', 'cuda', ['embed', 'rerank']]]);
+  assert.equal(r.image.tags[0], '{version}-e5-base-int8-{target}');
+});

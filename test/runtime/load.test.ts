@@ -1,16 +1,14 @@
 // The runtime module the images run: finds /app/models/<id>, checks files against the manifest, and for
-// images built with BUNDLE_MODELS=false fetches the files from a (loopback) Hub at start.
+// images built without model bytes, see unbundled.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm, writeFile, appendFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Bytes } from '../../src/util/digest.js';
-import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
+import { InputError, IntegrityError } from '../../src/util/errors.js';
 import { prettyJson } from '../../src/util/json.js';
-import { hubConfigFromEnv } from '../../src/hub/config.js';
-import { loadModels, parseManifest, unbundledManifest, parseFetchRef, fetchArgName, type ModelManifest } from '../../src/runtime/index.js';
-import { startHubServer } from '../support/hub-server.js';
+import { loadModels, parseManifest, type ModelManifest } from '../../src/runtime/index.js';
 import { VAD_ONNX } from '../support/docker-env.js';
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -105,55 +103,4 @@ test('hostile or broken manifests are input errors, never a path outside the mod
   const empty = await mkdtemp(join(tmpdir(), 'bake-runtime-empty-'));
   t.after(() => rm(empty, { recursive: true, force: true }));
   await assert.rejects(loadModels({ root: empty }), (e: unknown) => e instanceof InputError && /no models under/.test(e.message));
-});
-
-test('not bundled: the runtime fetches the files from the Hub into its cache, verified, and loads from there', async (t) => {
-  const root = await tempDir(t);
-  const cache = join(root, 'hf-cache');
-  const onnx = await readFile(VAD_ONNX);
-  const gguf = Buffer.from('GGUF quantized bytes, not in any image layer');
-  const hub = await startHubServer({ repos: { 'test/vad': { files: { 'silero_vad_16k_op15.onnx': onnx } }, 'test/tiny-q8': { files: { 'w-Q8_0.gguf': gguf } } } });
-  t.after(() => hub.close());
-
-  // What the image holds: manifests only, made by `bake-runtime unbundle` in the Dockerfile.
-  const bundledVad = await writeModel(join(root, 'full'), 'vad', { 'silero_vad_16k_op15.onnx': onnx });
-  const bundledTiny = await writeModel(join(root, 'full'), 'tiny', { 'w-Q8_0.gguf': gguf }, { quantization: { format: 'gguf', params: { type: 'Q8_0' } } });
-  // A local-path or quantized model needs to be told where its files live.
-  assert.throws(() => unbundledManifest(bundledTiny), (e: unknown) => e instanceof InputError && e.field === 'BAKE_FETCH_TINY' && /BAKE_FETCH_TINY=<org\/name>@<commit sha>/.test(e.hint ?? ''));
-  assert.equal(fetchArgName('minilm-l6.int8'), 'BAKE_FETCH_MINILM_L6_INT8');
-  assert.throws(() => parseFetchRef('test/vad@main', 'BAKE_FETCH_VAD'), /org\/name@<40-hex commit sha>/);
-  const images = join(root, 'image');
-  for (const [m, repo] of [[bundledVad, 'test/vad'], [bundledTiny, 'test/tiny-q8']] as const) {
-    const un = unbundledManifest(m, parseFetchRef(`${repo}@${hub.commitOf(repo)}`, 'x'));
-    assert.equal(un.bundled, false);
-    await mkdir(join(images, m.id), { recursive: true });
-    await writeFile(join(images, m.id, 'manifest.json'), prettyJson(un));
-  }
-  assert.deepEqual((await readdir(join(images, 'vad'))), ['manifest.json'], 'no model bytes in the image folder');
-
-  const lines: string[] = [];
-  const hubCfg = hubConfigFromEnv({}, { cacheDir: cache, retryBaseMs: 1 });
-  const loaded = await loadModels({ root: images, hub: hubCfg, hubEndpoint: hub.url, log: (l) => lines.push(l) });
-  assert.deepEqual(loaded.map((m) => [m.id, m.fetched]), [['tiny', true], ['vad', true]]);
-  const vad = loaded.find((m) => m.id === 'vad')!;
-  assert.equal(vad.dir, join(cache, 'models--test--vad', 'snapshots', hub.commitOf('test/vad')));
-  assert.deepEqual(await readFile(join(vad.dir, 'silero_vad_16k_op15.onnx')), onnx);
-  assert.ok(lines.some((l) => /^fetching vad \(1 files, 1289603 bytes\) from http:\/\/127\.0\.0\.1:\d+\/test\/vad@/.test(l)), lines.join('\n'));
-  assert.ok(lines.some((l) => /^pre-quantized vad loaded in \d+ ms \(fetched into /.test(l)));
-  assert.equal(hub.stats.bytesFor('silero_vad_16k_op15.onnx'), onnx.length);
-
-  // A second start finds the verified files in the cache: nothing downloaded again.
-  hub.stats.reset();
-  await loadModels({ root: images, hub: hubCfg, hubEndpoint: hub.url });
-  assert.equal(hub.stats.bytesServed, 0);
-
-  // The Hub serving other bytes than the manifest pins: refused, nothing linked into the snapshot.
-  const cache2 = join(root, 'hf-cache-2');
-  await hub.push('test/vad', { files: { 'silero_vad_16k_op15.onnx': Buffer.concat([onnx.subarray(0, 100), Buffer.alloc(onnx.length - 100)]) } });
-  const wrong = unbundledManifest(bundledVad, { repo: 'test/vad', commit: hub.commitOf('test/vad') });
-  await writeFile(join(images, 'vad', 'manifest.json'), prettyJson(wrong));
-  await assert.rejects(
-    loadModels({ root: images, ids: ['vad'], hub: hubConfigFromEnv({}, { cacheDir: cache2, retries: 1, retryBaseMs: 1 }), hubEndpoint: hub.url }),
-    (e: unknown) => e instanceof IntegrityError || e instanceof NetworkError,
-  );
 });

@@ -114,6 +114,17 @@ make_base_images() {
     log "making local/vllm-openai:stand-in"
     build_from_dir local/vllm-openai:stand-in "$ctx"; rm -rf "$ctx"
   fi
+  if ! has_image local/cuda-runtime:stand-in; then
+    # No GPU and no NVIDIA images here: a stand-in for nvidia/cuda:*-cudnn-runtime with its environment
+    # (what the NVIDIA container toolkit reads), no node (the runtime brings its own). Built and inspected, never run on a GPU.
+    ctx=$(mktemp -d)
+    printf '%s\n' 'FROM local/debian:bookworm-slim' 'ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility' \
+      'ENV CUDA_VERSION=12.4.1 NV_CUDNN_VERSION=9.1.0.70 NVIDIA_REQUIRE_CUDA="cuda>=12.4"' \
+      'ENV LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64 PATH=/usr/local/nvidia/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      'LABEL com.nvidia.cudnn.version=9.1.0.70 dev.bake.stand-in=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04' >"$ctx/Dockerfile"
+    log "making local/cuda-runtime:stand-in"
+    build_from_dir local/cuda-runtime:stand-in "$ctx"; rm -rf "$ctx"
+  fi
   if ! has_image local/llama-server:bookworm; then
     local bin; bin=$("$here/scripts/llama-tools.sh")
     ctx=$(mktemp -d); cp "$bin/llama-server" "$ctx/llama-server"

@@ -9,20 +9,48 @@ import {
 } from '../../src/formats/onnx/index.js';
 import { DEFAULT_EVAL_TEXTS, prng } from '../../src/model/onnx/index.js';
 
-export interface BertOptions { hidden?: number; layers?: number; heads?: number; intermediate?: number; labels?: string[]; seed?: number }
+export interface BertOptions {
+  hidden?: number; layers?: number; heads?: number; intermediate?: number; labels?: string[]; seed?: number;
+  /** Rows of the position table (BERT 512, XLM-R 514; default 128). */
+  positions?: number;
+  /** First position id (XLM-R counts from padding_idx + 1 = 2; default 0). */
+  positionOffset?: number;
+  /** Token type rows; 0 leaves the token_type_ids input out (XLM-R exports have none). Default 2. */
+  typeVocab?: number;
+  /** Classification head: BERT's pooler + classifier (default) or RoBERTa's classifier.dense + out_proj. */
+  head?: 'bert' | 'roberta';
+}
+
+type GraphOptions = Required<Pick<BertOptions, 'hidden' | 'layers' | 'heads' | 'intermediate' | 'seed'>> & Omit<BertOptions, 'hidden' | 'layers' | 'heads' | 'intermediate' | 'seed'>;
 
 const SPECIAL = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
 
-function buildVocab(): string[] {
+/** Lower-case words, numbers and punctuation marks of `texts`. */
+export function wordsOf(texts: readonly string[]): string[] {
   const words = new Set<string>();
-  for (const t of DEFAULT_EVAL_TEXTS) for (const w of t.toLowerCase().match(/[a-z]+|[0-9]+|[^\sa-z0-9]/g) ?? []) words.add(w);
+  for (const t of texts) for (const w of t.toLowerCase().match(/[a-z]+|[0-9]+|[^\sa-z0-9]/g) ?? []) words.add(w);
+  return [...words];
+}
+
+/**
+ * A WordPiece vocabulary: specials, characters, a few suffixes and the words of the eval texts (plus
+ * `extra` texts); padded with [unusedN] entries up to `size` when given (BERT-base has 30522).
+ */
+export function bertVocab(extra: readonly string[] = [], size?: number): string[] {
+  const v = buildVocab(extra);
+  for (let i = 0; size !== undefined && v.length < size; i++) v.push(`[unused${i}]`);
+  return v;
+}
+
+function buildVocab(extra: readonly string[] = []): string[] {
+  const words = new Set<string>(wordsOf([...DEFAULT_EVAL_TEXTS, ...extra]));
   const chars = 'abcdefghijklmnopqrstuvwxyz0123456789'.split('');
   const punct = '.,!?;:\'"()-/&%$@#*+=<>[]{}'.split('');
   return [...SPECIAL, ...chars, ...punct, ...chars.map((c) => `##${c}`), ...['##s', '##ing', '##ed', '##ly', '##er'], ...[...words].sort()]
     .filter((v, i, a) => a.indexOf(v) === i);
 }
 
-function tokenizerJson(vocab: string[]): unknown {
+export function wordPieceTokenizerJson(vocab: string[]): unknown {
   const ids = Object.fromEntries(vocab.map((v, i) => [v, i]));
   return {
     version: '1.0', truncation: null, padding: null,
@@ -45,7 +73,7 @@ const vi = (name: string, elem: number, dims: (number | string)[]): ValueInfo =>
 });
 
 /** The ONNX graph of a BERT encoder (optionally with a classification head giving `logits`). */
-export function bertModel(vocabSize: number, o: Required<Omit<BertOptions, 'labels'>> & { labels?: string[] }): ModelProto {
+export function bertModel(vocabSize: number, o: GraphOptions): ModelProto {
   const rand = prng(o.seed);
   const normal = (n: number, std: number) => {
     const a = new Float32Array(n);
@@ -67,8 +95,14 @@ export function bertModel(vocabSize: number, o: Required<Omit<BertOptions, 'labe
   const seq = n('Gather', [n('Shape', ['input_ids'], 'ids_shape'), 'one_i'], 'seq_len', [intAttr('axis', 0)]);
   init.push(makeTensor('start', [], BigInt64Array.from([0n])), makeTensor('step', [], BigInt64Array.from([1n])));
   const seqScalar = n('Squeeze', [seq, 'zero'], 'seq_scalar');
-  const pos = n('Range', ['start', seqScalar, 'step'], 'position_ids');
-  let h = n('Add', [n('Add', [n('Gather', [w('embeddings.word_embeddings.weight', [vocabSize, H], 0.5), 'input_ids'], 'word_emb'), n('Gather', [w('embeddings.position_embeddings.weight', [128, H], 0.1), pos], 'pos_emb')], 'emb_wp'), n('Gather', [w('embeddings.token_type_embeddings.weight', [2, H], 0.1), 'token_type_ids'], 'type_emb')], 'emb_sum');
+  const offset = o.positionOffset ?? 0;
+  const pos = offset
+    ? (init.push(makeTensor('pos_offset', [], BigInt64Array.from([BigInt(offset)]))),
+      n('Range', [n('Add', ['start', 'pos_offset'], 'pos_start'), n('Add', [seqScalar, 'pos_offset'], 'pos_limit'), 'step'], 'position_ids'))
+    : n('Range', ['start', seqScalar, 'step'], 'position_ids');
+  const typeVocab = o.typeVocab ?? 2;
+  const wordPos = n('Add', [n('Gather', [w('embeddings.word_embeddings.weight', [vocabSize, H], 0.5), 'input_ids'], 'word_emb'), n('Gather', [w('embeddings.position_embeddings.weight', [o.positions ?? 128, H], 0.1), pos], 'pos_emb')], 'emb_wp');
+  let h = typeVocab > 0 ? n('Add', [wordPos, n('Gather', [w('embeddings.token_type_embeddings.weight', [typeVocab, H], 0.1), 'token_type_ids'], 'type_emb')], 'emb_sum') : wordPos;
   h = ln(h, 'embeddings.LayerNorm');
   const maskF = n('Cast', ['attention_mask'], 'mask_f', [intAttr('to', DataType.FLOAT)]);
   const maskAdd = n('Mul', [n('Sub', [c('one_f', [], [1]), maskF], 'mask_inv'), c('neg_big', [], [-10000])], 'mask_add');
@@ -89,7 +123,13 @@ export function bertModel(vocabSize: number, o: Required<Omit<BertOptions, 'labe
     h = ln(n('Add', [linear(gelu, `${p}.output.dense`, I, H), h], `${p}.ffn_res`), `${p}.output.LayerNorm`);
   }
   const outputs: ValueInfo[] = [];
-  if (o.labels) {
+  if (o.labels && o.head === 'roberta') {
+    // RobertaClassificationHead: <s> -> dense -> tanh -> out_proj.
+    const cls = n('Squeeze', [n('Gather', [h, 'zero'], 'cls_token', [intAttr('axis', 1)]), 'axis1'], 'cls_sq');
+    const dense = n('Tanh', [linear(cls, 'classifier.dense', H, H)], 'cls_dense');
+    nodes.push(makeNode('Add', [n('MatMul', [dense, w('classifier.out_proj.weight', [H, o.labels.length], 0.5)], 'cls_mm'), w('classifier.out_proj.bias', [o.labels.length], 0.1)], ['logits'], '/logits'));
+    outputs.push(vi('logits', DataType.FLOAT, ['batch_size', o.labels.length]));
+  } else if (o.labels) {
     const cls = n('Gather', [h, 'zero'], 'cls_token', [intAttr('axis', 1)]);
     const pooled = n('Tanh', [linear(n('Squeeze', [cls, 'axis1'], 'cls_sq'), 'bert.pooler.dense', H, H)], 'pooled');
     nodes.push(makeNode('Add', [n('MatMul', [pooled, w('classifier.weight', [H, o.labels.length], 0.5)], 'cls_mm'), w('classifier.bias', [o.labels.length], 0.1)], ['logits'], '/logits'));
@@ -100,7 +140,7 @@ export function bertModel(vocabSize: number, o: Required<Omit<BertOptions, 'labe
   }
   const graph: GraphProto = {
     name: 'bert', node: nodes, initializer: init, value_info: [], output: outputs,
-    input: ['input_ids', 'attention_mask', 'token_type_ids'].map((x) => vi(x, DataType.INT64, ['batch_size', 'sequence_length'])),
+    input: ['input_ids', 'attention_mask', ...((o.typeVocab ?? 2) > 0 ? ['token_type_ids'] : [])].map((x) => vi(x, DataType.INT64, ['batch_size', 'sequence_length'])),
   };
   return { ir_version: 8, opset_import: [{ domain: '', version: 17 }], producer_name: 'bake-test', graph };
 }
@@ -120,7 +160,7 @@ export async function writeBertFolder(dir: string, opts: BertOptions = {}): Prom
     config.label2id = Object.fromEntries(labels.map((l, i) => [l, i]));
   }
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
-  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(vocab)));
+  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(wordPieceTokenizerJson(vocab)));
   await writeFile(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
   await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 128, cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: '[MASK]' }));
   await writeFile(join(dir, 'special_tokens_map.json'), JSON.stringify({ cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: '[MASK]' }));

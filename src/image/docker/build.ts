@@ -21,7 +21,7 @@ export interface BuildTargetOptions {
   contextDir: string;
   /** docker/<recipe>/Dockerfile (absolute or relative to contextDir). */
   dockerfile: string;
-  /** BUNDLE_MODELS, BASE_IMAGE_<TARGET>, BAKE_IMAGE, HF_ENDPOINT, SOURCE_DATE_EPOCH, BAKE_FETCH_<ID>... */
+  /** BUNDLE_MODELS, BASE_IMAGE_<TARGET>, BAKE_IMAGE, HF_ENDPOINT, SOURCE_DATE_EPOCH, BAKE_MODELS_REPOSITORY... */
   buildArgs?: Record<string, string>;
   tag: string;
   /** Extra tags for the same image. */

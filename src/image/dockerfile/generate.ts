@@ -7,7 +7,9 @@ import { modelsForTarget } from '../../recipe/targets.js';
 import type { ModelSpec, Recipe, TargetName, TargetSpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { MODELS_DIR, RUNTIME_APP, RUNTIME_NODE, RUNTIME_ONNXRUNTIME, runtimeImage, type RuntimePart } from '../../runtime/contract.js';
-import { fetchArgName } from '../../runtime/manifest.js';
+
+/** The build ARG naming the repository an unbundled image pulls its model layers from (default: image.name). */
+export const MODELS_REPOSITORY_ARG = 'BAKE_MODELS_REPOSITORY';
 
 /** The image holding node + bake that runs the models stages (docker/bake.Dockerfile builds it). */
 export const DEFAULT_BAKE_IMAGE = 'bake-builder:local';
@@ -81,7 +83,8 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
     `#   DOCKER_BUILDKIT=1 docker build -f docker/${recipe.name}/Dockerfile --target ${example} --network none -t ${recipe.image.name}:${example} .`,
     '# A Hub token goes in as a BuildKit secret only (never ARG or ENV):',
     '#   --secret id=hf_token,src=$HOME/.cache/huggingface/token',
-    '# Images without model bytes (the runtime fetches the locked files at start): --build-arg BUNDLE_MODELS=false',
+    '# Images without model bytes (the runtime pulls the quantized layers `bake push` pushed, else quantizes at start):',
+    `#   --build-arg BUNDLE_MODELS=false [--build-arg ${MODELS_REPOSITORY_ARG}=<registry>/<repository>]`,
     '# Other bases: --build-arg ' + targets.map((t) => `${baseArgName(t)}=<image>`).join(' '),
     '',
     `ARG BAKE_IMAGE=${bakeImage}`,
@@ -116,10 +119,11 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
       '',
       `FROM bake AS ${stage}-unbundled`,
       'ARG SOURCE_DATE_EPOCH=0',
-      `# Where the runtime fetches the files: org/name@<commit> (default: the source repo, for unquantized models).`,
-      `ARG ${fetchArgName(model.id)}`,
-      `COPY --from=${stage} /out${MODELS_DIR}/${model.id}/manifest.json /in/manifest.json`,
-      `RUN bake-runtime unbundle /in/manifest.json /out${MODELS_DIR}/${model.id}`,
+      '# The repository `bake push` pushed the bundled image to: the runtime pulls this model\'s layer from it at start',
+      '# (the layer\'s digest is computed here from the same bytes), and quantizes at start when it cannot.',
+      `ARG ${MODELS_REPOSITORY_ARG}=${recipe.image.name}`,
+      `COPY --from=${stage} /out${MODELS_DIR}/${model.id}/ /in/${model.id}/`,
+      `RUN bake-runtime unbundle /in/${model.id} /out${MODELS_DIR}/${model.id}`,
       '',
     );
   }
@@ -155,24 +159,39 @@ export function renderDockerfile(inputs: DockerfileInputs): string {
   return L.join('\n');
 }
 
-/** Folders a local model's stage copies (project-relative), from its `path:` value. */
+/**
+ * What a model's stage copies besides the recipe and lock (project-relative): its local folder (`path:`)
+ * and the files its recipe fields name (verify.eval, calibration texts, verify.data and calibration data
+ * folders), which the stage's verify and quantize steps read.
+ */
 export function localPathsFor(model: ModelSpec, recipePath: string): string[] {
-  if (!model.path) return [];
-  if (model.path.startsWith('npm:')) {
+  const out: string[] = [];
+  const inProject = (value: string, field: string, what: string): string => {
+    const p = posix.normalize(posix.join(posix.dirname(recipePath), value));
+    if (p.startsWith('..') || posix.isAbsolute(p)) {
+      throw new InputError(`model ${model.id}: ${field.replace(/^models\.[^.]+\./, '')} ${value} is outside the project, so a docker build cannot see it`, {
+        file: recipePath, field, hint: `move the ${what} inside the project (the build context is the project root)`,
+      });
+    }
+    return p;
+  };
+  if (model.path?.startsWith('npm:')) {
     const spec = model.path.slice(4);
     const parts = spec.split('/');
     const n = spec.startsWith('@') ? 2 : 1;
     const pkg = parts.slice(0, n).join('/');
     const sub = parts.slice(n).join('/');
-    return [`node_modules/${pkg}/package.json`, posix.join('node_modules', pkg, sub)];
+    out.push(`node_modules/${pkg}/package.json`, posix.join('node_modules', pkg, sub));
+  } else if (model.path) {
+    out.push(inProject(model.path, `models.${model.id}.path`, 'model folder'));
   }
-  const p = posix.normalize(posix.join(posix.dirname(recipePath), model.path));
-  if (p.startsWith('..') || posix.isAbsolute(p)) {
-    throw new InputError(`model ${model.id}: path ${model.path} is outside the project, so a docker build cannot see it`, {
-      file: recipePath,
-      field: `models.${model.id}.path`,
-      hint: 'move the model folder inside the project (the build context is the project root)',
-    });
-  }
-  return [p];
+  const q = model.quantize as { calibration?: { texts?: string; data?: { path: string } } };
+  const refs: [string | undefined, string][] = [
+    [model.verify.eval === 'default' ? undefined : model.verify.eval, 'verify.eval'],
+    [model.verify.data?.path, 'verify.data.path'],
+    [q.calibration?.texts, 'quantize.calibration.texts'],
+    [q.calibration?.data?.path, 'quantize.calibration.data.path'],
+  ];
+  for (const [value, field] of refs) if (value !== undefined) out.push(inProject(value, `models.${model.id}.${field}`, 'file'));
+  return [...new Set(out)];
 }

@@ -8,8 +8,17 @@ import type { Feeds } from './inputs.js';
 interface TokenizerOutput { [k: string]: { data: ArrayLike<bigint | number>; dims: number[] } }
 type Tokenizer = (text: string, opts: { truncation: boolean; max_length: number }) => TokenizerOutput;
 
+/** transformers.js reads one global folder: loads take turns, or two at once read each other's files. */
+let loading: Promise<unknown> = Promise.resolve();
+
 /** Loads the tokenizer of the model folder `modelDir` with remote models off. */
-export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
+export function loadTokenizer(modelDir: string): Promise<Tokenizer> {
+  const next = loading.then(() => loadTokenizerNow(modelDir));
+  loading = next.catch(() => {});
+  return next;
+}
+
+async function loadTokenizerNow(modelDir: string): Promise<Tokenizer> {
   try {
     await access(join(modelDir, 'tokenizer.json'));
   } catch {

@@ -8,15 +8,17 @@ import { join, posix } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type * as ort from 'onnxruntime-node';
 import { onnxDiskSize, readOnnx, type ModelProto } from '../../formats/onnx/index.js';
-import type { VerifySpec } from '../../recipe/types.js';
+import type { EmbeddingSpec, RerankSpec, VerifySpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
 import { prettyJson } from '../../util/json.js';
 import { safeJoin, writeFileAtomic } from '../../util/fs.js';
 import { buildReport, type VerifyReport } from '../gates.js';
-import { DEFAULT_EVAL_TEXTS, dataFeeds, fromSpec, generateInputs, modelInputs, openSession, peakRss, runSession, textFeeds, type Feeds, type GenerateOptions } from '../../model/onnx/index.js';
+import { DEFAULT_EVAL_TEXTS, dataFeeds, fromSpec, generateInputs, modelInputs, openSession, peakRss, runSession, TextModel, textFeeds, type Feeds, type GenerateOptions } from '../../model/onnx/index.js';
+import { checkRetrievalGates, compareEmbeddings, compareRerankers, parseEvalSamples } from './retrieval.js';
 import { argmax, cosine, ctcGreedy, editDistance, maxAbsError, percentile, spearman } from './metrics.js';
 
 export { cosine, ctcGreedy, editDistance, spearman, maxAbsError, percentile } from './metrics.js';
+export { parseEvalSamples, type EvalSample } from './retrieval.js';
 
 const SUFFIXES = ['_quantized', '_int8', '_uint8', '_fp16'];
 /** Tasks whose outputs are class scores: top-1 and rank agreement are meaningful. */
@@ -35,6 +37,10 @@ export interface VerifyOptions {
   dataDir?: string;
   /** What the quantize step recorded (its artifact meta: params per source file): explains a file nothing was done to. */
   quantization?: { params?: Record<string, unknown> };
+  /** The recipe's embedding declaration: compare pooled sentence embeddings, not raw token states. */
+  embedding?: EmbeddingSpec;
+  /** The recipe's rerank declaration: compare the ranking of passages per query. */
+  rerank?: RerankSpec;
 }
 
 async function listOnnx(dir: string, prefix = ''): Promise<string[]> {
@@ -192,6 +198,7 @@ type NothingQuantized = { reason: string; hint: string };
  * Returns the report (gates evaluated); the caller decides to enforce (enforceGates) and stores it.
  */
 export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir: string, spec: VerifySpec, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  if (opts.embedding || opts.rerank) return verifyRetrievalModel(modelId, srcDir, quantDir, spec, opts);
   const pairs = await pairModels(srcDir, quantDir);
   const runs = spec.runs ?? 20;
   const all = { stats: newStats(), agreement: newAgreement(), scalarOutputs: [] as string[] };
@@ -322,6 +329,36 @@ export async function verifyOnnxModel(modelId: string, srcDir: string, quantDir:
     hints.max_size_ratio = nothing.map((n) => `nothing was quantized in ${n.file} (${n.reason}): ${n.hint}`).join('; ');
   }
   return buildReport(modelId, 'onnx', spec, metrics, details, [], { hints, syntheticInputs: synthetic, warnings: synthetic ? [SYNTHETIC_WARNING] : [] });
+}
+
+/**
+ * An embedder or reranker, as the recipe declares it: the main ONNX file's original and quantized models
+ * run through their tokenizer on the eval set (verify.eval; JSON lines of queries and passages).
+ */
+async function verifyRetrievalModel(modelId: string, srcDir: string, quantDir: string, spec: VerifySpec, opts: VerifyOptions): Promise<VerifyReport> {
+  const kind = opts.embedding ? 'embedding' : 'rerank';
+  checkRetrievalGates(spec, kind);
+  const pair = (await pairModels(srcDir, quantDir))[0]!;
+  const srcFile = join(srcDir, pair.source), qFile = join(quantDir, pair.quantized);
+  const samples = parseEvalSamples(opts.evalTexts ?? []);
+  const runs = spec.runs ?? 20;
+  const models = { reference: await TextModel.open(quantDir, srcFile, { threads: 1 }), quantized: await TextModel.open(quantDir, qFile, { threads: 1 }) };
+  let r: { metrics: Record<string, number>; details: Record<string, unknown> };
+  try {
+    r = opts.embedding ? await compareEmbeddings(models, samples, opts.embedding, runs) : await compareRerankers(models, samples, opts.rerank!, runs);
+  } finally {
+    await Promise.all([models.reference.release(), models.quantized.release()]);
+  }
+  const [srcBytes, quantBytes] = [await onnxDiskSize(srcFile), await onnxDiskSize(qFile)];
+  r.metrics.size_ratio = quantBytes / srcBytes;
+  if (opts.measureMemory !== false) {
+    const model = await readOnnx(srcFile);
+    const feeds = (await textFeeds(quantDir, [DEFAULT_EVAL_TEXTS[0]!], modelInputs(model).map((i) => i.name)))[0]!;
+    r.metrics.peak_rss_bytes_reference = await peakRss(srcFile, feeds);
+    r.metrics.peak_rss_bytes = await peakRss(qFile, feeds);
+  }
+  const details = { ...r.details, inputs: 'text', runs, files: { [pair.quantized]: { source: pair.source } }, source_bytes: srcBytes, quantized_bytes: quantBytes };
+  return buildReport(modelId, 'onnx', spec, r.metrics, details, [], { syntheticInputs: false });
 }
 
 /** Metrics over compared outputs; a metric nothing measured is left out (a gate on it then fails as unmeasured). */

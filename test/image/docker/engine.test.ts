@@ -3,7 +3,7 @@
 // from node-llama-cpp's llama.cpp source, a vLLM stand-in). Containers run with --network none.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -14,7 +14,6 @@ import { buildImage, buildRecipe, buildTarget, connectEngine, ensureBakeImage, i
 import { EngineError, InputError } from '../../../src/util/errors.js';
 import { writeBuildFiles } from '../../../src/image/dockerfile/index.js';
 import { sha256Bytes } from '../../../src/util/digest.js';
-import { startHubServer, type HubServer } from '../../support/hub-server.js';
 import { bakeCli, bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../../support/docker-env.js';
 
 const BASES = {
@@ -246,60 +245,7 @@ test('a missing base image is an engine error naming the image and the build ARG
   );
 });
 
-test('BUNDLE_MODELS=false: no model bytes in the image; the models come from the loopback Hub at start', { timeout: 10 * 60_000 }, async (t) => {
-  // The Hub holds the exact files the manifests pin (for the quantized GGUF: published as its own repo).
-  const extracted = await mkdtemp(join(tmpdir(), 'bake-unbundled-'));
-  t.after(() => rm(extracted, { recursive: true, force: true }));
-  const cid = (await dockerOk(['create', built.cpu!])).trim();
-  await dockerOk(['cp', `${cid}:/app/models`, extracted]);
-  await dockerOk(['rm', cid]);
-  const repoFiles = async (id: string): Promise<Record<string, Uint8Array>> => {
-    const out: Record<string, Uint8Array> = {};
-    for (const f of await readdir(join(extracted, 'models', id), { recursive: true, withFileTypes: true })) {
-      const rel = join(f.parentPath, f.name).slice(join(extracted, 'models', id).length + 1);
-      if (f.isFile() && rel !== 'manifest.json') out[rel] = await readFile(join(extracted, 'models', id, rel));
-    }
-    return out;
-  };
-  const hub: HubServer = await startHubServer({ repos: { 'bake-test/vad': { files: await repoFiles('vad') }, 'bake-test/encoder-int8': { files: await repoFiles('encoder') } } });
-  t.after(() => hub.close());
-
-  const { imageId } = await buildTarget({
-    recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'bake.test/two:cpu-unbundled', nodeImage: NODE_IMAGE, ensureBuilder: false,
-    buildArgs: {
-      ...BASES,
-      BUNDLE_MODELS: 'false',
-      BAKE_FETCH_VAD: `bake-test/vad@${hub.commitOf('bake-test/vad')}`,
-      BAKE_FETCH_ENCODER: `bake-test/encoder-int8@${hub.commitOf('bake-test/encoder-int8')}`,
-    },
-  });
-  const unbundled = (await inspectImage(connectEngine(), imageId))!;
-  const bundled = (await inspectImage(connectEngine(), built.cpu!))!;
-  assert.equal(unbundled.labels['dev.bake.bundled'], 'false');
-  // Listing: every file under app/models in every layer is a manifest, and small.
-  const files = await modelFilesInLayers(imageId);
-  assert.deepEqual(files.map((f) => f.path.replace(/^\.?\//, '')).sort(), ['app/models/encoder/manifest.json', 'app/models/vad/manifest.json']);
-  assert.ok(files.every((f) => f.size < 8192));
-  // Size: the bundled image is bigger by at least the model bytes; the unbundled one is its runtime plus manifests.
-  const modelBytes = Object.values(await repoFiles('vad')).concat(Object.values(await repoFiles('encoder'))).reduce((n, b) => n + b.length, 0);
-  // (docker's Size counts the unpacked layers; small files and tar headers make it approximate)
-  assert.ok(bundled.size - unbundled.size >= modelBytes * 0.98, `bundled ${bundled.size} - unbundled ${unbundled.size} >= ${modelBytes}`);
-  assert.deepEqual(unbundled.layers.slice(0, -2), bundled.layers.slice(0, -2), 'same base and runtime layers');
-
-  // Start: host network only to reach the loopback Hub; files verified into the container's HF cache.
-  const run = await runUntil(['--network', 'host', '-e', `HF_ENDPOINT=${hub.url}`, '-e', 'BAKE_PORT=0', imageId], /serving 2 ONNX model/, 90_000);
-  containers.push(run.id);
-  assert.ok(!run.exited, run.logs);
-  assert.match(run.logs, /fetching vad \(2 files, \d+ bytes\) from http:\/\/127\.0\.0\.1:\d+\/bake-test\/vad@/);
-  assert.match(run.logs, /pre-quantized vad loaded in \d+ ms \(fetched into \/root\/\.cache\/huggingface\/hub\/models--bake-test--vad\/snapshots\/[0-9a-f]{40}\)/);
-  assert.match(run.logs, /pre-quantized encoder loaded in \d+ ms \(fetched into /);
-  assert.match(run.logs, /onnxruntime opened vad: \/root\/\.cache\/huggingface\/hub\/models--bake-test--vad\/snapshots\/[0-9a-f]{40}\/silero_vad_16k_op15\.onnx/);
-  assert.equal(hub.stats.bytesFor('silero_vad_16k_op15.onnx'), (await repoFiles('vad'))['silero_vad_16k_op15.onnx']!.length);
-  // Without the Hub (no network) the unbundled image cannot start, and says why (exit 4: network).
-  const offline = await docker(['run', '--rm', '--network', 'none', '-e', `HF_ENDPOINT=${hub.url}`, imageId], { timeoutMs: 3 * 60_000 });
-  assert.equal(offline.code, 4, offline.stdout + offline.stderr);
-  assert.match(offline.stderr, /\[bake-runtime\] error: /);
-});
+// BUNDLE_MODELS=false (model layers pulled from the registry at start, or quantized at start): test/image/docker/rag.test.ts.
 
 test('changing one model rebuilds only that model\'s layer; the other keeps its digest', { timeout: 10 * 60_000 }, async () => {
   const v1 = await buildTarget({ recipe, target: 'cpu', contextDir: project.dir, dockerfile: 'docker/two/Dockerfile', tag: 'bake.test/two:cpu-v1', buildArgs: BASES, nodeImage: NODE_IMAGE, ensureBuilder: false });
