@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 slow='
 test/image/docker/engine.test.ts
 test/image/docker/vllm-awq.test.ts
+test/image/docker/rag.test.ts
 test/image/oci/*.test.ts
 test/image/registry/*.test.ts
 test/cli/push.test.ts
