@@ -13,7 +13,8 @@ export interface BertOptions { hidden?: number; layers?: number; heads?: number;
 
 const SPECIAL = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
 
-function buildVocab(): string[] {
+/** The small WordPiece vocabulary of the generated encoders: specials, letters, punctuation, ##pieces, eval-text words. */
+export function buildVocab(): string[] {
   const words = new Set<string>();
   for (const t of DEFAULT_EVAL_TEXTS) for (const w of t.toLowerCase().match(/[a-z]+|[0-9]+|[^\sa-z0-9]/g) ?? []) words.add(w);
   const chars = 'abcdefghijklmnopqrstuvwxyz0123456789'.split('');
@@ -22,7 +23,8 @@ function buildVocab(): string[] {
     .filter((v, i, a) => a.indexOf(v) === i);
 }
 
-function tokenizerJson(vocab: string[]): unknown {
+/** A BERT (uncased) tokenizer.json over `vocab`, as transformers' BertTokenizerFast saves one. */
+export function tokenizerJson(vocab: string[]): unknown {
   const ids = Object.fromEntries(vocab.map((v, i) => [v, i]));
   return {
     version: '1.0', truncation: null, padding: null,
