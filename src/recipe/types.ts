@@ -98,6 +98,11 @@ export interface VerifySpec {
   max_kld?: number;
   min_same_top?: number;
   max_ppl_ratio?: number;
+  /**
+   * GGUF embedding models: the least cosine between llama.cpp's embedding of the converted file and
+   * onnxruntime's on the checkpoint's own ONNX export (default 0.999 when the export is locked).
+   */
+  min_onnx_cosine?: number;
   /** Skip verification altogether (the manifest says so). */
   skip?: boolean;
 }

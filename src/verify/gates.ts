@@ -45,6 +45,7 @@ const GATES: Record<string, { metric: string; comparison: '>=' | '<=' }> = {
   max_kld: { metric: 'kld_mean', comparison: '<=' },
   min_same_top: { metric: 'same_top_pct', comparison: '>=' },
   max_ppl_ratio: { metric: 'ppl_ratio', comparison: '<=' },
+  min_onnx_cosine: { metric: 'onnx_cosine_min', comparison: '>=' },
 };
 
 export const GATE_NAMES = Object.keys(GATES);

@@ -9,6 +9,7 @@ import { qwen2 } from './qwen2.js';
 import type { Architecture } from './types.js';
 
 export type { Architecture, ExpectedTensor, HfConfig, ModelShape } from './types.js';
+export { POOLING_TYPES, type PoolingName } from './encoder.js';
 
 export const ARCHITECTURES: readonly Architecture[] = [llama, mistral, qwen2, bert, nomicBert];
 
