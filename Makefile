@@ -50,7 +50,7 @@ tools: host-tools deps
 ALL_TESTS := $(shell find test -name '*.test.ts' | sort)
 SLOW_TESTS := $(wildcard test/image/docker/*.test.ts test/image/oci/*.test.ts test/image/registry/*.test.ts) \
 	test/cli/push.test.ts test/quant/gguf/oracle.test.ts test/quant/gguf/kquant-oracle.test.ts test/quant/gguf/fuzz.test.ts \
-	$(wildcard test/verify/llama/*.test.ts)
+	$(wildcard test/verify/llama/*.test.ts) test/runtime/llama-server-flags.test.ts
 FAST_TESTS := $(filter-out $(SLOW_TESTS),$(ALL_TESTS))
 
 # No import cycles in src/ (madge reads the TypeScript imports; a cycle fails the build).

@@ -1,8 +1,10 @@
-// `bake inspect`: a recipe, a lock entry, a store artifact or an OCI layout, as JSON.
+// `bake inspect`: a recipe (with what each target's image runs), a lock entry, a store artifact or an OCI
+// layout, as JSON.
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { lockfilePath, readLockfile } from '../lock/lockfile.js';
 import { loadRecipe } from '../recipe/load.js';
+import { runtimeImage } from '../runtime/contract.js';
 import { defaultStoreRoot, Store } from '../store/store.js';
 import { InputError } from '../util/errors.js';
 import type { RunInput } from './types.js';
@@ -27,5 +29,8 @@ export async function inspect(input: RunInput): Promise<{ value: unknown; text: 
     return { value: e, text: JSON.stringify(e, null, 2) };
   }
   const recipe = await loadRecipe(what, root);
-  return { value: recipe, text: JSON.stringify(recipe, null, 2) };
+  // What each target's image runs: entrypoint, CMD (a llama-server's settings as flags), health check.
+  const images = Object.fromEntries(recipe.targets.map((t) => [t.name, runtimeImage(t) ?? null]));
+  const value = { ...recipe, images };
+  return { value, text: JSON.stringify(value, null, 2) };
 }

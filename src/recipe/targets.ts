@@ -2,6 +2,7 @@
 // defaults, of the model <-> target rules and of looking a target up by name.
 import type { BakeErrorOptions } from '../util/errors.js';
 import { InputError } from '../util/errors.js';
+import { checkServerArgs, settingsArgs } from '../runtime/llama-server/settings.js';
 import type { HealthSpec, ModelSpec, QuantSpec, Recipe, ServerKind, ServerSpec, TargetSpec } from './types.js';
 
 /** Base images by server kind (and onnx device); a build ARG or --base overrides them. */
@@ -80,8 +81,10 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
     const health: HealthSpec | undefined = healthPath && port
       ? { path: healthPath, interval: t.server?.health?.interval ?? 10, timeout: t.server?.health?.timeout ?? 5, start_period: t.server?.health?.start_period ?? (kind === 'vllm' ? 600 : 60), retries: t.server?.health?.retries ?? 3 }
       : undefined;
-    const server: ServerSpec = { kind, port: kind === 'none' ? undefined : port, args: t.server?.args ?? t.cmd ?? [], env: t.server?.env ?? {}, device, ...(health ? { health } : {}) };
     const carried = targetModels(name, t, kind, models, ids, at);
+    const args = t.server?.args ?? t.cmd ?? [];
+    const settings = serverSettings(name, t, kind, models.filter((m) => carried.includes(m.id)), args, at);
+    const server: ServerSpec = { kind, port: kind === 'none' ? undefined : port, settings, args, env: t.server?.env ?? {}, device, ...(health ? { health } : {}) };
     if ((kind === 'llama-server' || kind === 'vllm') && carried.length > 1) {
       throw new InputError(`targets.${name}: a ${kind} server serves one model, and this target would carry ${carried.length} (${carried.join(', ')})`, {
         ...at(['targets', name]), field: `targets.${name}.models`, hint: `declare one target per model (several targets may share server kind ${kind}), e.g. chat: and embed:`,
@@ -89,6 +92,30 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
     }
     return { name, base, server, models: carried, env: t.env ?? {} };
   });
+}
+
+/**
+ * server.settings, checked against the flags of the bundled llama-server (a typo is an error naming the
+ * key, with the nearest flag); server.args are checked the same way. A feature-extraction model's server
+ * runs with --embedding unless the recipe says otherwise.
+ */
+function serverSettings(name: string, t: RawTarget, kind: ServerKind, carried: ModelSpec[], args: string[], at: Locate): ServerSpec['settings'] {
+  const raw = t.server?.settings ?? {};
+  if (kind !== 'llama-server') {
+    if (Object.keys(raw).length) {
+      throw new InputError(`targets.${name}.server.settings: settings are llama-server flags; this target runs ${kind}`, {
+        ...at(['targets', name, 'server', 'settings']), hint: kind === 'none' ? 'remove them' : 'pass the server\'s own flags in server.args',
+      });
+    }
+    return {};
+  }
+  const argsField = t.server?.args ? ['server', 'args'] : ['cmd'];
+  checkServerArgs(args, (i) => ({ ...at(['targets', name, ...argsField, i]), field: `targets.${name}.${argsField.join('.')}[${i}]` }));
+  const settings = { ...raw };
+  if (carried.some((m) => m.task === 'feature-extraction') && !('embedding' in raw) && !('embeddings' in raw)) settings.embedding = true;
+  // Checked here, where the recipe's positions are known; the contract turns them into the CMD.
+  settingsArgs(settings, (key) => ({ ...at(['targets', name, 'server', 'settings', key]), field: `targets.${name}.server.settings.${key}` }));
+  return settings;
 }
 
 function targetModels(name: string, t: RawTarget, kind: ServerKind, models: ModelSpec[], ids: Set<string>, at: Locate): string[] {

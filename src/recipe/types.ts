@@ -140,10 +140,18 @@ export interface HealthSpec {
   retries: number;
 }
 
+/** A value of `server.settings`: a flag's value, or true/false for a switch. */
+export type ServerSettingValue = string | number | boolean;
+
 export interface ServerSpec {
   kind: ServerKind;
   /** Port the server listens on inside the container (EXPOSEd); none for kind none. */
   port?: number;
+  /**
+   * llama-server: its flags by long name (ctx-size, ubatch-size, cache-type-k, flash-attn, ...), checked
+   * against the flags of the bundled build when the recipe loads; they become the image's CMD, before `args`.
+   */
+  settings: Record<string, ServerSettingValue>;
   /** Extra command-line arguments for the server (llama-server / vLLM flags). */
   args: string[];
   /** Environment of the server process. */

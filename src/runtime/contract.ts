@@ -2,7 +2,8 @@
 // app reads, how it starts, on which port it serves and how it is health-checked. The Dockerfile
 // generator, the daemonless image writer and the runtime app itself all read this one module, so an
 // image built either way starts the same.
-import type { ServerKind, TargetSpec } from '../recipe/types.js';
+import type { ServerKind, ServerSpec, TargetSpec } from '../recipe/types.js';
+import { settingsArgs } from './llama-server/settings.js';
 
 /** Where models land in every image: /app/models/<id>/ with manifest.json. */
 export const MODELS_DIR = '/app/models';
@@ -52,6 +53,15 @@ function nodeFor(kind: ServerKind, device: string): { path: string; bring: boole
   return kind === 'onnx' && device === 'cpu' ? { path: 'node', bring: false } : { path: RUNTIME_NODE, bring: true };
 }
 
+/**
+ * The server's arguments (the image's CMD): a llama-server target's settings as flags, then `args`.
+ * `settings` overrides some of the target's (bake bench runs the image with each point of a sweep).
+ */
+export function serverArgs(server: ServerSpec, settings: ServerSpec['settings'] = {}): string[] {
+  const merged = { ...server.settings, ...settings };
+  return server.kind === 'llama-server' ? [...settingsArgs(merged), ...server.args] : [...server.args];
+}
+
 /** The runtime part of a target's image; undefined for a models-only target (server kind none). */
 export function runtimeImage(target: TargetSpec): RuntimeImage | undefined {
   const { server } = target;
@@ -73,7 +83,7 @@ export function runtimeImage(target: TargetSpec): RuntimeImage | undefined {
     parts,
     // `docker run <image> --flag` replaces CMD: the server's arguments, after the `--`.
     entrypoint: [node.path, RUNTIME_APP, 'serve', '--'],
-    cmd: [...server.args],
+    cmd: serverArgs(server),
     env: Object.fromEntries(Object.entries(env).sort(([a], [b]) => (a < b ? -1 : 1))),
   };
   if (server.port) image.exposedPort = server.port;
