@@ -1,12 +1,13 @@
 // One entry per `bake` subcommand: its arguments and options, a call into the pipeline API, and how
 // its result reads as text. No orchestration lives here.
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadRecipe } from '../recipe/load.js';
 import type { Recipe } from '../recipe/types.js';
 import { createContext, type PipelineContext } from '../pipeline/context.js';
 import type { ModelResult } from '../pipeline/api.js';
 import type { CommandDef, RunInput } from './types.js';
 import { bytes, fmt, table } from './text.js';
+import { InputError } from '../util/errors.js';
 
 export type { CommandDef, RunInput } from './types.js';
 
@@ -23,6 +24,21 @@ const recipeArg = { name: 'recipe', description: 'recipe name (recipes/<name>.ya
 const modelOption = { flags: '-m, --model <id...>', description: 'only these models of the recipe' };
 const forceOption = { flags: '--force', description: 're-run steps even when their results are cached' };
 const targetOption = { flags: '-t, --target <target>', description: 'a target of the recipe, or all', default: 'all' };
+
+/** `name=value` command-line pairs. */
+function pairs(values: unknown, flag: string): [string, string][] {
+  return ((values as string[] | undefined) ?? []).map((v) => {
+    const eq = v.indexOf('=');
+    if (eq <= 0) throw new InputError(`${flag} ${v}: expected <target>=<value>`, { field: flag, expected: '<target>=<value>, e.g. chat=2' });
+    return [v.slice(0, eq), v.slice(eq + 1)];
+  });
+}
+
+function countOf(v: string, target: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new InputError(`--replicas ${target}=${v}: not a replica count`, { field: '--replicas', expected: 'an integer from 0 to 64' });
+  return n;
+}
 
 function stepsText(models: ModelResult[]): string {
   return table([['model', 'format', 'steps', 'bytes before', 'bytes after', 'artifact'], ...models.map((m) => [
@@ -150,6 +166,28 @@ export const commands: CommandDef[] = [
       const recipe = await recipeOf(input);
       const r = await (await api()).buildImages(await context(input), recipe, { target: input.opts.target as string, push: (input.opts.to as string | undefined) ?? recipe.image.name, base: input.opts.base as string | undefined });
       return { value: r, text: r.images.map((i) => `${i.target}: ${i.manifestDigest} ${i.tags.join(', ')} -> ${i.pushed?.repository}`).join('\n') };
+    },
+  },
+  {
+    name: 'compose',
+    description: 'write a docker-compose file for the recipe\'s fleet: each target\'s deploy.replicas, with health checks, restart policy, limits and GPUs',
+    args: [recipeArg],
+    options: [
+      { flags: '-o, --out <file>', description: 'where to write it (default docker/<recipe>/docker-compose.yml)' },
+      { flags: '--replicas <target=n...>', description: 'replica counts overriding the recipe\'s deploy.replicas' },
+      { flags: '--image <target=ref...>', description: 'image references overriding <image.name>:<version>-<target>' },
+    ],
+    examples: ['bake compose chat-llamacpp && docker compose -f docker/chat-llamacpp/docker-compose.yml up -d', 'bake compose chat-llamacpp --replicas chat=4 embed=2'],
+    async run(input) {
+      const { writeCompose } = await import('../image/compose/index.js');
+      const recipe = await recipeOf(input);
+      const out = resolve(input.globals.project, (input.opts.out as string | undefined) ?? join('docker', recipe.name, 'docker-compose.yml'));
+      const file = await writeCompose(recipe, out, {
+        replicas: Object.fromEntries(pairs(input.opts.replicas, '--replicas').map(([t, n]) => [t, countOf(n, t)])),
+        images: Object.fromEntries(pairs(input.opts.image, '--image')),
+      });
+      const names = Object.keys(file.services);
+      return { value: { file: out, services: file.services }, text: `wrote ${out} (${names.length} services: ${names.join(', ')})` };
     },
   },
   {

@@ -3,13 +3,14 @@
 import type { BakeErrorOptions } from '../util/errors.js';
 import { InputError } from '../util/errors.js';
 import { checkServerArgs, settingsArgs } from '../runtime/llama-server/settings.js';
-import type { HealthSpec, ModelSpec, QuantSpec, Recipe, ServerKind, ServerSpec, TargetSpec } from './types.js';
+import type { DeploySpec, HealthSpec, ModelSpec, QuantSpec, Recipe, ServerKind, ServerSpec, TargetSpec } from './types.js';
 
 /** Base images by server kind (and onnx device); a build ARG or --base overrides them. */
-export const DEFAULT_BASES: Record<'onnx' | 'onnx-cuda' | 'llama-server' | 'vllm' | 'none', string> = {
+export const DEFAULT_BASES: Record<'onnx' | 'onnx-cuda' | 'llama-server' | 'llama-server-cuda' | 'vllm' | 'none', string> = {
   onnx: 'node:20-bookworm-slim',
   'onnx-cuda': 'nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04',
   'llama-server': 'ghcr.io/ggml-org/llama.cpp:server',
+  'llama-server-cuda': 'ghcr.io/ggml-org/llama.cpp:server-cuda',
   vllm: 'vllm/vllm-openai:v0.10.1',
   none: 'scratch',
 };
@@ -39,6 +40,7 @@ export interface RawTarget {
   server?: Partial<Omit<ServerSpec, 'health'>> & { health?: Partial<HealthSpec> };
   models?: string[];
   env?: Record<string, string>;
+  deploy?: Partial<DeploySpec>;
   /** Deprecated spellings of server.args and server.port. */
   cmd?: string[];
   port?: number;
@@ -66,11 +68,16 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
         hint: 'kind none bakes a models-only image; the others add bake\'s runtime and a server',
       });
     }
-    const device = t.server?.device ?? 'cpu';
-    if (device === 'cuda' && kind !== 'onnx') {
-      throw new InputError(`targets.${name}.server.device: cuda is an onnxruntime execution provider; kind ${kind} picks its device itself`, at(['targets', name, 'server', 'device']));
+    // onnx: the execution provider; llama-server: a CUDA build of llama-server (its base, and a GPU
+    // reserved for it in the compose file); vLLM always runs on the GPU.
+    const device = t.server?.device ?? (kind === 'vllm' ? 'cuda' : 'cpu');
+    if (device === 'cuda' && kind === 'none') {
+      throw new InputError(`targets.${name}.server.device: a models-only image runs nothing on a device`, at(['targets', name, 'server', 'device']));
     }
-    const base = base0 ?? DEFAULT_BASES[kind === 'onnx' && device === 'cuda' ? 'onnx-cuda' : kind];
+    if (device === 'cpu' && kind === 'vllm') {
+      throw new InputError(`targets.${name}.server.device: vLLM runs on CUDA GPUs`, { ...at(['targets', name, 'server', 'device']), expected: 'cuda (or leave device out)' });
+    }
+    const base = base0 ?? DEFAULT_BASES[device === 'cuda' && (kind === 'onnx' || kind === 'llama-server') ? (`${kind}-cuda` as const) : kind];
     if (kind !== 'none' && base === 'scratch') {
       throw new InputError(`targets.${name}: base scratch has nothing to run server kind ${kind} on`, {
         ...at(['targets', name, 'base']), expected: `a base image, or server.kind none for a models-only image`,
@@ -90,8 +97,27 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
         ...at(['targets', name]), field: `targets.${name}.models`, hint: `declare one target per model (several targets may share server kind ${kind}), e.g. chat: and embed:`,
       });
     }
-    return { name, base, server, models: carried, env: t.env ?? {} };
+    return { name, base, server, models: carried, env: t.env ?? {}, deploy: deploySpec(name, t, kind, device, at) };
   });
+}
+
+/** How the fleet runs the target (bake compose): replicas, restart policy, memory and CPU limits, GPUs. */
+function deploySpec(name: string, t: RawTarget, kind: ServerKind, device: string, at: Locate): DeploySpec {
+  const d = t.deploy ?? {};
+  if (kind === 'none' && (d.replicas ?? 0) > 0) {
+    throw new InputError(`targets.${name}.deploy.replicas: a models-only image (server kind none) runs nothing`, { ...at(['targets', name, 'deploy', 'replicas']), expected: '0, or leave deploy out' });
+  }
+  if (d.gpus !== undefined && device !== 'cuda') {
+    throw new InputError(`targets.${name}.deploy.gpus: this target does not run on a GPU (server.device ${device})`, { ...at(['targets', name, 'deploy', 'gpus']), hint: 'set server.device: cuda (and a CUDA base), or remove deploy.gpus' });
+  }
+  return {
+    replicas: d.replicas ?? (kind === 'none' ? 0 : 1),
+    restart: d.restart ?? 'unless-stopped',
+    ...(d.memory !== undefined ? { memory: d.memory } : {}),
+    ...(d.cpus !== undefined ? { cpus: d.cpus } : {}),
+    ...(d.port !== undefined ? { port: d.port } : {}),
+    ...(device === 'cuda' ? { gpus: d.gpus ?? 'all' } : {}),
+  };
 }
 
 /**

@@ -156,9 +156,26 @@ export interface ServerSpec {
   args: string[];
   /** Environment of the server process. */
   env: Record<string, string>;
-  /** onnx: the execution provider (cpu, or cuda on an NVIDIA CUDA runtime base). */
+  /**
+   * onnx: the execution provider (cpu, or cuda on an NVIDIA CUDA runtime base); llama-server: a CUDA
+   * build (a CUDA base, a GPU reserved in the compose file); vllm: always cuda.
+   */
   device: 'cpu' | 'cuda';
   health?: HealthSpec;
+}
+
+/** How `bake compose` runs a target in the fleet. */
+export interface DeploySpec {
+  /** Containers of this target (default 1; 0 leaves it out of the fleet). */
+  replicas: number;
+  restart: 'no' | 'always' | 'on-failure' | 'unless-stopped';
+  /** Memory limit in Docker's notation (512m, 4g). */
+  memory?: string;
+  cpus?: number;
+  /** Host port of the first replica (the others take the next ones); default: not published. */
+  port?: number;
+  /** GPUs reserved per replica (CUDA targets): a count, or all. */
+  gpus?: number | 'all';
 }
 
 export interface TargetSpec {
@@ -170,6 +187,7 @@ export interface TargetSpec {
   models: string[];
   /** Image environment (besides the runtime contract's own variables). */
   env: Record<string, string>;
+  deploy: DeploySpec;
 }
 
 export interface ImageSpec {
