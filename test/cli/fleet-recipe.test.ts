@@ -55,4 +55,6 @@ test('the recipe: Q4_K_M and Q6_K chat targets and a Q8_0 embedding target, each
   assert.ok(runtimeImage(recipe.targets[2]!)!.cmd.includes('--embedding'));
   const fleet = composeFile(recipe);
   assert.deepEqual(Object.keys(fleet.services), ['chat-1', 'chat-2', 'chat-q6-1', 'embed-1', 'embed-2']);
+  assert.deepEqual(fleet.services['chat-1']!.ulimits, { memlock: { soft: -1, hard: -1 } }, 'mlock needs the memlock limit lifted');
+  assert.equal(fleet.services['embed-1']!.ulimits, undefined);
 });

@@ -28,10 +28,17 @@ export function gpuReservation(target: TargetSpec): Partial<ComposeService> {
   return { deploy: { resources: { reservations: { devices: [{ driver: 'nvidia', count: target.deploy.gpus ?? 'all', capabilities: ['gpu'] }] } } } };
 }
 
+/** A llama-server that locks its model in RAM (mlock) needs the memlock limit lifted, or mlock fails. */
+function llamaServer(target: TargetSpec): Partial<ComposeService> {
+  const s = target.server.settings;
+  const mlock = s.mlock === true || String(s['load-mode'] ?? '').includes('mlock');
+  return { ...gpuReservation(target), ...(mlock ? { ulimits: { memlock: { soft: -1, hard: -1 } } } : {}) };
+}
+
 /** One entry per server kind. */
 export const SERVICE_CONTRIBUTIONS: Record<ServerKind, ServiceContribution> = {
   onnx: gpuReservation,
-  'llama-server': gpuReservation,
+  'llama-server': llamaServer,
   vllm: gpuReservation,
   none: () => ({}),
 };
