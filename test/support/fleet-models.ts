@@ -23,6 +23,9 @@ const CHAT_VOCAB = 300;
 async function writeChat(dir: string): Promise<void> {
   await writeRandomLlama(dir, { embd: 256, ff: 512, layers: 2, heads: 4, kvHeads: 2, vocab: CHAT_VOCAB, tied: true, arch: 'qwen2' }, 31, { tokenizer: 'none' });
   await writeBpeTokenizer(dir, 'qwen2', CHAT_VOCAB);
+  // A chat model's context: long prompts fit (the benchmark measures prompt processing), as Qwen2.5's 32k does.
+  const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 4096, sliding_window: 4096, use_sliding_window: false }, null, 2));
   // ChatML's end-of-turn token beside <|endoftext|> and <|im_start|>, and the chat template.
   const tok = JSON.parse(await readFile(join(dir, 'tokenizer.json'), 'utf8')) as { added_tokens: { id: number; content: string; special: boolean }[] };
   tok.added_tokens.push({ id: CHAT_VOCAB - 3, content: '<|im_end|>', special: true });
