@@ -4,6 +4,7 @@
 // image built either way starts the same.
 import type { ServerKind, ServerSpec, TargetSpec } from '../recipe/types.js';
 import { settingsArgs } from './llama-server/settings.js';
+import type { BakeErrorOptions } from '../util/errors.js';
 
 /** Where models land in every image: /app/models/<id>/ with manifest.json. */
 export const MODELS_DIR = '/app/models';
@@ -57,9 +58,9 @@ function nodeFor(kind: ServerKind, device: string): { path: string; bring: boole
  * The server's arguments (the image's CMD): a llama-server target's settings as flags, then `args`.
  * `settings` overrides some of the target's (bake bench runs the image with each point of a sweep).
  */
-export function serverArgs(server: ServerSpec, settings: ServerSpec['settings'] = {}): string[] {
+export function serverArgs(server: ServerSpec, settings: ServerSpec['settings'] = {}, where?: (key: string) => BakeErrorOptions): string[] {
   const merged = { ...server.settings, ...settings };
-  return server.kind === 'llama-server' ? [...settingsArgs(merged), ...server.args] : [...server.args];
+  return server.kind === 'llama-server' ? [...settingsArgs(merged, where), ...server.args] : [...server.args];
 }
 
 /** The runtime part of a target's image; undefined for a models-only target (server kind none). */
