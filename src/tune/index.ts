@@ -16,7 +16,7 @@ import { workload, type Workload } from './workload.js';
 export { applySettings, applySettingsText } from './apply.js';
 export { parseSweep, sweepPoints, type SettingPoint } from './sweep.js';
 export { measure, METRIC_SOURCES, percentile, type Measurement } from './measure.js';
-export { freePort, startImageServer, startLocalServer, urlServer, type RunningServer } from './servers.js';
+export { freePort, processCpuSeconds, processRss, startImageServer, startLocalServer, urlServer, type RunningServer } from './servers.js';
 export { CHAT_PROMPTS, EMBEDDING_INPUTS, workload, type Workload } from './workload.js';
 
 /** Metrics an objective may rank by, and which way is better. */

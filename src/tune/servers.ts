@@ -12,6 +12,8 @@ export interface RunningServer {
   url: string;
   /** Peak resident memory of the llama-server process, when it can be read. */
   rss(): Promise<number | undefined>;
+  /** The llama-server process's id on this host, when known (CPU time, memory from /proc). */
+  pid(): Promise<number | undefined>;
   stop(): Promise<void>;
   /** What ran (for the report). */
   describe: string;
@@ -50,7 +52,7 @@ export async function processRss(pid: number): Promise<number | undefined> {
 
 /** A server already running: measured as it is. */
 export function urlServer(url: string): RunningServer {
-  return { url: url.replace(/\/+$/, ''), rss: async () => undefined, stop: async () => {}, describe: url };
+  return { url: url.replace(/\/+$/, ''), rss: async () => undefined, pid: async () => undefined, stop: async () => {}, describe: url };
 }
 
 /** llama-server from a host folder on a GGUF (the reference the baked image is compared with). */
@@ -71,11 +73,27 @@ export async function startLocalServer(opts: { bin: string; gguf: string; args: 
     url,
     describe: `${opts.bin} -m ${opts.gguf}`,
     rss: () => processRss(child.pid!),
+    pid: async () => child.pid,
     stop: async () => {
       if (child.exitCode === null) child.kill();
       await exited;
     },
   };
+}
+
+/** The container's llama-server process as `ps` shows it: [host pid, rss KiB, command]. */
+async function llamaServerRow(container: Docker.Container): Promise<string[] | undefined> {
+  const top = (await container.top({ ps_args: '-o pid,rss,comm' })) as { Titles: string[]; Processes: string[][] };
+  return top.Processes.find((p) => /llama-server/.test(p[2] ?? ''));
+}
+
+/** CPU seconds (user + system) a host process has used, from /proc/<pid>/stat. */
+export async function processCpuSeconds(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (!stat) return undefined;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat (utime, stime), counted after the command's closing parenthesis; USER_HZ is 100 on Linux.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** The target's image on the engine, with `args` as its CMD (the settings under test). */
@@ -116,10 +134,13 @@ export async function startImageServer(opts: { docker: Docker; image: string; ar
     url,
     describe: `${opts.image} ${opts.args.join(' ')}`.trim(),
     rss: async () => {
-      const top = (await container.top({ ps_args: '-o pid,rss,comm' })) as { Titles: string[]; Processes: string[][] };
-      const row = top.Processes.find((p) => /llama-server/.test(p[2] ?? ''));
+      const row = await llamaServerRow(container);
       if (!row) return undefined;
       return (await processRss(Number(row[0]))) ?? Number(row[1]) * 1024;
+    },
+    pid: async () => {
+      const row = await llamaServerRow(container);
+      return row ? Number(row[0]) : undefined;
     },
     stop: remove,
   };

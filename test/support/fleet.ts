@@ -12,7 +12,7 @@ models:
 targets:
   chat:
     models: [chat]
-    server: { kind: llama-server, settings: { ctx-size: 4096, ubatch-size: 128 } }
+    server: { kind: llama-server, settings: { ctx-size: 4096, ubatch-size: 128, flash-attn: on } }
     deploy: { replicas: 3, memory: 2g, cpus: 1.5, port: 8080 }
   embed:
     models: [embed]

@@ -32,7 +32,7 @@ test('one service per replica: image by target tag, the CMD as command, health c
   const c2 = f.services['chat-2']!;
   assert.equal(c2.image, 'registry.example.com/ml/fleet:2.1.0-chat');
   assert.deepEqual(c2.command, runtimeImage(chat)!.cmd);
-  assert.deepEqual(c2.command, ['--ctx-size', '4096', '--ubatch-size', '128']);
+  assert.deepEqual(c2.command, ['--ctx-size', '4096', '--ubatch-size', '128', '--flash-attn', 'on']);
   assert.deepEqual(c2.healthcheck, { test: runtimeImage(chat)!.healthcheck!.test, interval: '10s', timeout: '5s', start_period: '60s', retries: 3 });
   assert.equal(c2.restart, 'unless-stopped');
   assert.equal(c2.mem_limit, '2g');

@@ -38,7 +38,8 @@ test('docker-compose config accepts the fleet file: replicas, health checks, res
   const chat = resolved.services['chat-1']!;
   assert.equal(chat.restart, 'unless-stopped');
   assert.equal(chat.image, 'registry.example.com/ml/fleet:2.1.0-chat');
-  assert.deepEqual(chat.command, ['--ctx-size', '4096', '--ubatch-size', '128']);
+  // `on` stays a string for docker-compose's YAML 1.1 reader (unquoted it would read as true).
+  assert.deepEqual(chat.command, ['--ctx-size', '4096', '--ubatch-size', '128', '--flash-attn', 'on']);
   assert.ok(chat.mem_limit !== undefined && chat.cpus !== undefined, JSON.stringify(chat));
   assert.equal((chat.healthcheck as { interval: string }).interval, '10s');
   assert.match(JSON.stringify(resolved.services['embed-2']!.ports), /9001/);
