@@ -46,7 +46,9 @@ try {
   const gguf = join(dir, 'host', TARGET, `${TARGET}-Q4_K_M.gguf`);
   const bin = join(await llamaToolsBin(), 'llama-server');
   const image = `${recipe.image.name}:${recipe.image.version}-${TARGET}`;
-  const { stdout: version } = await run(bin, ['--version']).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: `${e.stdout ?? ''}${e.stderr ?? ''}` }));
+  // llama-server prints its version on stderr.
+  const v = await run(bin, ['--version']).catch((e: { stdout?: string; stderr?: string }) => ({ stdout: e.stdout ?? '', stderr: e.stderr ?? '' }));
+  const version = /version: .*/.exec(`${v.stdout}\n${v.stderr}`)?.[0] ?? 'llama-server';
 
   type Side = 'host' | 'image';
   const results: Record<Side, { ttft50: number[]; ttft95: number[]; gen: number[]; cpu: number[]; rss: number[] }> = {
@@ -88,7 +90,7 @@ try {
     ['image / host', (i.ttft50 / h.ttft50).toFixed(3), (i.ttft95 / h.ttft95).toFixed(3), (i.gen / h.gen).toFixed(3), (i.cpu / h.cpu).toFixed(3), (i.rss / h.rss).toFixed(3)],
   ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
-  process.stdout.write(`TTFT, baked image vs host folder (${TARGET} of chat-llamacpp, Q4_K_M stand-in, CPU; ${version.trim().split('\n').pop()})\n`);
+  process.stdout.write(`TTFT, baked image vs host folder (${TARGET} of chat-llamacpp, Q4_K_M stand-in, CPU; ${version})\n`);
   process.stdout.write(`flags: ${args.join(' ')}\n`);
   process.stdout.write(`${runs} runs each (medians), ${w.requests} streamed chat requests per run, ${w.concurrency} at once, ${w.maxTokens} tokens each\n`);
   for (const row of rows) process.stdout.write(`${row.map((c, k) => c.padEnd(widths[k]!)).join('  ')}\n`);
