@@ -48,7 +48,7 @@ tools: host-tools deps
 #   slow: those that need the Docker engine, the registry or llama.cpp's own tools (the oracles);
 #   fast: everything else (a few minutes, nothing to install beyond npm packages).
 ALL_TESTS := $(shell find test -name '*.test.ts' | sort)
-SLOW_TESTS := $(wildcard test/image/docker/*.test.ts test/image/oci/*.test.ts test/image/registry/*.test.ts test/image/compose/docker-compose.test.ts test/runtime/llama-server-flags.test.ts) \
+SLOW_TESTS := $(wildcard test/image/docker/*.test.ts test/image/oci/*.test.ts test/image/registry/*.test.ts test/image/compose/docker-compose.test.ts test/runtime/llama-server-flags.test.ts test/convert/encoder-oracle.test.ts) \
 	test/cli/push.test.ts test/quant/gguf/oracle.test.ts test/quant/gguf/kquant-oracle.test.ts test/quant/gguf/fuzz.test.ts \
 	$(wildcard test/verify/llama/*.test.ts)
 FAST_TESTS := $(filter-out $(SLOW_TESTS),$(ALL_TESTS))
