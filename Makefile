@@ -67,7 +67,7 @@ test-slow: host-tools deps tools
 BENCHES := hub-download image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify awq
 bench: host-tools deps tools
 	for b in $(BENCHES); do node --import tsx bench/$$b.ts || exit 1; done
-	bash test/support/docker-env.sh run -- sh -c 'node --import tsx bench/docker-rebuild.ts && node --import tsx bench/docker-start.ts && node --import tsx bench/rag-service.ts'
+	bash test/support/docker-env.sh run -- sh -c 'node --import tsx bench/docker-rebuild.ts && node --import tsx bench/docker-start.ts && node --import tsx bench/rag-service.ts && node --import tsx bench/llamacpp-ttft.ts'
 
 clean:
 	rm -rf dist out

@@ -20,6 +20,7 @@ set -euo pipefail
 table='
 docker.io         /usr/sbin/dockerd /usr/bin/docker
 docker-registry   /usr/bin/docker-registry
+docker-compose    docker-compose
 skopeo            skopeo
 umoci             umoci
 debootstrap       /usr/sbin/debootstrap

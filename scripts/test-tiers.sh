@@ -10,6 +10,10 @@ slow='
 test/image/docker/engine.test.ts
 test/image/docker/vllm-awq.test.ts
 test/image/docker/rag.test.ts
+test/image/docker/llamacpp.test.ts
+test/image/compose/docker-compose.test.ts
+test/runtime/llama-server-flags.test.ts
+test/convert/encoder-oracle.test.ts
 test/image/oci/*.test.ts
 test/image/registry/*.test.ts
 test/cli/push.test.ts

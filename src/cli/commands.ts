@@ -1,5 +1,6 @@
 // One entry per `bake` subcommand: its arguments and options, a call into the pipeline API, and how
 // its result reads as text. No orchestration lives here.
+import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { loadRecipe } from '../recipe/load.js';
 import type { Recipe } from '../recipe/types.js';
@@ -8,6 +9,7 @@ import type { BuildResult, ModelResult } from '../pipeline/api.js';
 import type { BakeReport } from '../report/model.js';
 import type { CommandDef, RunInput } from './types.js';
 import { bytes, fmt, table } from './text.js';
+import { InputError } from '../util/errors.js';
 
 export type { CommandDef, RunInput } from './types.js';
 
@@ -51,6 +53,36 @@ function gateSummaryText(report: BakeReport): string {
     lines.push(`  ${m.id} (${m.variant}): ${m.verification.status}${failed.length ? ` - ${failed.map((g) => `${g.metric} ${g.value ?? 'unmeasured'} fails ${g.comparison} ${g.threshold}`).join('; ')}` : ''}`);
   }
   return lines.join('\n');
+}
+
+/** `name=value` command-line pairs. */
+function pairs(values: unknown, flag: string): [string, string][] {
+  return ((values as string[] | undefined) ?? []).map((v) => {
+    const eq = v.indexOf('=');
+    if (eq <= 0) throw new InputError(`${flag} ${v}: expected <target>=<value>`, { field: flag, expected: '<target>=<value>, e.g. chat=2' });
+    return [v.slice(0, eq), v.slice(eq + 1)];
+  });
+}
+
+function countOf(v: string, target: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 64) throw new InputError(`--replicas ${target}=${v}: not a replica count`, { field: '--replicas', expected: 'an integer from 0 to 64' });
+  return n;
+}
+
+/** The bench result as a table: one row per setting, the best marked, then where each number comes from. */
+function benchTable(r: import('../tune/index.js').BenchResult): string {
+  const keys = [...new Set(r.points.flatMap((p) => Object.keys(p.settings)))];
+  const cols = r.workload.kind === 'embedding'
+    ? [['embeddings_per_s', 'emb/s']]
+    : [['ttft_p50_ms', 'ttft p50 ms'], ['ttft_p95_ms', 'ttft p95 ms'], ['gen_tps', 'gen tok/s'], ['prompt_tps', 'prompt tok/s']];
+  const rows = [[...keys, ...cols.map((c) => c[1]!), 'rss MiB', 'errors', '']];
+  for (const p of r.points) {
+    const m = p.metrics as unknown as Record<string, number | undefined>;
+    rows.push([...keys.map((k) => String(p.settings[k] ?? '')), ...cols.map(([k]) => (m[k!] === undefined ? '-' : m[k!]!.toFixed(1))), m.rss_bytes === undefined ? '-' : (m.rss_bytes / 1048576).toFixed(1), String(p.metrics.errors), p.best ? `* best ${r.objective.metric} (${r.objective.better})` : '']);
+  }
+  const head = `${r.recipe}/${r.target} on ${r.server}: ${r.workload.requests} ${r.workload.kind} requests per setting, ${r.workload.concurrency} at once${r.workload.kind === 'chat' ? `, ${r.workload.maxTokens} tokens each` : ''}`;
+  return [head, table(rows), ...Object.entries(r.sources).map(([k, v]) => `  ${k}: ${v}`)].join('\n');
 }
 
 function stepsText(models: ModelResult[]): string {
@@ -215,6 +247,86 @@ export const commands: CommandDef[] = [
         value: r,
         text: r.images.map((i) => [`${i.target}: ${i.manifestDigest} ${i.tags.join(', ')} -> ${i.pushed?.repository}`, ...(i.pushed?.referrers ?? []).map((a) => `  ${a.artifactType} ${a.digest} (${a.via})`)].join('\n')).join('\n'),
       };
+    },
+  },
+  {
+    name: 'compose',
+    description: 'write a docker-compose file for the recipe\'s fleet: each target\'s deploy.replicas, with health checks, restart policy, limits and GPUs',
+    args: [recipeArg],
+    options: [
+      { flags: '-o, --out <file>', description: 'where to write it (default docker/<recipe>/docker-compose.yml)' },
+      { flags: '--replicas <target=n...>', description: 'replica counts overriding the recipe\'s deploy.replicas' },
+      { flags: '--image <target=ref...>', description: 'image references overriding <image.name>:<version>-<target>' },
+    ],
+    examples: ['bake compose chat-llamacpp && docker compose -f docker/chat-llamacpp/docker-compose.yml up -d', 'bake compose chat-llamacpp --replicas chat=4 embed=2'],
+    async run(input) {
+      const { writeCompose } = await import('../image/compose/index.js');
+      const recipe = await recipeOf(input);
+      const out = resolve(input.globals.project, (input.opts.out as string | undefined) ?? join('docker', recipe.name, 'docker-compose.yml'));
+      const file = await writeCompose(recipe, out, {
+        replicas: Object.fromEntries(pairs(input.opts.replicas, '--replicas').map(([t, n]) => [t, countOf(n, t)])),
+        images: Object.fromEntries(pairs(input.opts.image, '--image')),
+      });
+      const names = Object.keys(file.services);
+      return { value: { file: out, services: file.services }, text: `wrote ${out} (${names.length} services: ${names.join(', ')})` };
+    },
+  },
+  {
+    name: 'bench',
+    description: 'measure a llama-server target (time to first token, tokens/s, embeddings/s, RSS) for each point of a settings sweep; --apply writes the best into the recipe',
+    args: [recipeArg],
+    options: [
+      { flags: '-t, --target <target>', description: 'the llama-server target (default: the recipe\'s only one)' },
+      { flags: '--sweep <setting=values...>', description: 'settings to try, e.g. --sweep ubatch-size=64,128,256 --sweep batch-size=128,256 (every combination)' },
+      { flags: '--url <url>', description: 'measure a server already running there instead of starting the target\'s image' },
+      { flags: '--image <ref>', description: 'the image to run (default <image.name>:<version>-<target>)' },
+      { flags: '--objective <metric>', description: 'what decides the best: ttft_p50_ms, ttft_p95_ms, gen_tps, prompt_tps, embeddings_per_s, rss_bytes (default ttft_p50_ms; embeddings_per_s for an embedding server)' },
+      { flags: '--requests <n>', description: 'requests per setting', default: '16' },
+      { flags: '--concurrency <n>', description: 'requests in flight at once', default: '2' },
+      { flags: '--max-tokens <n>', description: 'tokens generated per chat request', default: '32' },
+      { flags: '-o, --out <file>', description: 'where the JSON result goes (default bench/results/<recipe>-<target>.json)' },
+      { flags: '--apply', description: 'write the best point\'s settings into the recipe (only those fields change)' },
+    ],
+    examples: [
+      'bake bench chat-llamacpp --target chat --sweep ubatch-size=64,128,256 --sweep batch-size=128,256',
+      'bake bench chat-llamacpp --target embed --sweep ubatch-size=512,2048 --apply',
+      'bake bench chat-llamacpp --target chat --url http://127.0.0.1:8080',
+    ],
+    async run(input) {
+      const tune = await import('../tune/index.js');
+      const o = input.opts;
+      const recipe = await recipeOf(input);
+      const sweep = tune.parseSweep((o.sweep as string[] | undefined) ?? []);
+      if (o.apply && Object.keys(sweep).length === 0) throw new InputError('--apply writes the best of a sweep: give --sweep', { field: '--apply' });
+      const n = (name: string): number => {
+        const v = Number(o[name]);
+        if (!Number.isInteger(v) || v < 1) throw new InputError(`--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${String(o[name])}: expected a positive integer`, { field: `--${name}` });
+        return v;
+      };
+      const result = await tune.bench({
+        recipe, target: o.target as string | undefined, sweep, url: o.url as string | undefined, image: o.image as string | undefined,
+        objective: o.objective as string | undefined, requests: n('requests'), concurrency: n('concurrency'), maxTokens: n('maxTokens'),
+        onEvent: (e) => {
+          if (e.type === 'point') input.render.event({ type: 'log', message: `bench [${e.index + 1}/${e.total}] ${Object.entries(e.settings).map(([k, v]) => `${k}=${v}`).join(' ') || 'the recipe\'s settings'}` });
+        },
+      });
+      const out = resolve(input.globals.project, (o.out as string | undefined) ?? join('bench', 'results', `${recipe.name}-${result.target}.json`));
+      await mkdir(dirname(out), { recursive: true });
+      await writeFile(out, `${JSON.stringify(result, null, 2)}\n`);
+      let applied: Record<string, unknown> | undefined;
+      const best = result.points.find((p) => p.best);
+      if (o.apply && best) {
+        const before = await tune.applySettings(recipe.file, result.target, best.settings);
+        try {
+          await loadRecipe(recipe.file, resolve(input.globals.project));
+        } catch (err) {
+          await writeFile(recipe.file, before);
+          throw err;
+        }
+        applied = best.settings;
+      }
+      const text = [benchTable(result), `saved ${out}`, ...(applied ? [`applied to ${recipe.file}: ${Object.entries(applied).map(([k, v]) => `${k}: ${v}`).join(', ')}`] : [])].join('\n');
+      return { value: { ...result, saved: out, ...(applied ? { applied } : {}) }, text };
     },
   },
   {

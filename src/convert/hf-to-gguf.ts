@@ -4,9 +4,9 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { GgufKv } from '../formats/gguf/index.js';
-import { openCheckpoint, readTensorF32, type SafetensorsTensor } from '../formats/safetensors/index.js';
+import { openCheckpoint, readTensorF32, type Checkpoint, type SafetensorsTensor } from '../formats/safetensors/index.js';
 import { InputError } from '../util/errors.js';
-import { architectureFor } from './architectures/index.js';
+import { architectureFor, type Architecture } from './architectures/index.js';
 import type { ModelSource, SourceTensor } from './source.js';
 import { ggufModelName } from './model-name.js';
 import { checkTensorSet } from './tensor-set.js';
@@ -37,15 +37,16 @@ export async function hfModelSource(srcDir: string, opts: HfSourceOptions = {}):
   }
   const arch = architectureFor(config, configFile);
   const shape = arch.shape(config, configFile);
-  const checkpoint = await openCheckpoint(srcDir);
+  const checkpoint = canonicalNames(await openCheckpoint(srcDir), arch);
   checkTensorSet(checkpoint, {
     configFile,
     hfArchitecture: (config.architectures as string[])[0]!,
     nLayer: shape.nLayer,
+    sizedBy: arch.sizedBy,
     expected: () => arch.expectedTensors(config, shape, configFile),
     dropped: (n) => arch.tensorName(n) === null,
   });
-  const tokenizer = await tokenizerKvs(srcDir, config);
+  const tokenizer = arch.tokenizerKvs ? await arch.tokenizerKvs(srcDir, config) : await tokenizerKvs(srcDir, config);
 
   const tensors: SourceTensor[] = [];
   for (const [hfName, t] of checkpoint.tensors) {
@@ -65,9 +66,25 @@ export async function hfModelSource(srcDir: string, opts: HfSourceOptions = {}):
     { key: 'general.type', type: 'string', value: 'model' },
     { key: 'general.name', type: 'string', value: name },
     ...arch.hyperParameters(config, shape, configFile),
+    ...(arch.folderKvs ? await arch.folderKvs(srcDir, config, configFile) : []),
     ...tokenizer,
   ];
   return { arch: arch.ggufArch, nLayer: shape.nLayer, nHead: shape.nHead, nHeadKv: shape.nHeadKv, kvs, tensors };
+}
+
+/** The checkpoint with its tensors under the names the architecture knows them by (two names for one tensor are refused). */
+function canonicalNames(checkpoint: Checkpoint, arch: Architecture): Checkpoint {
+  if (!arch.canonicalName) return checkpoint;
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const [name, t] of checkpoint.tensors) {
+    const canonical = arch.canonicalName(name);
+    const other = tensors.get(canonical);
+    if (other) {
+      throw new InputError(`${t.file}: tensors ${other.name} and ${name} are both ${canonical}`, { file: t.file, field: name, hint: 'the checkpoint holds the same weight twice (with and without a prefix): keep one' });
+    }
+    tensors.set(canonical, t);
+  }
+  return { ...checkpoint, tensors };
 }
 
 function hfTensor(name: string, t: SafetensorsTensor, transform?: (d: Float32Array) => Float32Array): SourceTensor {

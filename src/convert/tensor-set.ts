@@ -15,6 +15,8 @@ export interface TensorSetContext {
   hfArchitecture: string;
   /** num_hidden_layers: checked first, so an absurd count is refused before any list is made from it. */
   nLayer: number;
+  /** The config.json keys that size the tensors, for the message (default: a LLaMA-style decoder's). */
+  sizedBy?: { layers: string; all: string };
   /** The tensors config.json calls for (Architecture.expectedTensors). */
   expected(): Map<string, ExpectedTensor>;
   /** True for tensors the converter drops on purpose (rotary caches): neither expected nor unexpected. */
@@ -27,7 +29,7 @@ export function checkTensorSet(checkpoint: Checkpoint, ctx: TensorSetContext): v
   // Each layer holds several tensors, so more layers than tensors cannot match.
   if (ctx.nLayer > checkpoint.tensors.size) {
     throw new InputError(`${basename(ctx.configFile)} says ${ctx.nLayer} layers but ${basename(file)} holds ${checkpoint.tensors.size} tensors`, {
-      file: ctx.configFile, field: 'num_hidden_layers', hint: 'the download is incomplete or config.json belongs to another model',
+      file: ctx.configFile, field: ctx.sizedBy?.layers ?? 'num_hidden_layers', hint: 'the download is incomplete or config.json belongs to another model',
     });
   }
   const expected = ctx.expected();
@@ -54,7 +56,7 @@ export function checkTensorSet(checkpoint: Checkpoint, ctx: TensorSetContext): v
   if (misShaped.length > LISTED) lines.push(`and ${misShaped.length - LISTED} more mis-shaped`);
   throw new InputError(`${basename(file)} does not match ${basename(ctx.configFile)} (${ctx.hfArchitecture}):\n  ${lines.join('\n  ')}`, {
     file,
-    expected: `the tensors ${basename(ctx.configFile)} describes (layer count, hidden_size, intermediate_size, heads, kv heads, vocab_size, biases, tied embeddings)`,
+    expected: `the tensors ${basename(ctx.configFile)} describes (${ctx.sizedBy?.all ?? 'layer count, hidden_size, intermediate_size, heads, kv heads, vocab_size, biases, tied embeddings'})`,
     hint: 'the download is incomplete or config.json belongs to another model: lock all the checkpoint files (every shard) of one model',
   });
 }

@@ -188,7 +188,8 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
       // The F16/BF16 rounding of the converted file runs in the GGUF kernels.
       tools: ['gguf-kernels'],
       inputs: ['fetch'],
-      version: 2,
+      // 3: BERT-family encoders; decoders carry their chat template.
+      version: 3,
       // general.name falls back to the folder name, so it is keyed; it comes from the recipe, not the model id.
       params: { type: sourceType, folder: modelFolderName(model) },
       async run(io) {
@@ -205,8 +206,13 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
   }
   // The package step (keyed by the model id) names the file for the model.
   const shipAs = `${model.id}-${spec.type}.gguf`;
+  // Text-embedding models (bert, nomic-bert) are verified by their embeddings, not by perplexity.
+  const embedding = model.task === 'feature-extraction';
   if (spec.type === sourceType && !fromGguf) {
-    steps.push(packageStep(c, 'convert', undefined, shipAs));
+    // Shipped as converted: an embedding model still has its conversion checked against its ONNX export.
+    const verify = embedding ? await embeddingVerifyStep(c, reference, undefined) : undefined;
+    if (verify) steps.push(verify);
+    steps.push(packageStep(c, 'convert', verify ? 'verify' : undefined, shipAs));
     return { steps, quantized: 'convert', reference };
   }
   steps.push({
@@ -226,7 +232,7 @@ async function ggufChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
     },
   });
   // 2: the per-token KLD histogram in the report.
-  const verify = await verifyStep(c, reference, 'quantize', ['llama.cpp'], 2, async (io, evalText) => {
+  const verify = embedding ? await embeddingVerifyStep(c, reference, 'quantize') : await verifyStep(c, reference, 'quantize', ['llama.cpp'], 2, async (io, evalText) => {
     const { verifyGguf } = await import('../verify/llama/index.js');
     const ref = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
     const q = io.ctx.store.blobPath(ggufFileOf(io.inputs[1]!, model).sha256);
@@ -314,6 +320,23 @@ async function noneChain(c: ChainInputs): Promise<Omit<Chain, 'model' | 'entry'>
 }
 
 /**
+ * verify of a GGUF embedding model: llama.cpp's embeddings of the converted file against onnxruntime's on
+ * the checkpoint's ONNX export (read from the fetched files), and the quantized file's against the
+ * converted one's. `quantized` undefined: the converted file ships as it is.
+ */
+async function embeddingVerifyStep(c: ChainInputs, reference: StepName, quantized: StepName | undefined): Promise<StepDef | undefined> {
+  const { model } = c;
+  const inputs: StepName[] = quantized ? [reference, quantized, 'fetch'] : [reference, 'fetch'];
+  return verifyStep(c, reference, quantized ?? reference, ['llama.cpp', 'onnxruntime'], 1, async (io, evalText) => {
+    const { verifyGgufEmbeddings } = await import('../verify/llama/embedding.js');
+    const ref = io.ctx.store.blobPath(ggufFileOf(io.inputs[0]!, model).sha256);
+    const q = quantized ? io.ctx.store.blobPath(ggufFileOf(io.inputs[1]!, model).sha256) : undefined;
+    const source = await materialize(io, io.inputs[inputs.length - 1]!, 'source');
+    return verifyGgufEmbeddings(model.id, ref, q, model.verify, { texts: evalText ? splitTexts(evalText) : undefined, sourceDir: source });
+  }, inputs);
+}
+
+/**
  * verify: the quantized artifact against the reference, as a JSON report artifact. The recipe's gates
  * are enforced on the report whether it ran now or came from the cache. None when `verify.skip`.
  */
@@ -324,6 +347,7 @@ async function verifyStep(
   tools: StepDef['tools'],
   version: number,
   verify: (io: StepIO, evalText: string | undefined) => Promise<VerifyReport>,
+  inputs: StepName[] = [reference, quantized],
 ): Promise<StepDef | undefined> {
   if (model.verify.skip) return undefined;
   const evalText = await readEvalText(model, recipe.file);
@@ -333,7 +357,7 @@ async function verifyStep(
     name: 'verify',
     version,
     tools,
-    inputs: [reference, quantized],
+    inputs,
     // An embedder or reranker is compared as served (pooled vectors, rankings): its declaration is keyed.
     params: { verify: model.verify, task: model.task, evalText, ...(evalData && { evalData }), ...(model.embedding && { embedding: model.embedding }), ...(model.rerank && { rerank: model.rerank }) },
     async run(io) {

@@ -2,14 +2,16 @@
 // defaults, of the model <-> target rules and of looking a target up by name.
 import type { BakeErrorOptions } from '../util/errors.js';
 import { InputError } from '../util/errors.js';
-import { vllmArgs, vllmHostSettings } from '../runtime/vllm.js';
-import type { HealthSpec, ModelSpec, QuantSpec, Recipe, ServerKind, ServerSpec, TargetSpec } from './types.js';
+import { checkServerArgs, settingsArgs } from '../runtime/llama-server/settings.js';
+import { VLLM_SETTINGS, vllmArgs, vllmHostSettings } from '../runtime/vllm.js';
+import type { DeploySpec, HealthSpec, ModelSpec, QuantSpec, Recipe, ServerKind, ServerSpec, TargetSpec, VllmSettings } from './types.js';
 
 /** Base images by server kind (and onnx device); a build ARG or --base overrides them. */
-export const DEFAULT_BASES: Record<'onnx' | 'onnx-cuda' | 'llama-server' | 'vllm' | 'none', string> = {
+export const DEFAULT_BASES: Record<'onnx' | 'onnx-cuda' | 'llama-server' | 'llama-server-cuda' | 'vllm' | 'none', string> = {
   onnx: 'node:20-bookworm-slim',
   'onnx-cuda': 'nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04',
   'llama-server': 'ghcr.io/ggml-org/llama.cpp:server',
+  'llama-server-cuda': 'ghcr.io/ggml-org/llama.cpp:server-cuda',
   vllm: 'vllm/vllm-openai:v0.10.1',
   none: 'scratch',
 };
@@ -39,6 +41,7 @@ export interface RawTarget {
   server?: Partial<Omit<ServerSpec, 'health'>> & { health?: Partial<HealthSpec> };
   models?: string[];
   env?: Record<string, string>;
+  deploy?: Partial<DeploySpec>;
   /** Deprecated spellings of server.args and server.port. */
   cmd?: string[];
   port?: number;
@@ -66,11 +69,16 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
         hint: 'kind none bakes a models-only image; the others add bake\'s runtime and a server',
       });
     }
-    const device = t.server?.device ?? 'cpu';
-    if (device === 'cuda' && kind !== 'onnx') {
-      throw new InputError(`targets.${name}.server.device: cuda is an onnxruntime execution provider; kind ${kind} picks its device itself`, at(['targets', name, 'server', 'device']));
+    // onnx: the execution provider; llama-server: a CUDA build of llama-server (its base, and a GPU
+    // reserved for it in the compose file); vLLM always runs on the GPU.
+    const device = t.server?.device ?? (kind === 'vllm' ? 'cuda' : 'cpu');
+    if (device === 'cuda' && kind === 'none') {
+      throw new InputError(`targets.${name}.server.device: a models-only image runs nothing on a device`, at(['targets', name, 'server', 'device']));
     }
-    const base = base0 ?? DEFAULT_BASES[kind === 'onnx' && device === 'cuda' ? 'onnx-cuda' : kind];
+    if (device === 'cpu' && kind === 'vllm') {
+      throw new InputError(`targets.${name}.server.device: vLLM runs on CUDA GPUs`, { ...at(['targets', name, 'server', 'device']), expected: 'cuda (or leave device out)' });
+    }
+    const base = base0 ?? DEFAULT_BASES[device === 'cuda' && (kind === 'onnx' || kind === 'llama-server') ? (`${kind}-cuda` as const) : kind];
     if (kind !== 'none' && base === 'scratch') {
       throw new InputError(`targets.${name}: base scratch has nothing to run server kind ${kind} on`, {
         ...at(['targets', name, 'base']), expected: `a base image, or server.kind none for a models-only image`,
@@ -81,34 +89,86 @@ export function normalizeTargets(raw: Record<string, RawTarget>, models: ModelSp
     const health: HealthSpec | undefined = healthPath && port
       ? { path: healthPath, interval: t.server?.health?.interval ?? 10, timeout: t.server?.health?.timeout ?? 5, start_period: t.server?.health?.start_period ?? (kind === 'vllm' ? 600 : 60), retries: t.server?.health?.retries ?? 3 }
       : undefined;
-    const settings = t.server?.settings;
-    if (settings && kind !== 'vllm') {
-      throw new InputError(`targets.${name}.server.settings: run settings are vLLM's; this target runs ${kind}`, { ...at(['targets', name, 'server', 'settings']), hint: 'put server flags in server.args, or use server.kind vllm' });
-    }
+    const carried = targetModels(name, t, kind, models, ids, at);
+    const args = t.server?.args ?? t.cmd ?? [];
+    const settings = serverSettings(name, t, kind, models.filter((m) => carried.includes(m.id)), args, at);
     const server: ServerSpec = {
-      kind, port: kind === 'none' ? undefined : port, args: t.server?.args ?? t.cmd ?? [], env: t.server?.env ?? {}, device, ...(health ? { health } : {}),
-      ...(kind === 'vllm' ? { ...(settings ? { settings } : {}), host: vllmHostSettings(settings) } : {}),
+      kind, port: kind === 'none' ? undefined : port, settings, args, env: t.server?.env ?? {}, device, ...(health ? { health } : {}),
+      ...(kind === 'vllm' ? { host: vllmHostSettings(settings as VllmSettings) } : {}),
     };
     if (kind === 'vllm') checkVllmArgs(name, server, at);
-    const carried = targetModels(name, t, kind, models, ids, at);
     if ((kind === 'llama-server' || kind === 'vllm') && carried.length > 1) {
       throw new InputError(`targets.${name}: a ${kind} server serves one model, and this target would carry ${carried.length} (${carried.join(', ')})`, {
         ...at(['targets', name]), field: `targets.${name}.models`, hint: `declare one target per model (several targets may share server kind ${kind}), e.g. chat: and embed:`,
       });
     }
-    return { name, base, server, models: carried, env: t.env ?? {} };
+    return { name, base, server, models: carried, env: t.env ?? {}, deploy: deploySpec(name, t, kind, device, at) };
   });
 }
 
 /** A flag given both as a setting and in server.args would reach vLLM twice: refused. */
 function checkVllmArgs(name: string, server: ServerSpec, at: Locate): void {
-  const fromSettings = vllmArgs(server.settings).filter((a) => a.startsWith('--'));
+  const fromSettings = vllmArgs(server.settings as VllmSettings).filter((a) => a.startsWith('--'));
   for (const [i, a] of server.args.entries()) {
     const flag = a.split('=')[0]!;
     if (fromSettings.includes(flag)) {
       throw new InputError(`targets.${name}.server.args[${i}]: ${flag} is also set by server.settings`, { ...at(['targets', name, 'server', 'args', i]), hint: `keep it in server.settings only` });
     }
   }
+}
+
+/** How the fleet runs the target (bake compose): replicas, restart policy, memory and CPU limits, GPUs. */
+function deploySpec(name: string, t: RawTarget, kind: ServerKind, device: string, at: Locate): DeploySpec {
+  const d = t.deploy ?? {};
+  if (kind === 'none' && (d.replicas ?? 0) > 0) {
+    throw new InputError(`targets.${name}.deploy.replicas: a models-only image (server kind none) runs nothing`, { ...at(['targets', name, 'deploy', 'replicas']), expected: '0, or leave deploy out' });
+  }
+  if (d.gpus !== undefined && device !== 'cuda') {
+    throw new InputError(`targets.${name}.deploy.gpus: this target does not run on a GPU (server.device ${device})`, { ...at(['targets', name, 'deploy', 'gpus']), hint: 'set server.device: cuda (and a CUDA base), or remove deploy.gpus' });
+  }
+  return {
+    replicas: d.replicas ?? (kind === 'none' ? 0 : 1),
+    restart: d.restart ?? 'unless-stopped',
+    ...(d.memory !== undefined ? { memory: d.memory } : {}),
+    ...(d.cpus !== undefined ? { cpus: d.cpus } : {}),
+    ...(d.port !== undefined ? { port: d.port } : {}),
+    ...(device === 'cuda' ? { gpus: d.gpus ?? 'all' } : {}),
+  };
+}
+
+/**
+ * server.settings, checked against the flags of the bundled llama-server (a typo is an error naming the
+ * key, with the nearest flag); server.args are checked the same way. A feature-extraction model's server
+ * runs with --embedding unless the recipe says otherwise.
+ */
+function serverSettings(name: string, t: RawTarget, kind: ServerKind, carried: ModelSpec[], args: string[], at: Locate): ServerSpec['settings'] {
+  const raw = t.server?.settings ?? {};
+  if (kind === 'vllm') {
+    // The schema checks each vLLM setting's value; here, that no llama-server flag slipped in.
+    for (const key of Object.keys(raw)) {
+      if (!(VLLM_SETTINGS as readonly string[]).includes(key)) {
+        throw new InputError(`targets.${name}.server.settings.${key}: not a vLLM run setting`, {
+          ...at(['targets', name, 'server', 'settings', key]), field: `targets.${name}.server.settings.${key}`, expected: VLLM_SETTINGS.join(', '), hint: 'pass other vllm serve flags in server.args',
+        });
+      }
+    }
+    return { ...raw };
+  }
+  if (kind !== 'llama-server') {
+    if (Object.keys(raw).length) {
+      throw new InputError(`targets.${name}.server.settings: this target runs ${kind}, which takes no run settings`, {
+        ...at(['targets', name, 'server', 'settings']), hint: kind === 'none' ? 'remove them' : 'pass the server\'s own flags in server.args',
+      });
+    }
+    return {};
+  }
+  const argsField = t.server?.args ? ['server', 'args'] : ['cmd'];
+  checkServerArgs(args, (i) => ({ ...at(['targets', name, ...argsField, i]), field: `targets.${name}.${argsField.join('.')}[${i}]` }));
+  const settings = { ...raw };
+  if (carried.some((m) => m.task === 'feature-extraction') && !('embedding' in raw) && !('embeddings' in raw)) settings.embedding = true;
+  // Checked here, where the recipe's positions are known; the contract turns them into the CMD.
+  settingsArgs(settings, (key) => ({ ...at(['targets', name, 'server', 'settings', key]), field: `targets.${name}.server.settings.${key}` }));
+  return settings;
 }
 
 function targetModels(name: string, t: RawTarget, kind: ServerKind, models: ModelSpec[], ids: Set<string>, at: Locate): string[] {

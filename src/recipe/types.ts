@@ -128,6 +128,11 @@ export interface VerifySpec {
   max_ppl_ratio?: number;
   /** AWQ: mean KLD over round-to-nearest 4-bit's at the same group size (default 1: AWQ must not be worse). */
   max_kld_vs_rtn?: number;
+  /**
+   * GGUF embedding models: the least cosine between llama.cpp's embedding of the converted file and
+   * onnxruntime's on the checkpoint's own ONNX export (default 0.999 when the export is locked).
+   */
+  min_onnx_cosine?: number;
   /** Skip verification altogether (the manifest says so). */
   skip?: boolean;
 }
@@ -205,21 +210,45 @@ export interface HostSettings {
   gpus: number | 'all';
 }
 
+/** A value of `server.settings`: a flag's value, or true/false for a switch. */
+export type ServerSettingValue = string | number | boolean;
+
 export interface ServerSpec {
   kind: ServerKind;
   /** Port the server listens on inside the container (EXPOSEd); none for kind none. */
   port?: number;
+  /**
+   * The run settings; they become the image's CMD, before `args`. llama-server: its flags by long name
+   * (ctx-size, ubatch-size, cache-type-k, flash-attn, ...), checked against the flags of the bundled build
+   * when the recipe loads; vllm: VllmSettings.
+   */
+  settings: Record<string, ServerSettingValue>;
   /** Extra command-line arguments for the server (llama-server / vLLM flags). */
   args: string[];
   /** Environment of the server process. */
   env: Record<string, string>;
-  /** onnx: the execution provider (cpu, or cuda on an NVIDIA CUDA runtime base). */
+  /**
+   * onnx: the execution provider (cpu, or cuda on an NVIDIA CUDA runtime base); llama-server: a CUDA
+   * build (a CUDA base, a GPU reserved in the compose file); vllm: always cuda.
+   */
   device: 'cpu' | 'cuda';
   health?: HealthSpec;
-  /** vllm: the run settings. */
-  settings?: VllmSettings;
   /** vllm: what the host must grant the container (derived from the kind and settings). */
   host?: HostSettings;
+}
+
+/** How `bake compose` runs a target in the fleet. */
+export interface DeploySpec {
+  /** Containers of this target (default 1; 0 leaves it out of the fleet). */
+  replicas: number;
+  restart: 'no' | 'always' | 'on-failure' | 'unless-stopped';
+  /** Memory limit in Docker's notation (512m, 4g). */
+  memory?: string;
+  cpus?: number;
+  /** Host port of the first replica (the others take the next ones); default: not published. */
+  port?: number;
+  /** GPUs reserved per replica (CUDA targets): a count, or all. */
+  gpus?: number | 'all';
 }
 
 export interface TargetSpec {
@@ -231,6 +260,7 @@ export interface TargetSpec {
   models: string[];
   /** Image environment (besides the runtime contract's own variables). */
   env: Record<string, string>;
+  deploy: DeploySpec;
 }
 
 export interface ImageSpec {

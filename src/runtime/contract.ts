@@ -2,7 +2,9 @@
 // app reads, how it starts, on which port it serves and how it is health-checked. The Dockerfile
 // generator, the daemonless image writer and the runtime app itself all read this one module, so an
 // image built either way starts the same.
-import type { ServerKind, TargetSpec } from '../recipe/types.js';
+import type { ServerKind, ServerSpec, TargetSpec, VllmSettings } from '../recipe/types.js';
+import { settingsArgs } from './llama-server/settings.js';
+import type { BakeErrorOptions } from '../util/errors.js';
 import { vllmArgs } from './vllm.js';
 
 /** Where models land in every image: /app/models/<id>/ with manifest.json. */
@@ -57,6 +59,18 @@ function nodeFor(kind: ServerKind, device: string): { path: string; bring: boole
   return kind === 'onnx' && device === 'cpu' ? { path: 'node', bring: false } : { path: RUNTIME_NODE, bring: true };
 }
 
+/**
+ * The server's arguments (the image's CMD): a llama-server target's settings as flags, then `args`.
+ * `settings` overrides some of the target's (bake bench runs the image with each point of a sweep).
+ */
+export function serverArgs(server: ServerSpec, settings: ServerSpec['settings'] = {}, where?: (key: string) => BakeErrorOptions): string[] {
+  const merged = { ...server.settings, ...settings };
+  // The run settings become the server's flags, ahead of the recipe's extra arguments.
+  if (server.kind === 'llama-server') return [...settingsArgs(merged, where), ...server.args];
+  if (server.kind === 'vllm') return [...vllmArgs(merged as VllmSettings), ...server.args];
+  return [...server.args];
+}
+
 /** The runtime part of a target's image; undefined for a models-only target (server kind none). */
 export function runtimeImage(target: TargetSpec): RuntimeImage | undefined {
   const { server } = target;
@@ -78,8 +92,7 @@ export function runtimeImage(target: TargetSpec): RuntimeImage | undefined {
     parts,
     // `docker run <image> --flag` replaces CMD: the server's arguments, after the `--`.
     entrypoint: [node.path, RUNTIME_APP, 'serve', '--'],
-    // vLLM's run settings become its flags, ahead of the recipe's extra arguments.
-    cmd: [...(server.kind === 'vllm' ? vllmArgs(server.settings) : []), ...server.args],
+    cmd: serverArgs(server),
     env: Object.fromEntries(Object.entries(env).sort(([a], [b]) => (a < b ? -1 : 1))),
   };
   if (server.port) image.exposedPort = server.port;

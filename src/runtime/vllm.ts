@@ -4,6 +4,9 @@
 // Docker image cannot carry them.
 import type { HostSettings, VllmSettings } from '../recipe/types.js';
 
+/** The run settings a vllm target takes (server.settings). */
+export const VLLM_SETTINGS = ['gpu_memory_utilization', 'max_model_len', 'tensor_parallel_size', 'dtype', 'served_model_name'] as const;
+
 /** `vllm serve` flags for the recipe's settings, in a fixed order (served-model-name is added at start, per model). */
 export function vllmArgs(s: VllmSettings | undefined): string[] {
   if (!s) return [];

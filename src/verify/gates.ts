@@ -47,6 +47,7 @@ const GATES: Record<string, { metric: string; comparison: '>=' | '<=' }> = {
   max_ppl_ratio: { metric: 'ppl_ratio', comparison: '<=' },
   // AWQ: its mean KLD over round-to-nearest's at the same group size (1 = no worse than plain rounding).
   max_kld_vs_rtn: { metric: 'kld_vs_rtn', comparison: '<=' },
+  min_onnx_cosine: { metric: 'onnx_cosine_min', comparison: '>=' },
 };
 
 export const GATE_NAMES = Object.keys(GATES);

@@ -1,13 +1,20 @@
-// Registry of architectures the HF -> GGUF converter knows; one small file each.
+// Registry of architectures the HF -> GGUF converter knows; one small file each (decoders: llama, mistral,
+// qwen2; text-embedding encoders: bert, nomic-bert).
 import { InputError } from '../../util/errors.js';
+import { bert } from './bert.js';
 import { llama } from './llama.js';
 import { mistral } from './mistral.js';
+import { nomicBert } from './nomic-bert.js';
 import { qwen2 } from './qwen2.js';
 import type { Architecture } from './types.js';
 
 export type { Architecture, ExpectedTensor, HfConfig, ModelShape } from './types.js';
+export { POOLING_TYPES, type PoolingName } from './encoder.js';
 
-export const ARCHITECTURES: readonly Architecture[] = [llama, mistral, qwen2];
+export const ARCHITECTURES: readonly Architecture[] = [llama, mistral, qwen2, bert, nomicBert];
+
+/** general.architecture values of text-embedding encoders (verified by their embeddings, served with --embedding). */
+export const EMBEDDING_ARCHS: readonly string[] = ARCHITECTURES.filter((a) => a.embedding).map((a) => a.ggufArch);
 
 export function architectureFor(config: Record<string, unknown>, configFile: string): Architecture {
   const names = config.architectures;

@@ -1,38 +1,15 @@
 // Tokenizer metadata for GGUF, as convert_hf_to_gguf.py writes it: SentencePiece models (tokenizer.model ->
 // tokenizer.ggml.model "llama") and byte-level BPE models (tokenizer.json -> "gpt2" with merges and a
 // pre-tokenizer name llama.cpp knows).
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
+import { fileExists, readJsonIfExists, type Json } from '../files.js';
 import { parseSentencePieceModel, SPM_PIECE_TYPE } from './sentencepiece.js';
+import { chatTemplateKvs, readChatTemplate } from './special-vocab.js';
 
 const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
-
-type Json = Record<string, unknown>;
-
-async function readJsonIfExists(path: string): Promise<Json | undefined> {
-  try {
-    if (!(await stat(path)).isFile()) return undefined;
-  } catch {
-    return undefined;
-  }
-  try {
-    const v = JSON.parse(await readFile(path, 'utf8')) as unknown;
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Json;
-  } catch (err) {
-    throw new InputError(`${path}: ${(err as Error).message}`, { file: path, expected: 'a JSON object' });
-  }
-}
-
-async function fileExists(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
 
 function tokenContent(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
@@ -200,11 +177,15 @@ async function bpeKvs(dir: string, config: Json, tokConfig: Json | undefined): P
   return kvs;
 }
 
-/** Tokenizer KVs for a Hugging Face model folder; prefers tokenizer.model, then tokenizer.json (BPE). */
+/**
+ * Tokenizer KVs for a Hugging Face model folder; prefers tokenizer.model, then tokenizer.json (BPE). The
+ * chat template comes last, as gguf-py's SpecialVocab adds it: llama-server's chat endpoint formats with it.
+ */
 export async function tokenizerKvs(dir: string, config: Json): Promise<GgufKv[]> {
   const tokConfig = await readJsonIfExists(join(dir, 'tokenizer_config.json'));
-  if (await fileExists(join(dir, 'tokenizer.model'))) return sentencePieceKvs(dir, config, tokConfig);
-  if (await fileExists(join(dir, 'tokenizer.json'))) return bpeKvs(dir, config, tokConfig);
+  const template = chatTemplateKvs(await readChatTemplate(dir));
+  if (await fileExists(join(dir, 'tokenizer.model'))) return [...(await sentencePieceKvs(dir, config, tokConfig)), ...template];
+  if (await fileExists(join(dir, 'tokenizer.json'))) return [...(await bpeKvs(dir, config, tokConfig)), ...template];
   throw new InputError(`${dir}: no tokenizer.model or tokenizer.json`, {
     file: dir, expected: 'a SentencePiece tokenizer.model or a BPE tokenizer.json beside config.json',
     hint: 'download the tokenizer files of the model too',

@@ -4,6 +4,7 @@
 import { stat } from 'node:fs/promises';
 import type { VerifySpec } from '../../recipe/types.js';
 import { InputError } from '../../util/errors.js';
+import { EMBEDDING_ARCHS } from '../../convert/architectures/index.js';
 import { buildReport, type GateResult, type VerifyReport } from '../gates.js';
 import { DEFAULT_EVAL_TEXT } from './default-eval.js';
 import { compressBase, KlAccumulator, tokenNll, type BaseLogProbs } from './metrics.js';
@@ -62,6 +63,12 @@ export async function verifyGguf(
 
   // Pass 1, the source model: exact PPL, compressed base log-probs, greedy reference generation.
   const base = await withModel(sourceFile, async (model) => {
+    const arch = (model.fileInfo.metadata as { general?: { architecture?: string } }).general?.architecture ?? '';
+    if (EMBEDDING_ARCHS.includes(arch)) {
+      throw new InputError(`${modelId} is a ${arch} text-embedding model: it has no next-token logits to measure perplexity on`, {
+        field: `models.${modelId}.task`, expected: 'task: feature-extraction', hint: 'set task: feature-extraction on the model: verify then compares its embeddings (with onnxruntime\'s on its ONNX export, and quantized with converted)',
+      });
+    }
     const tokens = evalTokens(model, text);
     const ctx = chooseCtx(opts.ctx, tokens.length, model.trainContextSize, sourceFile);
     const logProbs: BaseLogProbs[] = [];
