@@ -25,9 +25,9 @@ export async function bundleRuntimeApp(): Promise<Uint8Array> {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    // onnxruntime-node (and the onnxruntime-common it shares with transformers.js) ship beside the bundle.
-    external: ['onnxruntime-node', 'onnxruntime-common'],
-    plugins: [stubPackages],
+    // onnxruntime-node (and the onnxruntime-common it shares with transformers.js) ship beside the bundle,
+    // in onnx servers' images only: loaded on first use, so the other images start without them.
+    plugins: [stubPackages, lazyOnnxruntime],
     write: false,
     logLevel: 'warning',
     legalComments: 'none',
@@ -49,6 +49,31 @@ const stubPackages = {
     build.onResolve({ filter: new RegExp(`^(${STUBBED.join('|')})$`) }, (args: { path: string }) => ({ path: args.path, namespace: 'bake-stub' }));
     build.onLoad({ filter: /.*/, namespace: 'bake-stub' }, (args: { path: string }) => ({
       contents: `const unavailable = () => { throw new Error(${JSON.stringify(`${args.path} is not part of bake's runtime app`)}); };\nexport default unavailable;\nexport const getLlama = unavailable, LlamaLogLevel = {};\n`,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * An external ESM import is a top-level statement of the bundle, which fails to load where the package is
+ * absent (llama-server and vLLM images carry no onnxruntime). bake uses InferenceSession.create and `new
+ * Tensor` (transformers.js: `new Tensor`), so these stand-ins require the real package the first time one
+ * is called, from beside the bundle.
+ */
+const lazyOnnxruntime = {
+  name: 'bake-lazy-onnxruntime',
+  setup(build: { onResolve: Function; onLoad: Function }) {
+    build.onResolve({ filter: /^onnxruntime-(node|common)$/ }, (args: { path: string }) => ({ path: args.path, namespace: 'bake-lazy' }));
+    build.onLoad({ filter: /.*/, namespace: 'bake-lazy' }, (args: { path: string }) => ({
+      contents: [
+        "import { createRequire } from 'node:module';",
+        'const load = createRequire(import.meta.url);',
+        'let real;',
+        `const pkg = () => (real ??= load(${JSON.stringify(args.path)}));`,
+        'export const InferenceSession = { create: (...a) => pkg().InferenceSession.create(...a) };',
+        'export function Tensor(...a) { return new (pkg().Tensor)(...a); }',
+        'export const env = new Proxy({}, { get: (_, k) => pkg().env[k], set: (_, k, v) => ((pkg().env[k] = v), true) });',
+      ].join('\n'),
       loader: 'js',
     }));
   },
