@@ -2,6 +2,7 @@
 // here (llama-server: a GPU reservation for a CUDA build; vLLM: its GPU, with room for the host settings
 // it needs). Everything kinds share (image, command, health check, restart, limits) is index.ts's.
 import type { ServerKind, TargetSpec } from '../../recipe/types.js';
+import { composeServiceFragment } from '../../runtime/vllm.js';
 
 /** The subset of the Compose Specification's service that bake writes. */
 export interface ComposeService {
@@ -35,10 +36,20 @@ function llamaServer(target: TargetSpec): Partial<ComposeService> {
   return { ...gpuReservation(target), ...(mlock ? { ulimits: { memlock: { soft: -1, hard: -1 } } } : {}) };
 }
 
+/**
+ * vLLM needs from the host what no image can carry (ipc=host for its shared memory, memlock and stack
+ * ulimits for NCCL and CUDA, its GPUs: the target's host settings, src/runtime/vllm.ts).
+ */
+function vllm(target: TargetSpec): Partial<ComposeService> {
+  const host = target.server.host;
+  if (!host) return gpuReservation(target);
+  return composeServiceFragment(host) as Partial<ComposeService>;
+}
+
 /** One entry per server kind. */
 export const SERVICE_CONTRIBUTIONS: Record<ServerKind, ServiceContribution> = {
   onnx: gpuReservation,
   'llama-server': llamaServer,
-  vllm: gpuReservation,
+  vllm,
   none: () => ({}),
 };

@@ -12,7 +12,7 @@ import { composeFile } from '../../../src/image/compose/index.js';
 import { loadRecipe } from '../../../src/recipe/load.js';
 import { runtimeImage } from '../../../src/runtime/contract.js';
 import { InputError } from '../../../src/util/errors.js';
-import { bake } from '../../support/cli.js';
+import { bake, projectRoot } from '../../support/cli.js';
 import { FLEET } from '../../support/fleet.js';
 
 
@@ -76,4 +76,16 @@ test('`bake compose` writes docker/<recipe>/docker-compose.yml (YAML a compose t
   const bad = await bake(['-C', dir, 'compose', 'fleet', '--replicas', 'chat']);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /expected <target>=<value>/);
+});
+
+test('a vLLM target\'s service carries the host settings vLLM needs: ipc=host, memlock and stack ulimits, its GPUs', async () => {
+  const recipe = await loadRecipe(join(projectRoot, 'recipes', 'vllm-awq.yaml'), projectRoot);
+  const file = composeFile(recipe, {});
+  const services = Object.values(file.services) as { ipc?: string; ulimits?: Record<string, unknown>; deploy?: { resources: { reservations: { devices: { count: unknown }[] } } } }[];
+  assert.ok(services.length > 0);
+  for (const s of services) {
+    assert.equal(s.ipc, 'host');
+    assert.deepEqual(s.ulimits, { memlock: { soft: -1, hard: -1 }, stack: 67108864 });
+    assert.ok(s.deploy!.resources.reservations.devices[0]!.count);
+  }
 });
