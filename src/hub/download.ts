@@ -17,6 +17,7 @@
 // `<blob>.incomplete.parts` records how far each part got, so a later run fetches only what is missing.
 import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
 import { dirname } from 'node:path';
 import { ConnectionClosedError, Http1Pool, HttpProtocolError, type BodySink, type Http1Connection, type Http1Response } from '../net/http1.js';
 import { isRetryableStatus, RetryableError, withRetries } from '../net/retry.js';
@@ -64,8 +65,14 @@ export interface DownloadOptions {
   ca?: string | Buffer | (string | Buffer)[];
 }
 
-/** hf_transfer fetches 10 MB chunks; larger parts mean fewer requests, smaller a shorter hash tail. */
-const DEFAULT_PART_BYTES = 16 << 20;
+/**
+ * Parts: hf_transfer fetches 10 MB chunks. Larger parts mean fewer requests, smaller ones a shorter hash
+ * tail and all connections busy on a mid-sized file: two parts per connection, 4 to 16 MiB each.
+ */
+const MAX_PART_BYTES = 16 << 20;
+const MIN_PART_BYTES = 4 << 20;
+/** Smaller files come as one stream: a few requests more would buy little. */
+const PARALLEL_MIN_BYTES = 32 << 20;
 /** Per connection: two batch buffers, one filling from the socket while the other is written. */
 const BATCH_BYTES = 2 << 20;
 /** A batch is handed to the file when less than this is left in it (a socket read is at most ~64 KiB). */
@@ -138,7 +145,8 @@ class Transfer {
   private hasher!: InOrderHasher;
   private readonly sidecarPath: string;
   private readonly size: number;
-  private readonly partBytes: number;
+  /** Part size asked for (tests); otherwise chosen per download. */
+  private readonly partBytes?: number;
   private maxConnections: number;
   private usedConnections = 1;
   /** Whether bytes from an earlier run are part of this file. */
@@ -163,7 +171,7 @@ class Transfer {
   ) {
     this.sidecarPath = `${incompletePath}.parts`;
     this.size = expect.size;
-    this.partBytes = Math.max(BATCH_BYTES, opts.partBytes ?? DEFAULT_PART_BYTES);
+    this.partBytes = opts.partBytes;
     this.maxConnections = Math.max(1, Math.floor(opts.connections ?? cfg.connections ?? 1));
   }
 
@@ -196,11 +204,12 @@ class Transfer {
   private plan(prefix: number): Part[] {
     const parts: Part[] = prefix > 0 ? [{ start: 0, end: prefix, done: prefix, taken: prefix }] : [];
     const rest = this.size - prefix;
-    if (this.maxConnections <= 1 || rest < 2 * this.partBytes) {
+    const partBytes = this.partBytes ?? Math.min(MAX_PART_BYTES, Math.max(MIN_PART_BYTES, Math.ceil(rest / (2 * this.maxConnections))));
+    if (this.maxConnections <= 1 || rest < Math.max(2 * partBytes, this.partBytes ? 0 : PARALLEL_MIN_BYTES)) {
       if (rest > 0 || parts.length === 0) parts.push({ start: prefix, end: this.size, done: 0, taken: 0 });
       return parts;
     }
-    for (let at = prefix; at < this.size; at += this.partBytes) parts.push({ start: at, end: Math.min(this.size, at + this.partBytes), done: 0, taken: 0 });
+    for (let at = prefix; at < this.size; at += partBytes) parts.push({ start: at, end: Math.min(this.size, at + partBytes), done: 0, taken: 0 });
     return parts;
   }
 
@@ -267,6 +276,7 @@ class Transfer {
       }
       const stop = new AbortController();
       const signal = this.opts.signal ? AbortSignal.any([this.opts.signal, stop.signal]) : stop.signal;
+      setMaxListeners(0, signal); // every lane's stall timer listens to it
       const pool = new Http1Pool(this.opts.ca ? { ca: this.opts.ca } : {});
       const lanes = Math.min(this.maxConnections, todo.length);
       this.usedConnections = Math.max(this.usedConnections, lanes);

@@ -347,7 +347,7 @@ test('a verified blob is stamped, and an unchanged stamped blob is trusted witho
 test('a 33 MiB file: random cuts, a resume across runs and a flipped byte near the end', async (t) => {
   const dir = await tempDir(t);
   const entry = await locked(dir, 'org/large');
-  withFaults(t, { kind: 'cut', path: 'large.safetensors', cutAt: 'random', times: 3 }, { kind: 'cut', path: 'large.safetensors', cutAt: 20 << 20, times: 1 });
+  withFaults(t, { kind: 'cut', path: 'large.safetensors', cutAt: 'random', times: 3 }, { kind: 'cut', path: 'large.safetensors', cutAt: (1 << 20) + 5, times: 1 });
   // retries: 0 -> the first cut ends the pull, leaving a partial file; the next pull resumes it.
   await assert.rejects(pullModel(entry, hubConfig(hub.url, dir, { retries: 0 })), NetworkError);
   const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir));
