@@ -1,8 +1,11 @@
 // Spreads row quantization over worker_threads: a tensor is cut into chunks of whole rows and each chunk
-// is quantized by whichever worker is free. Tensor and result live in shared memory, so a worker reads
-// its rows and writes its blocks in place: nothing is copied or transferred. With one thread (or a tiny
-// tensor) the work runs inline: a worker round-trip costs more than it saves.
+// is quantized by whichever worker is free. Two kinds of chunk: rows of a file, which the worker reads
+// into its kernel memory and writes to their place in the output file itself (FileJob: the main thread
+// touches no tensor data), and rows already in memory (a tensor the converter computed), shared with the
+// workers, which write their blocks in place. With one thread (or a tiny tensor) in-memory work runs
+// inline: a worker round-trip costs more than it saves.
 import { Worker } from 'node:worker_threads';
+import type { FileJob } from './file-job.js';
 import { ggmlTypeByName, rowBytes } from './types.js';
 
 /** Rows are grouped so a chunk holds at least this many values (llama-quantize uses 32 * 512). */
@@ -11,7 +14,7 @@ const MIN_CHUNK_VALUES = 32 * 512;
 const INLINE_VALUES = 64 * 1024;
 
 interface Pending {
-  resolve: () => void;
+  resolve: (bytes: number) => void;
   reject: (err: Error) => void;
 }
 
@@ -64,13 +67,13 @@ export class QuantizePool {
     this.started = true;
     for (let i = 0; i < this.threads; i++) {
       const w = spawnWorker();
-      w.on('message', (msg: { id: number; error?: string }) => {
+      w.on('message', (msg: { id: number; error?: string; bytes?: number }) => {
         const p = this.pending.get(msg.id);
         this.pending.delete(msg.id);
         this.release(w);
         if (!p) return;
         if (msg.error !== undefined) p.reject(new Error(msg.error));
-        else p.resolve();
+        else p.resolve(msg.bytes ?? 0);
       });
       w.on('error', (err) => {
         for (const p of this.pending.values()) p.reject(err);
@@ -92,11 +95,21 @@ export class QuantizePool {
   }
 
   private async run(job: Omit<QuantizeJob, 'id'>): Promise<void> {
-    const w = await this.acquire();
+    await this.send((id) => ({ kind: 'rows', id, ...job }));
+  }
+
+  /** Runs a file job on the next free worker; resolves with the bytes it wrote. */
+  runFile(job: FileJob): Promise<number> {
+    this.start();
+    return this.send((id) => ({ kind: 'file', id, job }));
+  }
+
+  private async send(message: (id: number) => object, worker?: Worker): Promise<number> {
+    const w = worker ?? (await this.acquire());
     const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<number>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ id, ...job });
+      w.postMessage(message(id));
     });
   }
 
@@ -143,7 +156,12 @@ export class QuantizePool {
     return into ?? out;
   }
 
+  /** Lets every worker close its files, then ends them. */
   async close(): Promise<void> {
+    const idle = [...this.idle];
+    this.idle.length = 0;
+    // Busy workers (after a failure elsewhere) are ended as they are: their files close with the process.
+    await Promise.all(idle.map((w) => this.send((id) => ({ kind: 'close', id }), w).catch(() => undefined)));
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
     this.idle.length = 0;
