@@ -98,12 +98,34 @@ let highHalf: v128 = v128.splat<i32>(0);
   return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(f32x4.sub(x, vsub), vid), vadd)), vtop);
 }
 
+/**
+ * The same levels when every (x - sub) * id + add lies in [0, 32): when id is finite, |x - sub| <= the
+ * block's range makes them so (NaN inputs give 0 both ways), and a truncation needs no x86 emulation.
+ */
+@inline function inRangeLevels4(x: v128, vsub: v128, vid: v128, vadd: v128, vtop: v128): v128 {
+  return i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(f32x4.sub(x, vsub), vid), vadd)), vtop);
+}
+
+/** 16 levels in 0..31 from four i32x4 vectors, as bytes (no masking needed). */
+@inline function smallBytes16(a: v128, b: v128, c: v128, d: v128): v128 {
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(a, b), i16x8.narrow_i32x4_s(c, d));
+}
+
 /** The block's 32 levels into lowHalf and highHalf. */
 @inline function levels32(x: usize, sub: f32, id: f32, add: f32, top: i32): void {
   const vsub = f32x4.splat(sub);
   const vid = f32x4.splat(id);
   const vadd = f32x4.splat(add);
   const vtop = i32x4.splat(top);
+  if (abs<f32>(id) < Infinity && abs<f32>(sub) < Infinity) {
+    lowHalf = smallBytes16(
+      inRangeLevels4(vec(x, 0), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 1), vsub, vid, vadd, vtop),
+      inRangeLevels4(vec(x, 2), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 3), vsub, vid, vadd, vtop));
+    highHalf = smallBytes16(
+      inRangeLevels4(vec(x, 4), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 5), vsub, vid, vadd, vtop),
+      inRangeLevels4(vec(x, 6), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 7), vsub, vid, vadd, vtop));
+    return;
+  }
   lowHalf = bytes16(
     levels4(vec(x, 0), vsub, vid, vadd, vtop), levels4(vec(x, 1), vsub, vid, vadd, vtop),
     levels4(vec(x, 2), vsub, vid, vadd, vtop), levels4(vec(x, 3), vsub, vid, vadd, vtop));
@@ -195,12 +217,33 @@ export function quantizeQ5_1(src: usize, dst: usize, nb: i32): void {
   return v128.and(x86Int8(roundAway(f32x4.mul(x, vid))), i32x4.splat(0xff));
 }
 
+/**
+ * Q8_0's amax is C's `amax = MAX(amax, fabsf(v))` fold, where a NaN does count: MAX(amax, NaN) is NaN
+ * and MAX(NaN, v) is v. Blocks without NaN take the vector maximum; the others the fold in C's order.
+ */
+@inline function foldedAbsMax(x: usize): f32 {
+  let m = f32x4.splat(0);
+  let nan = i32x4.splat(0);
+  for (let k = 0; k < 8; ++k) {
+    const v = vec(x, k);
+    m = f32x4.pmax(m, f32x4.abs(v));
+    nan = v128.or(nan, f32x4.ne(v, v));
+  }
+  if (!v128.any_true(nan)) return lanesMax(m);
+  let amax: f32 = 0;
+  for (let j = 0; j < 32; ++j) {
+    const a = abs<f32>(load<f32>(x + (<usize>j << 2)));
+    amax = amax > a ? amax : a;
+  }
+  return amax;
+}
+
 /** Q8_0: d = amax / 127, level = roundf(x/d). 34 bytes per block. */
 export function quantizeQ8_0(src: usize, dst: usize, nb: i32): void {
   for (let i = 0; i < nb; ++i) {
     const x = src + (<usize>i << 7);
     const y = dst + <usize>(i * 34);
-    const d: f32 = absMax(x) / 127;
+    const d: f32 = foldedAbsMax(x) / 127;
     const id: f32 = d != 0 ? 1 / d : 0;
     storeF16(y, d);
     const vid = f32x4.splat(id);
