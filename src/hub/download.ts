@@ -73,8 +73,12 @@ const MAX_PART_BYTES = 16 << 20;
 const MIN_PART_BYTES = 4 << 20;
 /** Smaller files come as one stream: a few requests more would buy little. */
 const PARALLEL_MIN_BYTES = 32 << 20;
-/** Per connection: two batch buffers, one filling from the socket while the other is written. */
+/**
+ * Per connection: batch buffers, one filling from the socket while the others are written. Two at first;
+ * up to four when writes lag behind the socket (a busy disk or thread pool), before reading pauses.
+ */
 const BATCH_BYTES = 2 << 20;
+const MAX_BATCHES = 4;
 /** A batch is handed to the file when less than this is left in it (a socket read is at most ~64 KiB). */
 const MIN_READ = 64 << 10;
 /** Read-back size of the in-order hash. */
@@ -515,7 +519,7 @@ interface Answer {
   crossOrigin: boolean;
 }
 
-/** A connection's two batch buffers: one fills from the socket while the other is written. */
+/** A connection's batch buffers: one fills from the socket while the others are written. */
 class LaneBuffers {
   readonly buffers = [Buffer.allocUnsafeSlow(BATCH_BYTES), Buffer.allocUnsafeSlow(BATCH_BYTES)];
   /** The write of each buffer in flight, if any. */
@@ -523,6 +527,29 @@ class LaneBuffers {
   current = 0;
   /** The last write handed to the file (errors are reported through `writing`). */
   chain: Promise<void> = Promise.resolve();
+
+  /**
+   * Moves to a buffer no write holds (allocating one more, up to MAX_BATCHES, when all are busy); when
+   * none can be had, to the one written longest ago, returning its write to wait for.
+   */
+  advance(): Promise<void> | undefined {
+    const n = this.buffers.length;
+    for (let k = 1; k <= n; k++) {
+      const i = (this.current + k) % n;
+      if (!this.writing[i]) {
+        this.current = i;
+        return undefined;
+      }
+    }
+    if (n < MAX_BATCHES) {
+      this.buffers.push(Buffer.allocUnsafeSlow(BATCH_BYTES));
+      this.writing.push(undefined);
+      this.current = n;
+      return undefined;
+    }
+    this.current = (this.current + 1) % n; // writes finish in order: the next one is the oldest
+    return this.writing[this.current];
+  }
 }
 
 /**
@@ -538,6 +565,7 @@ class PartSink implements BodySink {
 
   region(): Uint8Array {
     const buf = this.lane.buffers[this.lane.current]!;
+    // (After a pause the buffer here may still be in its write: the reader is paused until it is done.)
     // Never past the part's end: a server sending more than asked fails in the HTTP layer, not in our file.
     const left = this.part.end - this.part.start - this.part.taken - this.fill;
     return buf.subarray(this.fill, this.fill + Math.max(1, Math.min(buf.length - this.fill, left)));
@@ -549,17 +577,16 @@ class PartSink implements BodySink {
     const left = this.part.end - this.part.start - this.part.taken - this.fill;
     if (left < 0) throw new HttpProtocolError(`more bytes than the part holds`);
     if (BATCH_BYTES - this.fill >= MIN_READ && left > 0) return true;
-    this.flush();
-    const next = this.lane.writing[this.lane.current];
-    if (!next) return true;
-    // Both buffers are being written: wait for the older one.
-    void next.then(() => this.response?.resume(), () => undefined);
+    const wait = this.flush();
+    if (!wait) return true;
+    // Every buffer is being written: wait for the oldest.
+    void wait.then(() => this.response?.resume(), () => undefined);
     return false;
   }
 
-  /** Hands the current batch to the transfer (hash, write) and switches buffers. */
-  private flush(): void {
-    if (this.fill === 0) return;
+  /** Hands the current batch to the transfer (hash, write) and switches buffers; returns a write to wait for first. */
+  private flush(): Promise<void> | undefined {
+    if (this.fill === 0) return undefined;
     const i = this.lane.current;
     const at = this.part.start + this.part.taken;
     const write = this.transfer.submit(this.part, at, this.lane.buffers[i]!.subarray(0, this.fill), this.lane.chain);
@@ -574,7 +601,7 @@ class PartSink implements BodySink {
       this.response?.discard();
     });
     this.lane.writing[i] = tracked;
-    this.lane.current = i ^ 1;
+    return this.lane.advance();
   }
 
   /** What was received is written (or the write error is thrown). */
