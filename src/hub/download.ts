@@ -19,7 +19,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { setMaxListeners } from 'node:events';
 import { dirname } from 'node:path';
-import { ConnectionClosedError, Http1Pool, HttpProtocolError, type BodySink, type Http1Connection, type Http1Response } from '../net/http1.js';
+import { Http1Pool, HttpProtocolError, type BodySink, type Http1Connection, type Http1Response } from '../net/http1.js';
 import { isRetryableStatus, RetryableError, withRetries } from '../net/retry.js';
 import { StallTimer } from '../net/stall.js';
 import { IntegrityError, NetworkError } from '../util/errors.js';
@@ -722,4 +722,3 @@ function parseContentRange(value: string | null): { start: number; end: number; 
   return { start: Number(m[1]), end: Number(m[2]), total: m[3] === '*' ? undefined : Number(m[3]) };
 }
 
-export { ConnectionClosedError };
