@@ -456,6 +456,7 @@ class ChunkDecoder {
   private left = 0;
   private phase: 'size' | 'data' | 'data-crlf' | 'trailer' = 'size';
   private line = '';
+  private trailerBytes = 0;
 
   decode(buf: Uint8Array, n: number): number {
     let out = 0;
@@ -490,6 +491,8 @@ class ChunkDecoder {
         this.phase = this.left === 0 ? 'trailer' : 'data';
       } else if (line === '') {
         this.done = true;
+      } else if ((this.trailerBytes += line.length) > HEAD_MAX) {
+        throw new HttpProtocolError(`chunked trailers larger than ${HEAD_MAX} bytes`);
       }
     }
     return out;

@@ -184,13 +184,15 @@ test('a connection cut mid-body: ConnectionClosedError saying how much is missin
   assert.equal(sink.bytes().length, 40_000, 'what arrived was handed over');
 });
 
-test('broken servers: bytes past Content-Length, a huge head, a bad status line, an unknown transfer coding', async (t) => {
+test('broken servers: bytes past Content-Length, a huge head, a bad status line, an unknown transfer coding, endless trailers, a bad chunk size', async (t) => {
   const cases: [string, RegExp][] = [
     ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA', /past the announced Content-Length|after the end of the body/],
     [`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`, /head larger than/],
     ['SPDY/3 200 OK\r\n\r\n', /not an HTTP\/1\.x status line/],
     ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n', /unsupported Transfer-Encoding/],
     ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello', /two different Content-Length/],
+    [`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n${`X-T: ${'a'.repeat(1000)}\r\n`.repeat(80)}\r\n`, /trailers larger than/],
+    ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', /bad chunk size line/],
   ];
   for (const [wire, expected] of cases) {
     const srv = await rawServer(t, (s) => void s.write(wire));
