@@ -213,7 +213,16 @@ class Transfer {
       if (rest > 0 || parts.length === 0) parts.push({ start: prefix, end: this.size, done: 0, taken: 0 });
       return parts;
     }
-    for (let at = prefix; at < this.size; at += partBytes) parts.push({ start: at, end: Math.min(this.size, at + partBytes), done: 0, taken: 0 });
+    // The last parts all finish at about the same time, and the hash then reads back every one that arrived
+    // ahead of it: smaller parts at the end (a quarter) shorten that tail. Not when a part size is forced.
+    const tail = this.partBytes ? 0 : Math.min(Math.floor(rest / 2), this.maxConnections * partBytes);
+    const small = Math.max(1 << 20, Math.floor(partBytes / 4));
+    for (let at = prefix; at < this.size;) {
+      const step = at < this.size - tail ? partBytes : small;
+      const end = Math.min(this.size, at + step, at < this.size - tail ? this.size - tail : this.size);
+      parts.push({ start: at, end, done: 0, taken: 0 });
+      at = end;
+    }
     return parts;
   }
 
