@@ -25,7 +25,8 @@ const args = process.argv.slice(2);
 const sizeMb = numberOption('size-mb', 256);
 const rateMb = numberOption('rate-mb', 32);
 const runs = numberOption('runs', 3);
-const counts = (args.includes('--connections') ? args[args.indexOf('--connections') + 1]! : '1,2,4,8').split(',').map(Number);
+// One connection is always measured: the speed-ups are over it.
+const counts = [...new Set([1, ...(args.includes('--connections') ? args[args.indexOf('--connections') + 1]! : '1,2,4,8').split(',').map(Number)])].sort((a, b) => a - b);
 const SIZE = sizeMb * 1024 * 1024;
 const RATE = rateMb * 1024 * 1024;
 const CURL = '/usr/bin/curl';
