@@ -6,7 +6,7 @@ import { hfModelSource } from '../../convert/hf-to-gguf.js';
 import type { ModelSource } from '../../convert/source.js';
 import { GgufWriter, type GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
-import { DIRECT_SOURCES, FileJobRunner, type FileJob } from './file-job.js';
+import { DIRECT_SOURCES, type FileJob } from './file-job.js';
 import { ggufModelSource, isStored } from './gguf-source.js';
 import { chooseTensorTypes, FILE_TYPE_NAMES, fileTypeByName, sortTensorsLikeLlamaCpp } from './mix.js';
 import { QuantizePool, SharedBufferRing } from './pool.js';
@@ -79,11 +79,12 @@ const MIN_JOB_VALUES = 256 * 1024;
 /**
  * Quantizes and writes a model source with llama-quantize's rules for `opts.type`.
  *
- * Tensors a file holds as F32, F16 or BF16 (a GGUF being requantized) never pass through this thread:
- * they are cut into jobs of whole rows that the workers read from the input file into their kernel
- * memory, quantize there and write to their place in the output file (file-job.ts), so memory stays at
- * a few MiB per thread whatever the model. Tensors the converter computes (permuted Q/K...) are read
- * into shared memory and quantized by the same workers (pool.quantize), then written here.
+ * Tensors a file holds as F32, F16 or BF16 (a GGUF being requantized) never pass through JavaScript
+ * memory: they are cut into jobs of whole rows that each thread (workers and this one) reads from the
+ * input file into its kernel memory, quantizes there and writes to their place in the output file
+ * (file-job.ts), so memory stays at a few MiB per thread whatever the model. Tensors the converter
+ * computes (permuted Q/K...) are read into shared memory, quantized by the same threads
+ * (pool.quantize), then written here.
  */
 export async function writeModel(source: ModelSource, outFile: string, opts: GgufWriteOptions): Promise<GgufWriteResult> {
   const fileType = fileTypeByName(opts.type)!;
@@ -110,10 +111,8 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
   const valuesOf = (i: number) => tensors[i]!.ne.reduce((a, b) => a * b, 1);
   const direct = tensors.map((t) => isStored(t) && DIRECT_SOURCES.has(t.typeName));
   const pool = new QuantizePool(threads);
-  // With one thread, or only tiny tensors, file jobs run here (a worker costs more than it saves).
-  const useWorkers = tensors.some((_t, i) => direct[i] && pool.usesWorkers(valuesOf(i)));
-  const inline = new FileJobRunner();
-  if (useWorkers || tensors.some((t, i) => !direct[i] && targets[i] !== t.typeName && pool.usesWorkers(valuesOf(i)))) pool.start();
+  // With one thread, or only tiny tensors, everything runs on this thread (a worker costs more than it saves).
+  if (tensors.some((t, i) => (direct[i] || targets[i] !== t.typeName) && pool.usesWorkers(valuesOf(i)))) pool.start();
 
   // Progress in tensor order, whatever order the jobs finish in.
   const left = tensors.map(() => 0);
@@ -158,8 +157,7 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
       left[i] = parts.length;
       let bytes = 0;
       for (const job of parts) {
-        const run = useWorkers ? pool.runFile(job) : Promise.resolve().then(() => inline.run(job));
-        jobs.push(run.then((n) => {
+        jobs.push(pool.runFile(job).then((n) => {
           bytes += n;
           if (left[i] === 1) {
             if (bytes !== byteLength) throw new Error(`internal: ${t.name}: wrote ${bytes} of ${byteLength} bytes`);
@@ -218,7 +216,6 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
     await writer.abort();
     throw err;
   } finally {
-    inline.close();
     await pool.close();
   }
 }

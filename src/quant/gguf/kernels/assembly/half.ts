@@ -6,7 +6,7 @@
 
 import { fp16ToFp32, fp32ToFp16 } from './float';
 
-@inline function fp16x4(x: v128): v128 {
+@inline export function fp16x4(x: v128): v128 {
   // base = (|x| * 2^112) * 2^-110
   let base = f32x4.mul(f32x4.mul(f32x4.abs(x), i32x4.splat(0x77800000)), i32x4.splat(0x08800000));
   const shl1 = i32x4.shl(x, 1);

@@ -4,6 +4,7 @@
 // except for the sign of a zero: blocks whose min or max is zero are scanned in C's order.
 
 import { storeF16 } from './float';
+import { fp16x4 } from './half';
 
 const FLT_MAX: f32 = 3.4028234663852886e38;
 
@@ -29,11 +30,25 @@ const FLT_MAX: f32 = 3.4028234663852886e38;
   return lanesMax(m);
 }
 
-/** The value of largest magnitude with its sign, the first one on ties (C's strict `<`); 0 when all are 0. */
+/**
+ * The value of largest magnitude with its sign, the first one on ties (C's strict `<`); 0 when all are 0.
+ * One pass for the largest and the smallest value (both from 0, so a NaN is never taken, as in C): the
+ * one of larger magnitude is the answer, unless +a and -a tie, when the block is scanned in C's order.
+ */
 @inline function signedAbsMax(x: usize): f32 {
-  const amax = absMax(x);
-  if (amax == 0) return 0;
-  const va = f32x4.splat(amax);
+  let hi = f32x4.splat(0);
+  let lo = f32x4.splat(0);
+  for (let k = 0; k < 8; ++k) {
+    const v = vec(x, k);
+    hi = f32x4.pmax(hi, v);
+    lo = f32x4.pmin(lo, v);
+  }
+  const top = lanesMax(hi);
+  const bottom = -lanesMin(lo);
+  if (top > bottom) return top;
+  if (bottom > top) return -bottom;
+  if (top == 0) return 0;
+  const va = f32x4.splat(top);
   for (let k = 0; k < 8; ++k) {
     const hit = i32x4.bitmask(f32x4.eq(f32x4.abs(vec(x, k)), va));
     if (hit != 0) return load<f32>(x + (<usize>k << 4) + (<usize>ctz(hit) << 2));
@@ -162,8 +177,9 @@ let highHalf: v128 = v128.splat<i32>(0);
   minMax(x);
   const d: f32 = (blockMax - blockMin) / steps;
   const id: f32 = d != 0 ? 1 / d : 0;
-  storeF16(y, d);
-  storeF16(y + 2, blockMin);
+  // d and m as fp16 at once (the same conversion as storeF16, four lanes at a time).
+  const h = fp16x4(f32x4.replace_lane(f32x4.splat(d), 1, blockMin));
+  store<u32>(y, i32x4.extract_lane(i16x8.narrow_i32x4_u(h, h), 0));
   levels32(x, blockMin, id, 0.5, top);
 }
 
