@@ -63,6 +63,29 @@ class ByteSink {
     this.length += n;
   }
   zeros(n: number): void { this.ensure(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
+  strings(values: string[], key: string): void {
+    let bytes = 0;
+    for (const s of values) {
+      if (typeof s !== 'string') throw new TypeError(`GGUF key ${key}: expected a string`);
+      bytes += 8 + Buffer.byteLength(s, 'utf8');
+    }
+    this.ensure(bytes);
+    for (const s of values) {
+      const at = this.length;
+      const n = this.buf.write(s, at + 8, 'utf8');
+      this.buf.writeUInt32LE(n, at);
+      this.buf.writeUInt32LE(0, at + 4);
+      this.length = at + 8 + n;
+    }
+  }
+  f32s(values: number[]): void {
+    this.ensure(4 * values.length);
+    for (const v of values) this.length = this.buf.writeFloatLE(Number(v), this.length);
+  }
+  i32s(values: number[]): void {
+    this.ensure(4 * values.length);
+    for (const v of values) this.length = this.buf.writeInt32LE(v, this.length);
+  }
   bytes(): Buffer { return this.buf.subarray(0, this.length); }
 }
 
@@ -97,7 +120,11 @@ function writeScalar(sink: ByteSink, key: string, type: GgufValueType, v: GgufSc
     const arr = v as GgufArray;
     sink.u32(VALUE_TYPE_CODES[arr.itemType]);
     sink.u64(arr.values.length);
-    for (const item of arr.values) writeScalar(sink, key, arr.itemType, item);
+    // A vocabulary is tens of thousands of items: the common item types get a loop of their own.
+    if (arr.itemType === 'string') sink.strings(arr.values as string[], key);
+    else if (arr.itemType === 'f32') sink.f32s(arr.values as number[]);
+    else if (arr.itemType === 'i32') sink.i32s(arr.values as number[]);
+    else for (const item of arr.values) writeScalar(sink, key, arr.itemType, item);
     return;
   }
   const s = v as GgufScalar; // checked by validateValue when added
