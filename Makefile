@@ -64,7 +64,7 @@ test-slow: host-tools deps tools
 	bash test/support/docker-env.sh run -- node --import tsx --test --test-concurrency=1 $$(bash scripts/test-tiers.sh slow)
 
 # Benchmarks: each prints a table with a ratio against a reference tool run in the same invocation.
-BENCHES := hub-download image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify awq
+BENCHES := hub-download hub-parallel image-layer image-push onnx-quant gguf-quantize kquant-kernels kquant-verify awq
 bench: host-tools deps tools
 	for b in $(BENCHES); do node --import tsx bench/$$b.ts || exit 1; done
 	bash test/support/docker-env.sh run -- sh -c 'node --import tsx bench/docker-rebuild.ts && node --import tsx bench/docker-start.ts && node --import tsx bench/rag-service.ts && node --import tsx bench/llamacpp-ttft.ts'

@@ -5,16 +5,13 @@
 //   [--keep] [--tsx]
 // bake runs compiled to JavaScript (as it ships), not through tsx: tsx's loader would be billed to every
 // worker thread. --tsx runs the TypeScript sources instead.
-import { execFile } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { convertHfToGguf } from '../src/quant/gguf/index.js';
 import { llamaToolsBin, writeRandomLlama } from '../test/support/gguf-fixtures.js';
 import { median, numberOption } from './args.js';
-
-const run = promisify(execFile);
+import { compileBench, timedRun as timed } from './compile.js';
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => {
   const i = args.indexOf(`--${name}`);
@@ -25,44 +22,19 @@ const types = opt('types', 'F16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1,Q4_K_M,Q5_K_M,Q6_K').sp
 const layers = Number(opt('layers', '4'));
 const runs = numberOption('runs', 3);
 
-/** Runs a command under /usr/bin/time; returns its stdout, wall seconds and peak RSS in bytes. */
-async function timed(cmd: string, cmdArgs: string[]): Promise<{ stdout: string; seconds: number; cpuSeconds: number; rss: number }> {
-  const t0 = process.hrtime.bigint();
-  const { stdout, stderr } = await run('/usr/bin/time', ['-f', 'BENCH_TIME %M %U %S', cmd, ...cmdArgs], { maxBuffer: 1 << 26 });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const m = /BENCH_TIME (\d+) ([0-9.]+) ([0-9.]+)/.exec(stderr);
-  return { stdout, seconds, cpuSeconds: m ? Number(m[2]) + Number(m[3]) : Number.NaN, rss: m ? Number(m[1]) * 1024 : Number.NaN };
-}
-
-/** Compiles the quantizer (and its worker) to JS under node_modules/.cache, so package imports resolve. */
-async function compileRunner(): Promise<string> {
-  const root = join(import.meta.dirname, '..');
-  const out = join(root, 'node_modules', '.cache', 'bake-gguf-bench');
-  await rm(out, { recursive: true, force: true });
-  await mkdir(out, { recursive: true });
-  await writeFile(join(out, 'package.json'), '{"type":"module"}\n');
-  await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--outDir', out, '--rootDir', root,
-    '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--strict', '--skipLibCheck', '--types', 'node',
-    join(root, 'bench', 'gguf-quantize-run.ts'), join(root, 'src', 'quant', 'gguf', 'worker.ts')], { maxBuffer: 1 << 24 });
-  // tsc leaves non-TypeScript files behind; the kernels load their WebAssembly beside them.
-  const kernels = join('src', 'quant', 'gguf', 'kernels', 'kernels.wasm');
-  await copyFile(join(root, kernels), join(out, kernels));
-  return join(out, 'bench', 'gguf-quantize-run.js');
-}
-
 const dir = await mkdtemp(join(tmpdir(), 'bake-gguf-bench-'));
 try {
   const bin = await llamaToolsBin();
   const runner = args.includes('--tsx')
     ? ['--import', 'tsx', join(import.meta.dirname, 'gguf-quantize-run.ts')]
-    : [await compileRunner()];
+    : [(await compileBench('gguf', ['bench/gguf-quantize-run.ts', 'src/quant/gguf/worker.ts']))[0]!];
   const hf = join(dir, 'hf');
   await writeRandomLlama(hf, { embd: 1024, ff: 2816, layers, heads: 16, kvHeads: 4, vocab: 8192, tied: false }, 9);
   const f32 = join(dir, 'model-F32.gguf');
   await convertHfToGguf(hf, f32, { type: 'F32' });
   const inBytes = (await stat(f32)).size;
   const mb = inBytes / 1e6;
-  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}; median of ${runs}; bake ${args.includes('--tsx') ? 'via tsx' : 'compiled JS'}`);
+  console.log(`input: random LLaMA, ${layers} layers, F32 GGUF ${mb.toFixed(1)} MB; threads ${threads}; median of ${runs} alternating runs; bake ${args.includes('--tsx') ? 'via tsx' : 'compiled JS'}; load average ${loadavg()[0]!.toFixed(2)}`);
   // Wall-clock MB/s is the figure asked for; MB per CPU-second is shown too because this machine's two cores
   // are shared and wall time swings with other load.
   console.log('type     | bake MB/s | llama.cpp MB/s | ratio | bake MB/cpu-s | llama.cpp MB/cpu-s | cpu ratio | bake RSS MB | llama.cpp RSS MB | identical');
@@ -72,11 +44,15 @@ try {
     const theirRuns: Awaited<ReturnType<typeof timed>>[] = [];
     const ourRuns: { seconds: number; cpuSeconds: number; rss: number }[] = [];
     for (let r = 0; r < runs; r++) {
-      theirRuns.push(await timed(join(bin, 'llama-quantize'), [f32, theirsOut, type, String(threads)]));
-      const ours = await timed(process.execPath, [...runner, f32, oursOut, type, String(threads)]);
-      // The runner reports the call's own time: node's start-up is not billed to the quantizer.
-      const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number };
-      ourRuns.push({ seconds: report.seconds, cpuSeconds: report.cpuSeconds, rss: ours.rss });
+      // Alternate who goes first, so neither always runs on a warmer page cache or a quieter machine.
+      const theirsRun = async () => theirRuns.push(await timed(join(bin, 'llama-quantize'), [f32, theirsOut, type, String(threads)]));
+      const oursRun = async () => {
+        const ours = await timed(process.execPath, [...runner, f32, oursOut, type, String(threads)]);
+        // The runner reports the call's own time: node's start-up is not billed to the quantizer.
+        const report = JSON.parse(ours.stdout.trim().split('\n').pop()!) as { seconds: number; cpuSeconds: number };
+        ourRuns.push({ seconds: report.seconds, cpuSeconds: report.cpuSeconds, rss: ours.rss });
+      };
+      for (const go of r % 2 ? [oursRun, theirsRun] : [theirsRun, oursRun]) await go();
     }
     const med = <T>(xs: T[], f: (x: T) => number): number => median(xs.map(f));
     const theirs = { seconds: med(theirRuns, (t) => t.seconds), cpuSeconds: med(theirRuns, (t) => t.cpuSeconds), rss: med(theirRuns, (t) => t.rss) };

@@ -1,5 +1,6 @@
-// The loopback Hub in its own process for bench/hub-download.ts, so the server and the client under
-// measurement do not share one event loop. Started with child_process.fork; talks over IPC:
+// The loopback Hub in its own process for bench/hub-download.ts and bench/hub-parallel.ts, so the server
+// and the client under measurement do not share one event loop. Started with child_process.fork
+// (args: the file to serve, [--rate <bytes per second per connection>]); talks over IPC:
 //   parent -> { type: 'faults', faults }   replaces the fault list
 //   parent -> { type: 'stats' }            answered { type: 'stats', bytesFor, requests }
 //   parent -> { type: 'close' }
@@ -7,12 +8,14 @@
 import { startHubServer, type HubFault } from '../test/support/hub-server.js';
 
 const file = process.argv[2];
-const repoPath = process.argv[3] ?? 'big.safetensors';
+const repoPath = 'big.safetensors';
+const rateAt = process.argv.indexOf('--rate');
+const rate = rateAt > 0 ? Number(process.argv[rateAt + 1]) : undefined;
 if (!file || !process.send) {
   console.error('usage: forked by bench/hub-download.ts with the file to serve');
   process.exit(2);
 }
-const hub = await startHubServer({ repos: { 'bench/big': { files: { [repoPath]: { file } } } } });
+const hub = await startHubServer({ repos: { 'bench/big': { files: { [repoPath]: { file } } } }, ...(rate ? { connectionBytesPerSecond: rate } : {}) });
 process.on('message', async (msg: { type: string; faults?: HubFault[] }) => {
   if (msg.type === 'faults') {
     hub.faults.splice(0, hub.faults.length, ...(msg.faults ?? []));

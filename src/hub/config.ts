@@ -16,6 +16,8 @@ export interface HubConfig {
   offline: boolean;
   /** Files downloaded at the same time. */
   concurrency: number;
+  /** Connections one large file is fetched over, as parallel Range requests (BAKE_DOWNLOAD_CONNECTIONS; 1: one stream). */
+  connections: number;
   /** Attempts after the first for one request (429, 5xx, cut connections); reset when bytes arrive. */
   retries: number;
   /** fetch to use (tests, proxies); default: the global fetch. */
@@ -27,6 +29,12 @@ export interface HubConfig {
 }
 
 const TRUE_WORDS = new Set(['1', 'on', 'yes', 'true']);
+
+/**
+ * Connections per large file. A CDN limits each connection; eight fill most links (hf_transfer uses
+ * many more, for uploads as well), and more cost memory (4 MiB of buffers each) for little gain.
+ */
+const DEFAULT_CONNECTIONS = 8;
 
 /** Hub tokens are `hf_` plus letters and digits; anything else is a copy/paste accident. */
 const TOKEN_SHAPE = /^hf_[A-Za-z0-9]{8,}$/;
@@ -51,13 +59,20 @@ export function hubConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides
   const offline = overrides.offline ?? TRUE_WORDS.has((env.HF_HUB_OFFLINE ?? '').trim().toLowerCase());
   const concurrency = overrides.concurrency ?? 4;
   const retries = overrides.retries ?? 5;
+  const connections = overrides.connections ?? (env.BAKE_DOWNLOAD_CONNECTIONS?.trim() ? Number(env.BAKE_DOWNLOAD_CONNECTIONS.trim()) : DEFAULT_CONNECTIONS);
+  if (!Number.isInteger(connections) || connections < 1 || connections > 64) {
+    throw new InputError(`BAKE_DOWNLOAD_CONNECTIONS must be a whole number from 1 to 64, got ${JSON.stringify(env.BAKE_DOWNLOAD_CONNECTIONS ?? connections)}`, {
+      field: 'BAKE_DOWNLOAD_CONNECTIONS',
+      expected: 'connections per large file, 1 to 64 (default 8; 1 fetches each file as one stream)',
+    });
+  }
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new InputError(`hub concurrency must be a positive integer, got ${concurrency}`, { field: 'concurrency' });
   }
   if (!Number.isInteger(retries) || retries < 0) {
     throw new InputError(`hub retries must be a non-negative integer, got ${retries}`, { field: 'retries' });
   }
-  const cfg: HubConfig = { endpoint, cacheDir, offline, concurrency, retries };
+  const cfg: HubConfig = { endpoint, cacheDir, offline, concurrency, connections, retries };
   if (token !== undefined) cfg.token = token;
   if (overrides.fetch) cfg.fetch = overrides.fetch;
   const envTimeout = Number(env.HF_HUB_DOWNLOAD_TIMEOUT);

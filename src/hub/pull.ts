@@ -1,5 +1,5 @@
 // `bake pull` for one model: every file of its lock entry into the Hugging Face cache, verified.
-import { rename, rm, stat } from 'node:fs/promises';
+import { realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import PQueue from 'p-queue';
 import { sha256File } from '../util/digest.js';
@@ -115,10 +115,24 @@ export async function pullAndRead<T>(entry: LockEntry, cfg: HubConfig, opts: Pul
 }
 
 /**
- * The files of a pulled snapshot into the store (the `read` of pullAndRead). Each is opened through its
- * snapshot entry, whose link must stay inside the repo's cache folder (the cache is shared with other
- * tools), and must have the locked size and sha256 while it is copied: an IntegrityError (exit 3) names
- * the snapshot file, so pullAndRead can replace a corrupt blob.
+ * Blobs this process downloaded and verified, with their identity then: the store takes such a blob
+ * without reading it again (a download hashed every byte as it arrived). Any other cached blob is hashed
+ * when the store takes it, which is what catches damage the stamp cannot see (see pullAndRead).
+ */
+const freshlyVerified = new Map<string, { sha256: string; dev: number; ino: number; size: number; mtimeMs: number }>();
+
+async function rememberVerified(file: string, sha256: string): Promise<void> {
+  const st = await stat(file);
+  freshlyVerified.set(await realpath(file), { sha256, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+}
+
+/**
+ * The files of a pulled snapshot into the store (the `read` of pullAndRead), without a second copy: the
+ * store links to the cache's blob (or clones it, or refers to it; see Store.adoptFile). Each is opened
+ * through its snapshot entry, whose link must stay inside the repo's cache folder (the cache is shared
+ * with other tools), and must have the locked size and sha256: hashed as the store takes it, unless this
+ * process downloaded and verified that very blob. An IntegrityError (exit 3) names the snapshot file, so
+ * pullAndRead can replace a corrupt blob.
  */
 export async function storeSnapshot(store: Store, entry: LockEntry, cfg: HubConfig): Promise<ArtifactFile[]> {
   checkEntry(entry);
@@ -128,13 +142,22 @@ export async function storeSnapshot(store: Store, entry: LockEntry, cfg: HubConf
   for (const f of entry.files) {
     const fh = await openInside(folder, `snapshots/${entry.commit}/${f.path}`);
     try {
-      const stored = await store.putFile(fh, {
+      const st = await fh.stat();
+      // The blob's own path, if it is still the file opened (the store links or refers to it by path).
+      const real = await snapshotEntryFile(cfg, entry.repo, entry.commit, f.path);
+      const now = real ? await stat(real).catch(() => undefined) : undefined;
+      const path = now && now.dev === st.dev && now.ino === st.ino ? real : undefined;
+      const fresh = path ? freshlyVerified.get(path) : undefined;
+      const trusted = fresh !== undefined && fresh.sha256 === f.sha256 && fresh.dev === st.dev && fresh.ino === st.ino && fresh.size === st.size && fresh.mtimeMs === st.mtimeMs;
+      const expect = {
         sha256: f.sha256,
         size: f.size,
         name: join(snapshotDir, f.path),
         hint: `the Hugging Face cache holds something else than ${entry.repo}/${f.path} as locked; run the command again to download it afresh`,
-      });
-      out.push({ path: f.path, ...stored });
+        trusted,
+      };
+      const { sha256, size } = path ? await store.adoptFile(fh, path, expect) : await store.putFile(fh, expect);
+      out.push({ path: f.path, sha256, size });
     } finally {
       await fh.close();
     }
@@ -188,6 +211,7 @@ async function pullBlobLocked(entry: LockEntry, files: LockedFile[], cfg: HubCon
     await rename(staging, blobPath(cfg, entry.repo, blobName));
   }
   await writeVerifiedStamp(cfg, entry.repo, blobPath(cfg, entry.repo, blobName), first.sha256);
+  await rememberVerified(blobPath(cfg, entry.repo, blobName), first.sha256);
   for (const f of files) await linkSnapshot(cfg, entry.repo, entry.commit, f.path, blobName);
   emit({ type: 'done', path: first.path, bytes: first.size, total: first.size });
   for (const f of files.slice(1)) emit({ type: 'cached', path: f.path, bytes: f.size, total: f.size });

@@ -1,6 +1,7 @@
-// File bodies over node:http(s) rather than fetch: on this hardware undici's fetch delivers about
-// half the throughput of node:http for large bodies (bench/hub-download.ts). Redirects are followed by
-// hand with the same rule as API calls: the token goes to the Hub's origin only.
+// Small ranged reads of repo files (peek.ts: the first bytes of a file, a ZIP's directory) over
+// node:http(s), redirects followed by hand with the same rule as API calls: the token goes to the Hub's
+// origin only. Whole files go through download.ts, which reads bodies into its own buffers
+// (src/net/http1.ts) with the same rule.
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { NetworkError } from '../util/errors.js';

@@ -4,7 +4,7 @@
 // runner (run.ts) and the planner (plan.ts) read the same list.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Artifact, Store } from '../store/store.js';
+import type { Artifact, MissingBlob, Store } from '../store/store.js';
 import { stepKey } from '../store/store.js';
 import type { Sha256Hex } from '../util/digest.js';
 import type { PipelineContext } from './context.js';
@@ -55,12 +55,21 @@ export function keyOf(def: Pick<StepDef, 'name' | 'version' | 'tools' | 'params'
   return stepKey({ step: def.name, version: def.version, inputs, params: def.params, tools: toolVersions(toolchain, def.tools) });
 }
 
-/** The cached result under `key`, if any, without running anything. */
-export async function cachedResult(store: Store, key: Sha256Hex): Promise<StepResult | undefined> {
+/**
+ * The cached result under `key`, if any, without running anything. A result whose bytes the store can no
+ * longer give (a file it referred to in the Hugging Face cache was deleted) is not cached: `onMissing` hears why.
+ */
+export async function cachedResult(store: Store, key: Sha256Hex, onMissing?: (missing: MissingBlob[]) => void): Promise<StepResult | undefined> {
   const rec = await store.getStep(key);
   if (!rec) return undefined;
   const artifact = await store.getArtifact(rec.artifact);
-  return artifact ? { key, digest: rec.artifact, artifact, cached: true } : undefined;
+  if (!artifact) return undefined;
+  const missing = await store.missingBlobs(artifact);
+  if (missing.length > 0) {
+    onMissing?.(missing);
+    return undefined;
+  }
+  return { key, digest: rec.artifact, artifact, cached: true };
 }
 
 /**
@@ -76,7 +85,13 @@ export async function runStep(
 ): Promise<StepResult> {
   const { key } = step;
   if (!opts.force) {
-    const hit = await cachedResult(store, key);
+    const hit = await cachedResult(store, key, (missing) => onEvent({
+      type: 'log',
+      level: 'warning',
+      step: step.name,
+      model: step.model,
+      message: `${missing[0]!.path}: ${missing[0]!.reason}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}; running ${step.name} again`,
+    }));
     if (hit) {
       onEvent({ type: 'step', step: step.name, model: step.model, status: 'cached', key, artifact: hit.digest });
       return hit;

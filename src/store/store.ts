@@ -1,18 +1,24 @@
 // The content-addressed artifact store and the step cache.
 //
 // Layout under the store root (BAKE_STORE, else $XDG_CACHE_HOME/bake, else ~/.cache/bake):
-//   blobs/sha256/<hex>        file contents, named by their sha256
+//   blobs/sha256/<hex>        file contents, named by their sha256 (read-only)
+//   refs/sha256/<hex>.json    a verified reference to a file kept by another cache (below)
 //   artifacts/<hex>.json      an artifact: a tree of files (path -> blob) plus metadata; named by its digest
 //   steps/<key>.json          a finished step: its key's inputs and the artifact it produced
 // Every write is temp file + rename and every name is a digest of the content, so two processes that
 // share a store can only ever race to write the same bytes: neither can corrupt the other.
-import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+//
+// One copy of the bytes: a file the store takes from the Hugging Face cache (`adoptFile`) is a hard link
+// to the cache's blob when the filesystem allows (the same inode under two names, both read-only: neither
+// cache writes a blob in place, and deleting one name leaves the other), else a reflink (a copy-on-write
+// clone sharing the blocks), else a verified reference: the blob's path and identity (device, inode,
+// size, mtime), trusted while the identity holds, and missing (the step that stored it runs again) once
+// it does not. A step's own outputs, written in the store's scratch folder, are linked in, not copied.
+import { constants } from 'node:fs';
+import { chmod, copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
-import { createHash } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
+import { createHash, type Hash } from 'node:crypto';
 import { digestOf, isSha256Hex, sha256Bytes, type Sha256Hex } from '../util/digest.js';
 import { BakeError, InputError, IntegrityError } from '../util/errors.js';
 import { canonicalJson, prettyJson } from '../util/json.js';
@@ -21,6 +27,8 @@ import { asDiskFull, listFilesInside, safeJoin, tempPathFor, writeFileAtomic } f
 /** What a file put into the store must be, and how errors name it. */
 export interface ExpectedFile {
   sha256?: Sha256Hex;
+  /** adoptFile: this process verified the file and it is unchanged since (it is not hashed again). */
+  trusted?: boolean;
   size?: number;
   /** The file as the user knows it (model id, lock entry, path); default its path. */
   name?: string;
@@ -28,6 +36,27 @@ export interface ExpectedFile {
   file?: string;
   /** How to fix a mismatch. */
   hint?: string;
+}
+
+/** How a file's bytes came into the store. */
+export type Placement = 'present' | 'linked' | 'cloned' | 'copied' | 'referenced';
+
+/** A file kept by another cache that the store refers to instead of holding its bytes. */
+interface BlobRef {
+  v: 1;
+  path: string;
+  size: number;
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+}
+
+/** A blob an artifact names that the store no longer has (a referenced file deleted or changed). */
+export interface MissingBlob {
+  path: string;
+  sha256: Sha256Hex;
+  /** Why, in words: which referenced file is gone or changed. */
+  reason: string;
 }
 
 export interface ArtifactFile {
@@ -123,60 +152,160 @@ export class Store {
     return join(this.root, 'blobs', 'sha256', sha256);
   }
 
+  /** Whether the store has `sha256`'s bytes: its own blob, or a reference whose file is unchanged. */
   async hasBlob(sha256: Sha256Hex): Promise<boolean> {
-    try {
-      await stat(this.blobPath(sha256));
-      return true;
-    } catch {
-      return false;
-    }
+    return (await this.blobFile(sha256).catch(() => undefined)) !== undefined;
   }
 
   /**
-   * Copies a file into the store, hashing while copying. `src` is a path or an open handle (read from
-   * its start, left open: the caller checked what it opened). With `expect`, a size or sha256 that does
-   * not match is an IntegrityError (exit 3) and nothing is stored; the size is checked before copying.
-   * A full disk is a DiskFullError naming the blob and the file's size; the temp copy is removed either way.
+   * The file holding `sha256`'s bytes: the store's own blob, or the file a reference points at while its
+   * identity is unchanged. Throws (exit 3) when neither is there.
+   */
+  async blobFile(sha256: Sha256Hex): Promise<string> {
+    const own = this.blobPath(sha256);
+    if ((await stat(own).catch(() => undefined))?.isFile()) return own;
+    const problem = await this.refProblem(sha256);
+    if (problem === undefined) return (await this.readRef(sha256))!.path;
+    throw new IntegrityError(`blob ${sha256}`, `sha256:${sha256}`, problem, {
+      file: own,
+      hint: 'run the step that stored it again (`bake plan` shows which); the file it referred to in another cache is gone or changed',
+    });
+  }
+
+  /** Blobs of `artifact` the store cannot give (own blob absent, reference broken), with the reason. */
+  async missingBlobs(artifact: Artifact): Promise<MissingBlob[]> {
+    const missing: MissingBlob[] = [];
+    for (const f of artifact.files) {
+      if ((await stat(this.blobPath(f.sha256)).catch(() => undefined))?.isFile()) continue;
+      missing.push({ path: f.path, sha256: f.sha256, reason: (await this.refProblem(f.sha256)) ?? '' });
+    }
+    return missing.filter((m) => m.reason !== '');
+  }
+
+  private refFile(sha256: Sha256Hex): string {
+    if (!isSha256Hex(sha256)) throw new BakeError(`not a sha256 digest: ${sha256}`);
+    return join(this.root, 'refs', 'sha256', `${sha256}.json`);
+  }
+
+  private async readRef(sha256: Sha256Hex): Promise<BlobRef | undefined> {
+    try {
+      const ref = JSON.parse(await readFile(this.refFile(sha256), 'utf8')) as Partial<BlobRef>;
+      if (ref.v !== 1 || typeof ref.path !== 'string' || ![ref.size, ref.dev, ref.ino, ref.mtimeMs].every((x) => typeof x === 'number')) return undefined;
+      return ref as BlobRef;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Why `sha256` has no usable reference ('no copy in the store' when it has none at all); undefined when it has one. */
+  private async refProblem(sha256: Sha256Hex): Promise<string | undefined> {
+    const ref = await this.readRef(sha256);
+    if (!ref) return 'no copy in the store';
+    const st = await stat(ref.path).catch(() => undefined);
+    if (!st?.isFile()) return `${ref.path}, which the store referred to, is gone`;
+    if (st.size !== ref.size || st.dev !== ref.dev || st.ino !== ref.ino || st.mtimeMs !== ref.mtimeMs) return `${ref.path}, which the store referred to, has changed since it was verified`;
+    return undefined;
+  }
+
+  /**
+   * Puts a file into the store, hashing it on the way. `src` is a path or an open handle (read from its
+   * start, left open: the caller checked what it opened). A file in the store's own scratch folder (a
+   * step's output) is linked in after hashing, not copied; any other is cloned (reflink) where the
+   * filesystem can, else copied. With `expect`, a size or sha256 that does not match is an IntegrityError
+   * (exit 3) and nothing is stored; the size is checked first. A full disk is a DiskFullError naming the
+   * blob and the file's size; the temp file is removed either way.
    */
   async putFile(src: string | FileHandle, expect?: Sha256Hex | ExpectedFile): Promise<{ sha256: Sha256Hex; size: number }> {
-    const want: ExpectedFile = typeof expect === 'string' ? { sha256: expect } : (expect ?? {});
+    const want: ExpectedFile = typeof expect === 'string' ? { sha256: expect } : { ...expect, trusted: false };
+    const own = typeof src === 'string' && resolve(src).startsWith(join(resolve(this.root), 'tmp') + sep);
+    const { sha256, size } = await this.take(src, want, own ? ['link', 'copy'] : ['clone', 'copy']);
+    return { sha256, size };
+  }
+
+  /**
+   * Takes a file that another cache keeps and never changes in place (a Hugging Face cache blob): a hard
+   * link where the filesystem allows (the file is made read-only, under both names), else a reflink, else
+   * a verified reference to it. `fh` is the file opened (and checked) by the caller; `path` its real path.
+   * It is hashed unless `trusted` (this process verified it, and its identity is unchanged since).
+   */
+  async adoptFile(fh: FileHandle, path: string, expect: ExpectedFile): Promise<{ sha256: Sha256Hex; size: number; placement: Placement }> {
+    return this.take(fh, expect, ['link', 'clone', 'reference'], path);
+  }
+
+  private async take(src: string | FileHandle, want: ExpectedFile, ways: ('link' | 'clone' | 'copy' | 'reference')[], realPath?: string): Promise<{ sha256: Sha256Hex; size: number; placement: Placement }> {
     const name = want.name ?? (typeof src === 'string' ? src : 'file');
     const file = want.file ?? (typeof src === 'string' ? src : undefined);
     const mismatch = (expected: string, actual: string) => new IntegrityError(name, expected, actual, { ...(want.hint ? { hint: want.hint } : {}), ...(file ? { file } : {}) });
-    if (want.size !== undefined) {
-      const st = typeof src === 'string' ? await stat(src) : await src.stat();
-      if (st.size !== want.size) throw mismatch(`${want.size} bytes`, `${st.size} bytes`);
-    }
+    const fh = typeof src === 'string' ? await open(src, 'r') : src;
     const tmpDir = join(this.root, 'tmp');
     const tmp = tempPathFor(join(tmpDir, 'blob'));
-    const hash = createHash('sha256');
-    let size = 0;
     try {
+      const st = await fh.stat();
+      if (want.size !== undefined && st.size !== want.size) throw mismatch(`${want.size} bytes`, `${st.size} bytes`);
+      if (want.sha256 && (await this.hasBlob(want.sha256))) {
+        // Content-addressed: the bytes are here already. A file of the right size with the expected name
+        // is taken at its word only when trusted; otherwise it is hashed (a corrupt source must not pass).
+        if (want.trusted) return { sha256: want.sha256, size: st.size, placement: 'present' };
+        const { sha256, size } = await hashHandle(fh);
+        if (size !== st.size) throw mismatch(`${st.size} bytes`, `${size} bytes`);
+        if (sha256 !== want.sha256) throw mismatch(want.sha256, sha256);
+        return { sha256, size, placement: 'present' };
+      }
       await mkdir(tmpDir, { recursive: true });
-      await pipeline(
-        typeof src === 'string' ? createReadStream(src, { highWaterMark: 1 << 20 }) : src.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 }),
-        new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            hash.update(chunk);
-            size += chunk.length;
-            cb(null, chunk);
-          },
-        }),
-        createWriteStream(tmp),
-      );
-      const sha256 = hash.digest('hex');
-      // The file may have changed between the size check and the copy: check what was copied.
-      if (want.size !== undefined && size !== want.size) throw mismatch(`${want.size} bytes`, `${size} bytes`);
-      if (want.sha256 && want.sha256 !== sha256) throw mismatch(want.sha256, sha256);
-      await this.adoptBlob(tmp, sha256);
-      return { sha256, size };
+      // The path the kernel opened: linking or cloning it takes exactly the checked file, whatever the
+      // name points at by now.
+      const opened = realPath ?? (typeof src === 'string' ? src : `/proc/self/fd/${fh.fd}`);
+      for (const way of ways) {
+        if (way === 'link' || way === 'clone') {
+          const taken = way === 'link'
+            ? await link(opened, tmp).then(() => true, () => false)
+            : await copyFile(`/proc/self/fd/${fh.fd}`, tmp, constants.COPYFILE_FICLONE_FORCE).then(() => true, () => false);
+          if (!taken) continue;
+          const got = await stat(tmp);
+          // A link must be the very file opened (a name swapped meanwhile would link something else).
+          if (way === 'link' && (got.ino !== st.ino || got.dev !== st.dev)) {
+            await rm(tmp, { force: true });
+            continue;
+          }
+          let sha256 = want.sha256;
+          let size = got.size;
+          if (!want.trusted || !sha256) {
+            // Hash what the store now holds (a clone is ours; a link is the file opened, never written in place).
+            const h = await hashFile(tmp);
+            sha256 = h.sha256;
+            size = h.size;
+          }
+          if (want.size !== undefined && size !== want.size) throw mismatch(`${want.size} bytes`, `${size} bytes`);
+          if (want.sha256 && want.sha256 !== sha256) throw mismatch(want.sha256, sha256);
+          await this.adoptBlob(tmp, sha256!);
+          return { sha256: sha256!, size, placement: way === 'link' ? 'linked' : 'cloned' };
+        }
+        if (way === 'copy') {
+          const { sha256, size } = await copyHashing(fh, tmp);
+          if (want.size !== undefined && size !== want.size) throw mismatch(`${want.size} bytes`, `${size} bytes`);
+          if (want.sha256 && want.sha256 !== sha256) throw mismatch(want.sha256, sha256);
+          await this.adoptBlob(tmp, sha256);
+          return { sha256, size, placement: 'copied' };
+        }
+        // reference: verify what the reference will trust, then record the file's identity.
+        let sha256 = want.sha256;
+        let size = st.size;
+        if (!want.trusted || !sha256) ({ sha256, size } = await hashHandle(fh));
+        if (want.size !== undefined && size !== want.size) throw mismatch(`${want.size} bytes`, `${size} bytes`);
+        if (want.sha256 && want.sha256 !== sha256) throw mismatch(want.sha256, sha256);
+        const ref: BlobRef = { v: 1, path: opened, size: st.size, dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs };
+        await writeFileAtomic(this.refFile(sha256!), JSON.stringify(ref));
+        return { sha256: sha256!, size, placement: 'referenced' };
+      }
+      throw new BakeError(`internal: no way to store ${name}`);
     } catch (err) {
       await rm(tmp, { force: true });
-      const needed = await (typeof src === 'string' ? stat(src) : src.stat()).then((st) => st.size, () => undefined);
+      const needed = await fh.stat().then((s) => s.size, () => undefined);
       throw await asDiskFull(err, want.sha256 ? this.blobPath(want.sha256) : join(this.root, 'blobs', 'sha256'), needed,
         `storing ${name} in the store: free disk space at ${this.root}, or set BAKE_STORE to a folder on a larger disk`);
     } finally {
       await rm(tmp, { force: true });
+      if (typeof src === 'string') await fh.close();
     }
   }
 
@@ -187,13 +316,20 @@ export class Store {
     return { sha256, size };
   }
 
-  /** Moves an already-hashed temp file into place (rename is atomic; an existing blob wins). */
+  /**
+   * Moves a hashed temp file into place (rename is atomic; an existing blob wins), read-only: for a
+   * linked file that goes for the other cache's name too, which never writes a blob in place either.
+   */
   private async adoptBlob(tmp: string, sha256: Sha256Hex): Promise<void> {
     const target = this.blobPath(sha256);
-    if (await this.hasBlob(sha256)) return;
+    if ((await stat(target).catch(() => undefined))?.isFile()) {
+      await unlink(tmp).catch(() => undefined);
+      return;
+    }
     await mkdir(dirname(target), { recursive: true });
-    await chmod(tmp, 0o444);
+    await chmod(tmp, 0o444).catch(() => undefined); // a linked file of another user keeps its mode
     await rename(tmp, target);
+    await rm(this.refFile(sha256), { force: true }); // own bytes now: no reference needed
   }
 
   /** Stores every file of a directory tree as an artifact. */
@@ -233,8 +369,8 @@ export class Store {
   }
 
   /**
-   * Places an artifact's files under `dir` (hard links when possible, else copies). On failure the
-   * files placed so far are removed; a full disk is a DiskFullError naming `dir` and the bytes needed.
+   * Places an artifact's files under `dir` (hard links when possible, else clones or copies). On failure
+   * the files placed so far are removed; a full disk is a DiskFullError naming `dir` and the bytes needed.
    */
   async materialize(digest: Sha256Hex, dir: string): Promise<Artifact> {
     const artifact = await this.getArtifact(digest);
@@ -248,10 +384,12 @@ export class Store {
         await mkdir(dirname(target), { recursive: true });
         await rm(target, { force: true });
         placed.push(target);
+        const from = await this.blobFile(f.sha256);
         try {
-          await link(this.blobPath(f.sha256), target);
+          await link(from, target);
         } catch {
-          await copyFile(this.blobPath(f.sha256), target);
+          // Another filesystem (a referenced file), or no links allowed: a clone where possible, else a copy.
+          await copyFile(from, target, constants.COPYFILE_FICLONE);
         }
       }
     } catch (err) {
@@ -327,6 +465,67 @@ export class Store {
  */
 export function listTree(dir: string, select?: (rel: string) => boolean): Promise<string[]> {
   return listFilesInside(dir, select);
+}
+
+const IO_BYTES = 4 << 20;
+
+/** sha256 and size of an open file, read from its start (positioned reads: the handle's offset is untouched). */
+async function hashHandle(fh: FileHandle): Promise<{ sha256: Sha256Hex; size: number }> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafeSlow(IO_BYTES);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, size);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    size += bytesRead;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+async function hashFile(path: string): Promise<{ sha256: Sha256Hex; size: number }> {
+  const fh = await open(path, 'r');
+  try {
+    return await hashHandle(fh);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Copies `src` (from its start) to a new file `dest`, hashing on the way: each buffer is read, hashed and
+ * written from where it is, the next read running while the previous buffer is written.
+ */
+async function copyHashing(src: FileHandle, dest: string): Promise<{ sha256: Sha256Hex; size: number }> {
+  const hash: Hash = createHash('sha256');
+  const out = await open(dest, 'w');
+  const bufs = [Buffer.allocUnsafeSlow(IO_BYTES), Buffer.allocUnsafeSlow(IO_BYTES)];
+  const writing: (Promise<void> | undefined)[] = [undefined, undefined];
+  let size = 0;
+  try {
+    for (let i = 0; ; i ^= 1) {
+      await writing[i]; // the buffer about to be filled was in the write before last
+      const { bytesRead } = await src.read(bufs[i]!, 0, IO_BYTES, size);
+      if (bytesRead === 0) break;
+      const chunk = bufs[i]!.subarray(0, bytesRead);
+      hash.update(chunk);
+      writing[i] = writeFully(out, chunk, size);
+      writing[i]!.catch(() => undefined); // awaited below or on the next turn
+      size += bytesRead;
+    }
+    await Promise.all(writing);
+  } finally {
+    await Promise.allSettled(writing);
+    await out.close();
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+async function writeFully(fh: FileHandle, chunk: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < chunk.length;) {
+    const { bytesWritten } = await fh.write(chunk, done, chunk.length - done, position + done);
+    done += bytesWritten;
+  }
 }
 
 function escapeRegExp(s: string): string {

@@ -393,10 +393,11 @@ describe('a failure while tensors are in flight', () => {
     await convertHfToGguf(hf, f32, { type: 'F32' });
     const source = await ggufModelSource(f32);
     // Tensors big enough for the worker pool; the sixth read fails after earlier ones were quantized and written.
+    // (Read through readF32, as the converter's computed tensors are: without `stored`, the file path.)
     let reads = 0;
     const failing = {
       ...source,
-      tensors: source.tensors.map((t) => ({
+      tensors: source.tensors.map(({ stored: _stored, ...t }) => ({
         ...t,
         readF32: async (into?: Float32Array) => {
           if (++reads === 6) throw new Error('disk went away');

@@ -1,7 +1,7 @@
 // pullModel against the loopback Hub with faults: cuts, flipped bytes, slow answers, 429/5xx, 404.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile, mkdir } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { downloadFileToCacheDir } from '@huggingface/hub';
@@ -10,6 +10,9 @@ import { pullAndRead, pullModel, snapshotPath, storeSnapshot, type PullEvent } f
 import { sha256File } from '../../src/util/digest.js';
 import { checkSnapshot, repairSnapshot } from '../../src/hub/repair.js';
 import { Store } from '../../src/store/store.js';
+import { snapshotEntryFile } from '../../src/hub/cache.js';
+import { runStep } from '../../src/pipeline/step.js';
+import type { PipelineEvent } from '../../src/pipeline/events.js';
 import type { LockEntry } from '../../src/lock/types.js';
 import { InputError, IntegrityError, NetworkError } from '../../src/util/errors.js';
 import { startHubServer, type HubServer } from '../support/hub-server.js';
@@ -347,7 +350,7 @@ test('a verified blob is stamped, and an unchanged stamped blob is trusted witho
 test('a 33 MiB file: random cuts, a resume across runs and a flipped byte near the end', async (t) => {
   const dir = await tempDir(t);
   const entry = await locked(dir, 'org/large');
-  withFaults(t, { kind: 'cut', path: 'large.safetensors', cutAt: 'random', times: 3 }, { kind: 'cut', path: 'large.safetensors', cutAt: 20 << 20, times: 1 });
+  withFaults(t, { kind: 'cut', path: 'large.safetensors', cutAt: 'random', times: 3 }, { kind: 'cut', path: 'large.safetensors', cutAt: (1 << 20) + 5, times: 1 });
   // retries: 0 -> the first cut ends the pull, leaving a partial file; the next pull resumes it.
   await assert.rejects(pullModel(entry, hubConfig(hub.url, dir, { retries: 0 })), NetworkError);
   const { snapshotDir } = await pullModel(entry, hubConfig(hub.url, dir));
@@ -501,4 +504,59 @@ test('the pulled files enter the store checked against the lock: size and sha256
   await rm(link);
   await symlink(outside, link);
   await assert.rejects(storeSnapshot(new Store(await tempDir(t, 'bake-store-')), entry, cfg), (e: InputError) => e instanceof InputError && /config\.json is a symbolic link to .*elsewhere\.json, outside/.test(e.message));
+});
+
+test('one copy of the bytes: the store links to the cache blobs a pull verified (same inode, read-only), and keeps them when the cache deletes its name', async (t) => {
+  const dir = await tempDir(t);
+  const cfg = hubConfig(hub.url, dir);
+  const entry = await locked(dir, 'org/big', ['config.json', 'weights.safetensors']);
+  const store = new Store(await tempDir(t, 'bake-store-'));
+  const files = await pullAndRead(entry, cfg, {}, () => storeSnapshot(store, entry, cfg));
+  assert.deepEqual(files, entry.files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size })));
+  for (const f of entry.files) {
+    const cached = (await snapshotEntryFile(cfg, 'org/big', entry.commit, f.path))!;
+    const [a, b] = [await stat(cached), await stat(store.blobPath(f.sha256))];
+    assert.equal(a.ino, b.ino, `${f.path}: one inode for the cache blob and the store blob`);
+    assert.equal(a.dev, b.dev);
+    assert.equal(b.nlink, 2, `${f.path}: two names, one copy`);
+    assert.equal(b.mode & 0o777, 0o444, `${f.path}: read-only under both names`);
+  }
+  // The cache deletes its blob (another tool clears it): the store's name keeps the bytes.
+  const weights = entry.files.find((f) => f.path === 'weights.safetensors')!;
+  await rm((await snapshotEntryFile(cfg, 'org/big', entry.commit, weights.path))!);
+  const { digest, artifact } = await store.putArtifact({ kind: 'source', files, meta: {} });
+  assert.deepEqual(await store.missingBlobs(artifact), []);
+  const out = await tempDir(t, 'bake-out-');
+  await store.materialize(digest, out);
+  assert.equal(sha256(await readFile(join(out, 'weights.safetensors'))), weights.sha256);
+  assert.equal((await stat(store.blobPath(weights.sha256))).nlink, 2, 'the store blob and its materialized link');
+});
+
+test('a cache on another filesystem: the store keeps a verified reference, not a copy; once the cache deletes the blob, the fetch step runs again and says why', async (t) => {
+  // /dev/shm is a tmpfs: another filesystem than the temp folder, so neither a link nor a reflink can be made.
+  const shm = await mkdtemp(join('/dev/shm', 'bake-hub-'));
+  t.after(() => rm(shm, { recursive: true, force: true }));
+  const storeDir = await tempDir(t, 'bake-store-');
+  assert.notEqual((await stat(shm)).dev, (await stat(storeDir)).dev, '/dev/shm must be another filesystem than the temp folder');
+  const cfg = hubConfig(hub.url, shm);
+  const entry = await locked(shm, 'org/big', ['weights.safetensors']);
+  const store = new Store(storeDir);
+  const f = entry.files[0]!;
+  const produce = async () => store.putArtifact({ kind: 'source', files: await pullAndRead(entry, cfg, {}, () => storeSnapshot(store, entry, cfg)), meta: {} });
+  const step = { key: 'f'.repeat(64), name: 'fetch' as const, version: 1, inputs: [], params: {}, model: 'big' };
+  const first = await runStep(store, step, () => {}, produce);
+  await assert.rejects(stat(store.blobPath(f.sha256)), 'no bytes in the store');
+  const cached = (await snapshotEntryFile(cfg, 'org/big', entry.commit, f.path))!;
+  assert.equal(await store.blobFile(f.sha256), cached, 'the reference leads to the cache blob');
+  assert.equal((await runStep(store, step, () => {}, produce)).cached, true);
+
+  await rm(cached);
+  assert.match((await store.missingBlobs(first.artifact))[0]?.reason ?? '', /which the store referred to, is gone/);
+  const events: PipelineEvent[] = [];
+  hub.stats.reset();
+  const again = await runStep(store, step, (e) => events.push(e), produce);
+  assert.equal(again.cached, false, 'run again');
+  assert.ok(events.some((e) => e.type === 'log' && e.level === 'warning' && /weights\.safetensors: .* is gone; running fetch again/.test(e.message)), JSON.stringify(events));
+  assert.equal(hub.stats.bytesFor('weights.safetensors'), BIG, 'downloaded again');
+  assert.equal(sha256(await readFile(await store.blobFile(f.sha256))), f.sha256);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, open, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fork } from 'node:child_process';
@@ -173,4 +173,30 @@ test('resolvePrefix finds the one artifact or step a prefix of >= 12 hex names, 
   assert.deepEqual(await store.resolvePrefix(digest.slice(0, 13)), { kind: 'artifact', digest });
   await assert.rejects(store.resolvePrefix(digest.slice(0, 11)), (e: unknown) => e instanceof InputError && /not a digest prefix/.test(e.message));
   await assert.rejects(store.resolvePrefix('f'.repeat(12)), (e: unknown) => e instanceof InputError && /no artifact or step/.test(e.message));
+});
+
+test('a step\'s outputs are linked into the store, not copied; a user\'s file is copied and left as it was', async () => {
+  const store = new Store(await mkdtemp(join(tmpdir(), 'bake-store-')));
+  const data = Buffer.alloc(3 * 1024 * 1024 + 5, 7);
+  let inodes: [number, number] | undefined;
+  await runStep(store, { key: 'b'.repeat(64), name: 'quantize', version: 1, inputs: [], params: {} }, () => {}, async (scratch) => {
+    await writeFile(join(scratch, 'out.bin'), data);
+    const stored = await store.putTree(scratch, 'test');
+    inodes = [(await stat(join(scratch, 'out.bin'))).ino, (await stat(store.blobPath(sha256Bytes(data)))).ino];
+    return stored;
+  });
+  assert.equal(inodes![0], inodes![1], 'the output file itself became the blob');
+  const blob = await stat(store.blobPath(sha256Bytes(data)));
+  assert.equal(blob.nlink, 1, 'the scratch name is gone, the blob stays');
+  assert.equal(blob.mode & 0o777, 0o444);
+
+  const userDir = await mkdtemp(join(tmpdir(), 'bake-user-'));
+  const mine = join(userDir, 'weights.bin');
+  const other = Buffer.alloc(1024 * 1024 + 3, 9);
+  await writeFile(mine, other, { mode: 0o640 });
+  const put = await store.putFile(mine, sha256Bytes(other));
+  assert.deepEqual(put, { sha256: sha256Bytes(other), size: other.length });
+  assert.notEqual((await stat(mine)).ino, (await stat(store.blobPath(put.sha256))).ino, 'a user\'s file is not linked');
+  assert.equal((await stat(mine)).mode & 0o777, 0o640, 'nor made read-only');
+  assert.ok((await readFile(store.blobPath(put.sha256))).equals(other));
 });

@@ -31,8 +31,11 @@
 // The CDN refuses (403) URLs older than `cdnTtlMs`, like an expired signed URL.
 // Faults (HubFault): `status` answers a status instead (at resolve or the API), `cut` closes the
 // connection mid-body (file bodies and JSON API answers), `stall` stops sending mid-body for a while
-// (or for good), `flip` corrupts one byte, `slow` delays or throttles; each matches by
-// repo/path (API faults: by `endpoint`) and fires `times` times (default: always).
+// (or for good), `flip` corrupts one byte, `slow` delays or throttles, `no-range` answers a Range request
+// with the whole file (200), as servers without range support do; each matches by repo/path (API
+// faults: by `endpoint`) and fires `times` times (default: always).
+// `connectionBytesPerSecond` limits every connection's file bodies to that rate, as CDNs limit each
+// connection (so N connections get N times the rate); each request record names its connection.
 // `errorHeaders: false` leaves X-Error-Code/X-Error-Message off error answers (the JSON body stays), as
 // some Hub routes and mirrors do, so a client must read the status and what it sent.
 import { createHash, createHmac, randomBytes } from 'node:crypto';
@@ -59,7 +62,7 @@ export interface HubRepoSpec {
 }
 
 export interface HubFault {
-  kind: 'status' | 'cut' | 'stall' | 'flip' | 'slow';
+  kind: 'status' | 'cut' | 'stall' | 'flip' | 'slow' | 'no-range';
   /** 'file' (resolve and CDN answers, the default), 'api' (JSON API) or 'any'. */
   on?: 'file' | 'api' | 'any';
   /** API faults only: which call (model info, a tree page, paths-info); default any. */
@@ -103,6 +106,11 @@ export interface HubRequestRecord {
   /** Whether an Authorization header came with it (the CDN must never see one). */
   authorization: boolean;
   cut?: boolean;
+  /** Which connection it came on (numbered per server in order of arrival). */
+  connection: number;
+  /** When the request arrived and when its answer ended (ms since the epoch). */
+  startedAt: number;
+  endedAt?: number;
 }
 
 export interface HubServerStats {
@@ -136,6 +144,8 @@ export interface HubServerOptions {
   seed?: number;
   /** Send X-Error-Code and X-Error-Message with errors (default true). */
   errorHeaders?: boolean;
+  /** Every connection sends file bodies at most this fast (bytes per second), as a CDN limits each connection. */
+  connectionBytesPerSecond?: number;
 }
 
 interface StoredFile {
@@ -282,6 +292,17 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     return undefined;
   }
 
+  /** Connection numbers, and when each connection may send its next byte under connectionBytesPerSecond. */
+  const connectionIds = new WeakMap<object, number>();
+  const nextSendAt = new WeakMap<object, number>();
+  let connectionCount = 0;
+  function connectionOf(req: IncomingMessage): number {
+    const socket = req.socket as object;
+    let id = connectionIds.get(socket);
+    if (id === undefined) connectionIds.set(socket, (id = ++connectionCount));
+    return id;
+  }
+
   function record(req: IncomingMessage, host: 'hub' | 'cdn', extra: Partial<HubRequestRecord>): HubRequestRecord {
     const r: HubRequestRecord = {
       method: req.method ?? 'GET',
@@ -290,6 +311,8 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
       host,
       bytes: 0,
       authorization: req.headers.authorization !== undefined,
+      connection: connectionOf(req),
+      startedAt: Date.now(),
       ...(req.headers.range ? { range: req.headers.range } : {}),
       ...extra,
     };
@@ -540,7 +563,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     let start = 0;
     let end = file.size; // exclusive
     let status = 200;
-    const range = parseRange(req.headers.range, file.size);
+    const range = takeFault(['no-range'], 'file', rec.repo, file.path) ? undefined : parseRange(req.headers.range, file.size);
     if (range === 'unsatisfiable') {
       rec.status = 416;
       res.writeHead(416, { ...headers, 'content-range': `bytes */${file.size}`, 'content-length': 0 });
@@ -573,6 +596,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
     const flipAt = flip ? (flip.flipAt ?? Math.floor(file.size / 2)) : -1;
     let stallAfter = stalled ? Math.min(stalled.stallAt ?? Math.floor((end - start) / 2), end - start - 1) : Infinity;
     const rate = slow?.bytesPerSecond;
+    const perConnection = options.connectionBytesPerSecond;
     let sent = 0;
     const began = Date.now();
     for await (const raw of readSource(file, start, end)) {
@@ -618,6 +642,15 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
         const wait = due - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
+      if (perConnection && chunk.length > 0) {
+        // The connection's budget: no credit for idle time, so a connection never bursts above the rate.
+        const socket = req.socket as object;
+        const due = Math.max(nextSendAt.get(socket) ?? 0, Date.now()) + (chunk.length / perConnection) * 1000;
+        nextSendAt.set(socket, due);
+        const wait = due - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (res.destroyed) return;
+      }
     }
     res.end();
   }
@@ -625,6 +658,7 @@ export async function startHubServer(options: HubServerOptions): Promise<HubServ
   async function onRequest(req: IncomingMessage, res: ServerResponse, host: 'hub' | 'cdn'): Promise<void> {
     const url = new URL(req.url ?? '/', host === 'hub' ? hubUrl : cdnUrl);
     const rec = record(req, host, {});
+    res.on('close', () => (rec.endedAt = Date.now()));
     try {
       if (host === 'cdn') {
         if (url.pathname.startsWith('/cdn/') && (req.method === 'GET' || req.method === 'HEAD')) return await handleCdn(req, res, url, rec);

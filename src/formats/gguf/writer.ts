@@ -1,6 +1,9 @@
-// GGUF v3 writer with explicit phases: key-values, then tensor infos, then tensor data in the order the
-// infos were declared. Calls out of order throw, so a file can never be written half-described. The
-// header is computed when the first tensor's data arrives; data goes to a temp file renamed on finish().
+// GGUF v3 writer with explicit phases: key-values, then tensor infos, then tensor data, then finish.
+// Calls out of order throw, so a file can never be written half-described. Data goes to a temp file
+// renamed on finish(). The header is written when the data phase opens (`openData`, or the first
+// `writeTensorData`), and the file is sized then (padding reads as zeros), so tensors may be written in
+// any order: by `writeTensorData` in declaration order, by `writeTensorAt`, or by anyone at the file
+// offset `region(name)` gives (other threads, straight from their own memory) followed by `markWritten`.
 import { open, type FileHandle } from 'node:fs/promises';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -60,6 +63,29 @@ class ByteSink {
     this.length += n;
   }
   zeros(n: number): void { this.ensure(n); this.buf.fill(0, this.length, this.length + n); this.length += n; }
+  strings(values: string[], key: string): void {
+    let bytes = 0;
+    for (const s of values) {
+      if (typeof s !== 'string') throw new TypeError(`GGUF key ${key}: expected a string`);
+      bytes += 8 + Buffer.byteLength(s, 'utf8');
+    }
+    this.ensure(bytes);
+    for (const s of values) {
+      const at = this.length;
+      const n = this.buf.write(s, at + 8, 'utf8');
+      this.buf.writeUInt32LE(n, at);
+      this.buf.writeUInt32LE(0, at + 4);
+      this.length = at + 8 + n;
+    }
+  }
+  f32s(values: number[]): void {
+    this.ensure(4 * values.length);
+    for (const v of values) this.length = this.buf.writeFloatLE(Number(v), this.length);
+  }
+  i32s(values: number[]): void {
+    this.ensure(4 * values.length);
+    for (const v of values) this.length = this.buf.writeInt32LE(v, this.length);
+  }
   bytes(): Buffer { return this.buf.subarray(0, this.length); }
 }
 
@@ -94,7 +120,11 @@ function writeScalar(sink: ByteSink, key: string, type: GgufValueType, v: GgufSc
     const arr = v as GgufArray;
     sink.u32(VALUE_TYPE_CODES[arr.itemType]);
     sink.u64(arr.values.length);
-    for (const item of arr.values) writeScalar(sink, key, arr.itemType, item);
+    // A vocabulary is tens of thousands of items: the common item types get a loop of their own.
+    if (arr.itemType === 'string') sink.strings(arr.values as string[], key);
+    else if (arr.itemType === 'f32') sink.f32s(arr.values as number[]);
+    else if (arr.itemType === 'i32') sink.i32s(arr.values as number[]);
+    else for (const item of arr.values) writeScalar(sink, key, arr.itemType, item);
     return;
   }
   const s = v as GgufScalar; // checked by validateValue when added
@@ -130,6 +160,10 @@ export class GgufWriter {
   private dataSize = 0;
   private nextData = 0;
   private written = 0;
+  /** File offset of the data section (the header's length), once the data phase is open. */
+  private dataStart = 0;
+  private readonly done = new Set<string>();
+  private opening?: Promise<void>;
   private fh?: FileHandle;
   private flusher?: BackgroundFlusher;
   private readonly tmp: string;
@@ -203,62 +237,108 @@ export class GgufWriter {
     return sink.bytes();
   }
 
-  private async start(): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
-    this.fh = await open(this.tmp, 'w');
-    this.flusher = new BackgroundFlusher(this.fh, 32 << 20);
-    const head = this.header();
-    await this.fh.write(head, 0, head.length, 0);
-    this.written = head.length;
-    this.phase = 'data';
+  /**
+   * Phase 3 begins: writes the header and sizes the file to its final length (the padding between
+   * tensors reads as zeros). Returns the temp file's path, which other writers may open to write tensor
+   * data at `region(name)`.
+   */
+  async openData(): Promise<string> {
+    this.expect(['kv', 'tensorInfo', 'data'], 'openData()');
+    this.opening ??= (async () => {
+      await mkdir(dirname(this.path), { recursive: true });
+      this.fh = await open(this.tmp, 'w');
+      this.flusher = new BackgroundFlusher(this.fh, 32 << 20);
+      const head = this.header();
+      await this.fh.write(head, 0, head.length, 0);
+      this.dataStart = head.length;
+      this.written = head.length;
+      await this.fh.truncate(head.length + alignUp(this.dataSize, this.alignment));
+      this.phase = 'data';
+    })();
+    try {
+      await this.opening;
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+    return this.tmp;
   }
 
-  /** Phase 3: the next declared tensor's bytes, whole; padding to the alignment is added here. */
-  async writeTensorData(name: string, data: Uint8Array): Promise<void> {
-    this.expect(['kv', 'tensorInfo', 'data'], `writeTensorData(${name})`);
+  /** Where tensor `name`'s data goes in the temp file (after openData). */
+  region(name: string): { position: number; byteLength: number } {
+    this.expect(['data'], `region(${name})`);
+    const t = this.tensor(name);
+    return { position: this.dataStart + t.offset, byteLength: t.byteLength };
+  }
+
+  private tensor(name: string): PendingTensor {
+    const t = this.tensors.find((x) => x.name === name);
+    if (!t) throw new Error(`GgufWriter: no tensor ${name} was declared`);
+    return t;
+  }
+
+  /** Records that tensor `name`'s bytes were written at region(name) by another writer. */
+  markWritten(name: string, bytes?: number): void {
+    this.expect(['data'], `markWritten(${name})`);
+    this.tensor(name);
+    if (this.done.has(name)) throw new Error(`GgufWriter: tensor ${name} written twice`);
+    this.done.add(name);
+    this.written += bytes ?? 0;
+    this.flusher!.grown(this.written); // to disk while later tensors are computed
+  }
+
+  /** Phase 3: tensor `name`'s bytes, whole, in any order. */
+  async writeTensorAt(name: string, data: Uint8Array): Promise<void> {
+    this.expect(['kv', 'tensorInfo', 'data'], `writeTensorAt(${name})`);
     try {
-      if (this.phase !== 'data') await this.start();
-      const t = this.tensors[this.nextData];
-      if (!t) throw new Error(`GgufWriter: data for ${name} but every declared tensor is already written`);
-      if (t.name !== name) throw new Error(`GgufWriter: expected data for ${t.name} (declaration order), got ${name}`);
+      if (this.phase !== 'data') await this.openData();
+      const t = this.tensor(name);
       if (data.length !== t.byteLength) throw new Error(`GgufWriter: tensor ${name} declared ${t.byteLength} bytes, got ${data.length}`);
-      await this.writeAt(data);
-      const end = t.offset + t.byteLength;
-      const next = this.tensors[this.nextData + 1];
-      const padTo = next ? next.offset : alignUp(end, this.alignment);
-      if (padTo > end) await this.writeAt(new Uint8Array(padTo - end));
-      this.nextData++;
+      if (this.done.has(name)) throw new Error(`GgufWriter: tensor ${name} written twice`);
+      let done = 0;
+      while (done < data.length) {
+        // One call writes at most 1 GiB: Node refuses lengths past 2 GiB (an F32 70B embedding is 4.2 GB).
+        const { bytesWritten } = await this.fh!.write(data, done, Math.min(data.length - done, 1 << 30), this.dataStart + t.offset + done);
+        done += bytesWritten;
+      }
+      this.markWritten(name, data.length);
     } catch (err) {
       await this.abort();
       throw err;
     }
   }
 
-  private async writeAt(data: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < data.length) {
-      // One call writes at most 1 GiB: Node refuses lengths past 2 GiB (an F32 70B embedding is 4.2 GB).
-      const { bytesWritten } = await this.fh!.write(data, done, Math.min(data.length - done, 1 << 30), this.written);
-      done += bytesWritten;
-      this.written += bytesWritten;
+  /** Phase 3: the next declared tensor's bytes, whole, in declaration order. */
+  async writeTensorData(name: string, data: Uint8Array): Promise<void> {
+    this.expect(['kv', 'tensorInfo', 'data'], `writeTensorData(${name})`);
+    const t = this.tensors[this.nextData];
+    if (!t) {
+      await this.abort();
+      throw new Error(`GgufWriter: data for ${name} but every declared tensor is already written`);
     }
-    this.flusher!.grown(this.written); // to disk while later tensors are computed
+    if (t.name !== name) {
+      await this.abort();
+      throw new Error(`GgufWriter: expected data for ${t.name} (declaration order), got ${name}`);
+    }
+    await this.writeTensorAt(name, data);
+    this.nextData++;
   }
 
   /** Ends the file: every declared tensor must have its data; the temp file is renamed onto `path`. */
   async finish(): Promise<{ path: string; bytes: number }> {
     this.expect(['kv', 'tensorInfo', 'data'], 'finish()');
     try {
-      if (this.phase !== 'data') await this.start();
-      if (this.nextData !== this.tensors.length) {
-        throw new Error(`GgufWriter: finish() with ${this.tensors.length - this.nextData} tensor(s) still missing data (next: ${this.tensors[this.nextData]!.name})`);
+      if (this.phase !== 'data') await this.openData();
+      const missing = this.tensors.filter((t) => !this.done.has(t.name));
+      if (missing.length > 0) {
+        throw new Error(`GgufWriter: finish() with ${missing.length} tensor(s) still missing data (next: ${missing[0]!.name})`);
       }
       await this.flusher!.sync();
       await this.fh!.close();
       this.fh = undefined;
       await rename(this.tmp, this.path);
       this.phase = 'finished';
-      return { path: this.path, bytes: this.written };
+      return { path: this.path, bytes: this.dataStart + alignUp(this.dataSize, this.alignment) };
     } catch (err) {
       await this.abort();
       throw err;

@@ -32,6 +32,7 @@ export interface BlobSource {
   size: number;
   open(): NodeJS.ReadableStream | Promise<NodeJS.ReadableStream>;
   verifiedFile?: string;
+  writeFile?(path: string, onBytes?: (n: number) => void): Promise<{ digest: string; size: number }>;
 }
 
 /** Throws IntegrityError unless `got` matches what the descriptor promised. */
@@ -56,6 +57,12 @@ export async function writeBlobFile(blob: BlobSource, target: string, onBytes?: 
       const st = await stat(tmp);
       if (st.size !== blob.size) throw new IntegrityError(blob.verifiedFile, `${blob.size} bytes`, `${st.size} bytes`);
       onBytes?.(st.size);
+      return;
+    }
+    if (blob.writeFile) {
+      // Made on the fly and written in the same pass; what was written is checked against the descriptor.
+      const wrote = await blob.writeFile(tmp, onBytes);
+      checkBlob(`blob ${blob.digest}`, blob, { digest: wrote.digest, bytes: wrote.size });
       return;
     }
     const counter = new HashCounter(onBytes);

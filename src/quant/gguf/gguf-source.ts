@@ -1,4 +1,5 @@
-// A GGUF file as a ModelSource, for requantizing: F32 / F16 / BF16 tensors are read on demand.
+// A GGUF file as a ModelSource, for requantizing: F32 / F16 / BF16 tensors are read on demand, and each
+// says where its bytes are (`stored`), so the quantizer's workers can read them straight from the file.
 import { open } from 'node:fs/promises';
 import { kvValue, readGguf, readTensorBytes } from '../../formats/gguf/index.js';
 import type { ModelSource, SourceTensor } from '../../convert/source.js';
@@ -6,6 +7,15 @@ import { InputError } from '../../util/errors.js';
 import { ggmlTypeById, tensorBytes } from './types.js';
 
 const FLOAT_INPUTS = new Set(['F32', 'F16', 'BF16']);
+
+/** A tensor whose bytes are a plain range of a file (as stored: `typeName`), readable without the JavaScript reader. */
+export interface StoredTensor extends SourceTensor {
+  stored: { path: string; offset: number };
+}
+
+export function isStored(t: SourceTensor): t is StoredTensor {
+  return (t as Partial<StoredTensor>).stored !== undefined;
+}
 
 export async function ggufModelSource(path: string): Promise<ModelSource> {
   const file = await readGguf(path, {
@@ -26,7 +36,7 @@ export async function ggufModelSource(path: string): Promise<ModelSource> {
     return v;
   };
   const nHead = num('attention.head_count');
-  const tensors: SourceTensor[] = file.tensors.map((info) => {
+  const tensors: StoredTensor[] = file.tensors.map((info) => {
     const type = ggmlTypeById(info.type)!;
     if (!FLOAT_INPUTS.has(type.name)) {
       throw new InputError(`${path}: tensor ${info.name} is ${type.name}`, {
@@ -46,6 +56,8 @@ export async function ggufModelSource(path: string): Promise<ModelSource> {
       name: info.name,
       ne: info.dims,
       typeName: type.name,
+      // The reader checked that the data lies inside the file's data section.
+      stored: { path, offset: file.dataOffset + info.offset },
       readRaw,
       readF32: async (into?: Float32Array) => {
         // F32 data is read straight into place (the host is little-endian and buffers are 4-aligned).

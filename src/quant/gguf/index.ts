@@ -1,14 +1,16 @@
 // GGUF entry points for the pipeline: convert a Hugging Face checkpoint to a GGUF of a given type, or
 // requantize an F32/F16/BF16 GGUF. Both write what llama-quantize would write for the same F32 input:
 // the same tensor order, per-tensor types, metadata order and bytes.
+import { availableParallelism } from 'node:os';
 import { hfModelSource } from '../../convert/hf-to-gguf.js';
 import type { ModelSource } from '../../convert/source.js';
 import { GgufWriter, type GgufKv } from '../../formats/gguf/index.js';
 import { InputError } from '../../util/errors.js';
-import { ggufModelSource } from './gguf-source.js';
+import { DIRECT_SOURCES, type FileJob } from './file-job.js';
+import { ggufModelSource, isStored } from './gguf-source.js';
 import { explainTensorTypes, FILE_TYPE_NAMES, fileTypeByName, sortTensorsLikeLlamaCpp } from './mix.js';
 import { QuantizePool, SharedBufferRing } from './pool.js';
-import { ggmlTypeByName, tensorBytes } from './types.js';
+import { ggmlTypeByName, rowBytes, tensorBytes } from './types.js';
 
 export { FILE_TYPE_NAMES, fileTypeByName, chooseTensorTypes, sortTensorsLikeLlamaCpp } from './mix.js';
 export { GGML_TYPES, ggmlTypeById, ggmlTypeByName, rowBytes, tensorBytes, type GgmlType } from './types.js';
@@ -26,6 +28,7 @@ export interface GgufEvent {
 
 export interface GgufWriteOptions {
   type: string;
+  /** Worker threads (default: the cores available, as llama-quantize). */
   threads?: number;
   onEvent?: (e: GgufEvent) => void;
 }
@@ -78,10 +81,22 @@ function checkType(type: string): void {
 /** Keys llama-quantize drops from the input and then sets at the end (in this order). */
 const REWRITTEN_KEYS = new Set(['general.quantization_version', 'general.file_type', 'split.no', 'split.count', 'split.tensors.count']);
 
-/** Quantizes and writes a model source with llama-quantize's rules for `opts.type`. */
+/** A file job holds at least this many values (whole rows); tensors split into a few jobs per thread. */
+const MIN_JOB_VALUES = 256 * 1024;
+
+/**
+ * Quantizes and writes a model source with llama-quantize's rules for `opts.type`.
+ *
+ * Tensors a file holds as F32, F16 or BF16 (a GGUF being requantized) never pass through JavaScript
+ * memory: they are cut into jobs of whole rows that each thread (workers and this one) reads from the
+ * input file into its kernel memory, quantizes there and writes to their place in the output file
+ * (file-job.ts), so memory stays at a few MiB per thread whatever the model. Tensors the converter
+ * computes (permuted Q/K...) are read into shared memory, quantized by the same threads
+ * (pool.quantize), then written here.
+ */
 export async function writeModel(source: ModelSource, outFile: string, opts: GgufWriteOptions): Promise<GgufWriteResult> {
   const fileType = fileTypeByName(opts.type)!;
-  const threads = Math.max(1, Math.floor(opts.threads ?? 1));
+  const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
   const tensors = sortTensorsLikeLlamaCpp(source.tensors);
   const choices = explainTensorTypes(tensors, fileType, source);
   const targets = choices.map((c) => c.type);
@@ -109,49 +124,119 @@ export async function writeModel(source: ModelSource, outFile: string, opts: Ggu
     typeCounts[type.name] = (typeCounts[type.name] ?? 0) + 1;
   });
 
+  const valuesOf = (i: number) => tensors[i]!.ne.reduce((a, b) => a * b, 1);
+  const direct = tensors.map((t) => isStored(t) && DIRECT_SOURCES.has(t.typeName));
   const pool = new QuantizePool(threads);
-  if (tensors.some((t, i) => targets[i] !== t.typeName && pool.usesWorkers(t.ne.reduce((a, b) => a * b, 1)))) pool.start();
-  // A pipeline of three: reading tensor i+1 and writing tensor i-1 overlap quantizing tensor i. Inputs
-  // pass through three buffers (the one read, the one quantized, and a copied-through one being
-  // written), outputs through two (the one filled, the one written).
-  const inputs = new SharedBufferRing(3);
-  const outputs = new SharedBufferRing(2);
-  const read = (i: number): Promise<Uint8Array | Float32Array> | undefined => {
-    const t = tensors[i];
-    if (!t) return undefined;
-    const values = t.ne.reduce((a, b) => a * b, 1);
-    const raw = targets[i] === t.typeName;
-    const into = inputs.next(raw ? tensorBytes(ggmlTypeByName(t.typeName)!, t.ne)! : values * 4);
-    const p = raw ? t.readRaw(into) : t.readF32(new Float32Array(into.buffer, 0, values));
-    p.catch(() => undefined); // surfaced when awaited; avoids an unhandled rejection meanwhile
-    return p;
+  // With one thread, or only tiny tensors, everything runs on this thread (a worker costs more than it saves).
+  if (tensors.some((t, i) => (direct[i] || targets[i] !== t.typeName) && pool.usesWorkers(valuesOf(i)))) pool.start();
+
+  // Progress in tensor order, whatever order the jobs finish in.
+  const left = tensors.map(() => 0);
+  let reported = 0;
+  const finished = (i: number) => {
+    if (--left[i]! > 0) return;
+    while (reported < tensors.length && left[reported] === 0) {
+      const t = tensors[reported]!;
+      opts.onEvent?.({ type: 'tensor', message: `[${reported + 1}/${tensors.length}] ${t.name} [${t.ne.join(', ')}] ${t.typeName} -> ${targets[reported]}` });
+      reported++;
+    }
   };
-  let writing: Promise<void> = Promise.resolve();
+
+  const jobs: Promise<void>[] = [];
   try {
-    let next = read(0);
+    const outTmp = await writer.openData();
+    // Stored tensors: file jobs, all handed out at once (the pool queues them); in tensor order, so the
+    // output is written roughly front to back.
     for (let i = 0; i < tensors.length; i++) {
+      if (!direct[i]) continue;
+      const t = asStored(tensors[i]!);
+      const target = ggmlTypeByName(targets[i]!)!;
+      const sourceType = ggmlTypeByName(t.typeName)!;
+      const { position, byteLength } = writer.region(t.name);
+      const rowLength = t.ne[0]!;
+      const rows = valuesOf(i) / rowLength;
+      const perRow = rowBytes(target, rowLength)!;
+      const rowsPerJob = Math.max(1, Math.ceil(MIN_JOB_VALUES / rowLength), Math.ceil(rows / (threads * 4)));
+      const parts: FileJob[] = [];
+      for (let r = 0; r < rows; r += rowsPerJob) {
+        const n = Math.min(rowsPerJob, rows - r);
+        parts.push({
+          target: target.name,
+          source: sourceType.name,
+          inPath: t.stored.path,
+          inPos: t.stored.offset + r * rowLength * sourceType.bytesPerBlock,
+          values: n * rowLength,
+          outPath: outTmp,
+          outPos: position + r * perRow,
+        });
+      }
+      left[i] = parts.length;
+      let bytes = 0;
+      for (const job of parts) {
+        jobs.push(pool.runFile(job).then((n) => {
+          bytes += n;
+          if (left[i] === 1) {
+            if (bytes !== byteLength) throw new Error(`internal: ${t.name}: wrote ${bytes} of ${byteLength} bytes`);
+            writer.markWritten(t.name, bytes);
+          }
+          finished(i);
+        }));
+      }
+      if (parts.length === 0) {
+        left[i] = 1;
+        writer.markWritten(t.name, 0);
+        finished(i);
+      }
+      jobs[jobs.length - 1]?.catch(() => undefined); // awaited below
+    }
+    for (const j of jobs) j.catch(() => undefined);
+
+    // Computed tensors here, as a pipeline of three: reading tensor k+1 and writing tensor k-1 overlap
+    // quantizing tensor k (their workers' chunks interleave with the file jobs). Inputs pass through three
+    // shared buffers (the one read, the one quantized, a copied-through one being written), outputs two.
+    const computed = tensors.map((_t, i) => i).filter((i) => !direct[i]);
+    for (const i of computed) left[i] = 1;
+    const inputs = new SharedBufferRing(3);
+    const outputs = new SharedBufferRing(2);
+    const read = (k: number): Promise<Uint8Array | Float32Array> | undefined => {
+      const i = computed[k];
+      if (i === undefined) return undefined;
       const t = tensors[i]!;
-      const target = targets[i]!;
+      const raw = targets[i] === t.typeName;
+      const into = inputs.next(raw ? tensorBytes(ggmlTypeByName(t.typeName)!, t.ne)! : valuesOf(i) * 4);
+      const p = raw ? t.readRaw(into) : t.readF32(new Float32Array(into.buffer, 0, valuesOf(i)));
+      p.catch(() => undefined); // surfaced when awaited
+      return p;
+    };
+    let writing: Promise<void> = Promise.resolve();
+    let next = read(0);
+    for (let k = 0; k < computed.length; k++) {
+      const i = computed[k]!;
+      const t = tensors[i]!;
       const data = await next!;
-      next = read(i + 1);
+      next = read(k + 1);
       const bytes = data instanceof Float32Array
-        ? await pool.quantize(target, data, t.ne[0]!, outputs.next(tensorBytes(ggmlTypeByName(target)!, t.ne)!))
+        ? await pool.quantize(targets[i]!, data, t.ne[0]!, outputs.next(tensorBytes(ggmlTypeByName(targets[i]!)!, t.ne)!))
         : data;
       await writing;
-      writing = writer.writeTensorData(t.name, bytes).then(() => {
-        opts.onEvent?.({ type: 'tensor', message: `[${i + 1}/${tensors.length}] ${t.name} [${t.ne.join(', ')}] ${t.typeName} -> ${target}` });
-      });
+      writing = writer.writeTensorAt(t.name, bytes).then(() => finished(i));
       writing.catch(() => undefined); // surfaced when awaited
+      jobs.push(writing);
     }
-    await writing;
+    await Promise.all(jobs);
     const { bytes } = await writer.finish();
     opts.onEvent?.({ type: 'done', message: `${outFile}: ${bytes} bytes` });
     return { outFile, tensors: tensors.length, bytes, typeCounts, kept: [...kept.values()] };
   } catch (err) {
-    await writing.catch(() => undefined); // let a write in flight settle before the file is removed
+    await Promise.allSettled(jobs); // let writes in flight settle before the file is removed
     await writer.abort();
     throw err;
   } finally {
     await pool.close();
   }
+}
+
+function asStored(t: ModelSource['tensors'][number]) {
+  if (!isStored(t)) throw new Error('internal: not a stored tensor');
+  return t;
 }

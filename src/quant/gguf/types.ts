@@ -2,7 +2,7 @@
 // bytes per block) and how to convert whole rows to and from float32. The converter, the mix rules,
 // size estimates, the GGUF writer/reader and the tests all read this table; adding a type is adding a row.
 import { bf16ToFp32Row, fp16ToFp32Row } from '../../formats/fp16.js';
-import { rowQuantizer, type RowQuantizer } from './kernels/wasm.js';
+import { rowQuantizer, type KernelName, type RowQuantizer } from './kernels/wasm.js';
 import * as kquants from './kquants.js';
 import * as legacy from './legacy.js';
 
@@ -18,6 +18,8 @@ export interface GgmlType {
   bytesPerBlock: number;
   /** Converts whole rows (src.length % blockSize === 0) into dst (exactly the encoded size). */
   quantize: RowQuantizer;
+  /** The WebAssembly kernel behind `quantize` (`(src, dst, blocks)`), for workers that run it in place; F32 has none. */
+  kernel?: KernelName;
   dequantize: RowDequantizer;
 }
 
@@ -40,19 +42,21 @@ const ROWS: GgmlType[] = [
   {
     id: 1, name: 'F16', blockSize: 1, bytesPerBlock: 2,
     quantize: rowQuantizer('F16', 'fp32ToFp16Row', 1, 2),
+    kernel: 'fp32ToFp16Row',
     dequantize: (src, dst) => fp16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
   },
-  { id: 2, name: 'Q4_0', blockSize: 32, bytesPerBlock: 18, quantize: legacy.quantizeRowQ4_0, dequantize: legacy.dequantizeRowQ4_0 },
-  { id: 3, name: 'Q4_1', blockSize: 32, bytesPerBlock: 20, quantize: legacy.quantizeRowQ4_1, dequantize: legacy.dequantizeRowQ4_1 },
-  { id: 6, name: 'Q5_0', blockSize: 32, bytesPerBlock: 22, quantize: legacy.quantizeRowQ5_0, dequantize: legacy.dequantizeRowQ5_0 },
-  { id: 7, name: 'Q5_1', blockSize: 32, bytesPerBlock: 24, quantize: legacy.quantizeRowQ5_1, dequantize: legacy.dequantizeRowQ5_1 },
-  { id: 8, name: 'Q8_0', blockSize: 32, bytesPerBlock: 34, quantize: legacy.quantizeRowQ8_0, dequantize: legacy.dequantizeRowQ8_0 },
-  { id: 12, name: 'Q4_K', blockSize: 256, bytesPerBlock: 144, quantize: kquants.quantizeRowQ4_K, dequantize: kquants.dequantizeRowQ4_K },
-  { id: 13, name: 'Q5_K', blockSize: 256, bytesPerBlock: 176, quantize: kquants.quantizeRowQ5_K, dequantize: kquants.dequantizeRowQ5_K },
-  { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kquants.quantizeRowQ6_K, dequantize: kquants.dequantizeRowQ6_K },
+  { id: 2, name: 'Q4_0', blockSize: 32, bytesPerBlock: 18, quantize: legacy.quantizeRowQ4_0, dequantize: legacy.dequantizeRowQ4_0, kernel: 'quantizeQ4_0' },
+  { id: 3, name: 'Q4_1', blockSize: 32, bytesPerBlock: 20, quantize: legacy.quantizeRowQ4_1, dequantize: legacy.dequantizeRowQ4_1, kernel: 'quantizeQ4_1' },
+  { id: 6, name: 'Q5_0', blockSize: 32, bytesPerBlock: 22, quantize: legacy.quantizeRowQ5_0, dequantize: legacy.dequantizeRowQ5_0, kernel: 'quantizeQ5_0' },
+  { id: 7, name: 'Q5_1', blockSize: 32, bytesPerBlock: 24, quantize: legacy.quantizeRowQ5_1, dequantize: legacy.dequantizeRowQ5_1, kernel: 'quantizeQ5_1' },
+  { id: 8, name: 'Q8_0', blockSize: 32, bytesPerBlock: 34, quantize: legacy.quantizeRowQ8_0, dequantize: legacy.dequantizeRowQ8_0, kernel: 'quantizeQ8_0' },
+  { id: 12, name: 'Q4_K', blockSize: 256, bytesPerBlock: 144, quantize: kquants.quantizeRowQ4_K, dequantize: kquants.dequantizeRowQ4_K, kernel: 'quantizeQ4K' },
+  { id: 13, name: 'Q5_K', blockSize: 256, bytesPerBlock: 176, quantize: kquants.quantizeRowQ5_K, dequantize: kquants.dequantizeRowQ5_K, kernel: 'quantizeQ5K' },
+  { id: 14, name: 'Q6_K', blockSize: 256, bytesPerBlock: 210, quantize: kquants.quantizeRowQ6_K, dequantize: kquants.dequantizeRowQ6_K, kernel: 'quantizeQ6K' },
   {
     id: 30, name: 'BF16', blockSize: 1, bytesPerBlock: 2,
     quantize: rowQuantizer('BF16', 'fp32ToBf16Row', 1, 2),
+    kernel: 'fp32ToBf16Row',
     dequantize: (src, dst) => bf16ToFp32Row(asU16(src.subarray(0, dst.length * 2)), dst),
   },
 ];

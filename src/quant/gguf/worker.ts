@@ -1,14 +1,27 @@
-// worker_threads entry: quantizes chunks of whole rows in shared memory with the type table's kernels.
+// worker_threads entry: quantizes rows in shared memory (QuantizeJob), or rows of a file straight to
+// their place in the output file through this thread's kernel memory (FileJob).
 import { parentPort } from 'node:worker_threads';
+import { FileJobRunner, type FileJob } from './file-job.js';
 import type { QuantizeJob } from './pool.js';
 import { ggmlTypeByName } from './types.js';
 
-parentPort!.on('message', (job: QuantizeJob) => {
+const files = new FileJobRunner();
+
+type Message = ({ kind: 'rows' } & QuantizeJob) | { kind: 'file'; id: number; job: FileJob } | { kind: 'close'; id: number };
+
+parentPort!.on('message', (msg: Message) => {
   try {
-    const type = ggmlTypeByName(job.typeName)!;
-    type.quantize(new Float32Array(job.src, job.srcOffset, job.values), new Uint8Array(job.dst, job.dstOffset, job.bytes));
-    parentPort!.postMessage({ id: job.id });
+    if (msg.kind === 'close') {
+      files.close();
+      parentPort!.postMessage({ id: msg.id });
+    } else if (msg.kind === 'file') {
+      parentPort!.postMessage({ id: msg.id, bytes: files.run(msg.job) });
+    } else {
+      const type = ggmlTypeByName(msg.typeName)!;
+      type.quantize(new Float32Array(msg.src, msg.srcOffset, msg.values), new Uint8Array(msg.dst, msg.dstOffset, msg.bytes));
+      parentPort!.postMessage({ id: msg.id });
+    }
   } catch (err) {
-    parentPort!.postMessage({ id: job.id, error: (err as Error).message });
+    parentPort!.postMessage({ id: msg.id, error: (err as Error).message });
   }
 });

@@ -69,6 +69,29 @@ function bitPatterns(n: number, seed: number): Float32Array {
   return new Float32Array(bits.buffer);
 }
 
+/**
+ * Blocks with a NaN, an infinity, or a range that overflows, among ordinary values: where the 32-value
+ * quantizers leave their fast path (an infinite or NaN scale) for C's exact x86 conversions.
+ */
+function specialBlocks(nb: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const v = new Float32Array(nb * 32);
+  for (let b = 0; b < nb; b++) {
+    const scale = 10 ** (r.uniform() * 8 - 6);
+    for (let i = 0; i < 32; i++) v[b * 32 + i] = r.normal() * scale;
+    const at = b * 32 + Math.floor(r.uniform() * 32);
+    switch (b % 6) {
+      case 0: v[at] = NaN; break;
+      case 1: v[at] = Infinity; break;
+      case 2: v[at] = -Infinity; break;
+      case 3: v[at] = 3e38; v[b * 32 + ((at + 7) % 32)] = -3e38; break; // max - min overflows
+      case 4: for (let i = 0; i < 32; i++) v[b * 32 + i] = NaN; break;
+      default: v[at] = NaN; v[b * 32 + ((at + 3) % 32)] = Infinity; break;
+    }
+  }
+  return v;
+}
+
 async function ggml(typeId: number, v: Float32Array): Promise<Buffer> {
   const child = execFile(harness, [String(typeId)], { encoding: 'buffer', maxBuffer: 1 << 28 });
   const done = new Promise<Buffer>((resolve, reject) => {
@@ -85,6 +108,7 @@ const CASES = [
   { type: 'F16', blocks: 400_000, input: () => bitPatterns(400_000, 31) },
   { type: 'BF16', blocks: 400_000, input: () => bitPatterns(400_000, 32) },
   ...['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0'].map((type, i) => ({ type, blocks: 40_000, input: () => values(40_000, 32, 200 + i) })),
+  ...['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0'].map((type, i) => ({ type, blocks: 6_000, input: () => specialBlocks(6_000, 300 + i) })),
   ...['Q4_K', 'Q5_K', 'Q6_K'].map((type, i) => ({ type, blocks: 6000, input: () => values(6000, 256, 112 + i) })),
 ];
 

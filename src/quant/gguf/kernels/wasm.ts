@@ -1,5 +1,7 @@
 // The quantizers compiled from assembly/ (AssemblyScript) to kernels.wasm: one instance per thread, fed
-// in slices so its memory stays small whatever the tensor size.
+// in slices so its memory stays small whatever the tensor size. Two ways in: `rowQuantizer` copies rows
+// from JavaScript arrays in and blocks out; `directKernels` gives the memory itself, for a worker that
+// reads a file straight into it and writes the blocks from it (no copy in JavaScript).
 import { readFileSync } from 'node:fs';
 import { InputError } from '../../../util/errors.js';
 
@@ -10,7 +12,7 @@ export type KernelName =
   | 'quantizeQ4_0' | 'quantizeQ4_1' | 'quantizeQ5_0' | 'quantizeQ5_1' | 'quantizeQ8_0'
   | 'fp32ToFp16Row' | 'fp32ToBf16Row';
 
-type KernelExports = Record<KernelName, BlockKernel> & {
+type KernelExports = Record<KernelName | 'fp16ToFp32Row' | 'bf16ToFp32Row', BlockKernel> & {
   memory: WebAssembly.Memory;
   nearestIntF32(v: number): number;
   fp16Bits(v: number): number;
@@ -68,6 +70,37 @@ export function rowQuantizer(typeName: string, kernel: KernelName, blockSize: nu
       dst.set(new Uint8Array(k.memory.buffer, out, n * blockBytes), b * blockBytes);
     }
   };
+}
+
+/** Values per slice of the direct path: 1 MiB of float32. */
+const DIRECT_SLICE_VALUES = 256 * 1024;
+
+/**
+ * The kernels and three regions of their memory for the direct path: `f32` (DIRECT_SLICE_VALUES float32
+ * values the quantizers read), `raw` (the same count of 16-bit values, for F16 / BF16 inputs to widen)
+ * and `out` (the blocks, at most 2 bytes per value). Views of `memory.buffer` made after this stay valid:
+ * the memory does not grow again.
+ */
+export interface DirectKernels {
+  exports: KernelExports;
+  sliceValues: number;
+  f32: number;
+  raw: number;
+  out: number;
+}
+
+let direct: DirectKernels | undefined;
+
+export function directKernels(): DirectKernels {
+  if (!direct) {
+    const k = kernels();
+    const f32 = k.ioBase();
+    const raw = f32 + DIRECT_SLICE_VALUES * 4;
+    const out = raw + DIRECT_SLICE_VALUES * 2;
+    if (!k.reserve(DIRECT_SLICE_VALUES * (4 + 2 + MAX_OUT_PER_VALUE))) throw new Error('kernels.wasm: cannot grow memory');
+    direct = { exports: k, sliceValues: DIRECT_SLICE_VALUES, f32, raw, out };
+  }
+  return direct;
 }
 
 /** The kernels' own float helpers, for tests: ggml's nearest_int and the fp16 conversions. */

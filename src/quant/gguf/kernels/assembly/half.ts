@@ -1,10 +1,12 @@
 // F16 and BF16 rows, 8 values at a time. The fp16 conversion is ggml_compute_fp32_to_fp16 itself: its
 // float32 scaling trick (two multiplies by powers of two and one add round the mantissa to nearest even,
 // subnormals included) has no branches, so it runs lane by lane with the same IEEE float32 results.
+// The other way (F16 / BF16 inputs widened for the quantizers) is exact and done with bit operations,
+// so NaN payloads come through as they are.
 
-import { fp32ToFp16 } from './float';
+import { fp16ToFp32, fp32ToFp16 } from './float';
 
-@inline function fp16x4(x: v128): v128 {
+@inline export function fp16x4(x: v128): v128 {
   // base = (|x| * 2^112) * 2^-110
   let base = f32x4.mul(f32x4.mul(f32x4.abs(x), i32x4.splat(0x77800000)), i32x4.splat(0x08800000));
   const shl1 = i32x4.shl(x, 1);
@@ -47,4 +49,41 @@ export function fp32ToBf16Row(src: usize, dst: usize, n: i32): void {
     const v = bf16x4(v128.splat<f32>(load<f32>(src + (<usize>i << 2))));
     store<u16>(dst + (<usize>i << 1), <u16>i32x4.extract_lane(v, 0));
   }
+}
+
+/** Four fp16 values (zero-extended in 32-bit lanes) as float32 bits, exactly. */
+@inline function widenFp16x4(h: v128): v128 {
+  const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
+  const exp = v128.and(i32x4.shr_u(h, 10), i32x4.splat(0x1f));
+  const mant = v128.and(h, i32x4.splat(0x3ff));
+  const normal = v128.or(i32x4.shl(i32x4.add(exp, i32x4.splat(112)), 23), i32x4.shl(mant, 13));
+  const special = v128.or(i32x4.splat(0x7f800000), i32x4.shl(mant, 13));
+  // Zero and subnormals: mant * 2^-24, exact in float32.
+  const tiny = f32x4.mul(f32x4.convert_i32x4_u(mant), f32x4.splat(5.9604644775390625e-8));
+  const body = v128.bitselect(tiny, v128.bitselect(special, normal, i32x4.eq(exp, i32x4.splat(31))), i32x4.eq(exp, i32x4.splat(0)));
+  return v128.or(sign, body);
+}
+
+/** n fp16 values at src to float32 at dst (exact). */
+export function fp16ToFp32Row(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(src + (<usize>i << 1));
+    const y = dst + (<usize>i << 2);
+    v128.store(y, widenFp16x4(i32x4.extend_low_i16x8_u(h)));
+    v128.store(y + 16, widenFp16x4(i32x4.extend_high_i16x8_u(h)));
+  }
+  for (; i < n; ++i) store<f32>(dst + (<usize>i << 2), fp16ToFp32(<u32>load<u16>(src + (<usize>i << 1))));
+}
+
+/** n bf16 values at src to float32 at dst (exact: the top half of the float's bits). */
+export function bf16ToFp32Row(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(src + (<usize>i << 1));
+    const y = dst + (<usize>i << 2);
+    v128.store(y, i32x4.shl(i32x4.extend_low_i16x8_u(h), 16));
+    v128.store(y + 16, i32x4.shl(i32x4.extend_high_i16x8_u(h), 16));
+  }
+  for (; i < n; ++i) store<u32>(dst + (<usize>i << 2), <u32>load<u16>(src + (<usize>i << 1)) << 16);
 }

@@ -1,10 +1,12 @@
 // AssemblyScript entry, compiled to ../kernels.wasm by `npm run build:wasm`: ggml's row quantizers for
 // every type bake writes, each `(src, dst, blocks)` over float32 values and encoded blocks in this
-// module's memory. The JavaScript side (../wasm.ts) copies rows in and blocks out in slices.
+// module's memory, and the F16 / BF16 widening of inputs. The JavaScript side (../wasm.ts) either copies
+// rows in and blocks out in slices, or (workers, ../worker.ts) reads the file straight into this memory
+// and writes the blocks from it.
 
 export { quantizeQ4K, quantizeQ5K, quantizeQ6K } from './kquants';
 export { quantizeQ4_0, quantizeQ4_1, quantizeQ5_0, quantizeQ5_1, quantizeQ8_0 } from './legacy';
-export { fp32ToFp16Row, fp32ToBf16Row } from './half';
+export { fp32ToFp16Row, fp32ToBf16Row, fp16ToFp32Row, bf16ToFp32Row } from './half';
 
 import { fp16ToFp32, fp32ToFp16, nearestInt } from './float';
 

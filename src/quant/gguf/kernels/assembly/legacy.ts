@@ -4,6 +4,7 @@
 // except for the sign of a zero: blocks whose min or max is zero are scanned in C's order.
 
 import { storeF16 } from './float';
+import { fp16x4 } from './half';
 
 const FLT_MAX: f32 = 3.4028234663852886e38;
 
@@ -29,11 +30,25 @@ const FLT_MAX: f32 = 3.4028234663852886e38;
   return lanesMax(m);
 }
 
-/** The value of largest magnitude with its sign, the first one on ties (C's strict `<`); 0 when all are 0. */
+/**
+ * The value of largest magnitude with its sign, the first one on ties (C's strict `<`); 0 when all are 0.
+ * One pass for the largest and the smallest value (both from 0, so a NaN is never taken, as in C): the
+ * one of larger magnitude is the answer, unless +a and -a tie, when the block is scanned in C's order.
+ */
 @inline function signedAbsMax(x: usize): f32 {
-  const amax = absMax(x);
-  if (amax == 0) return 0;
-  const va = f32x4.splat(amax);
+  let hi = f32x4.splat(0);
+  let lo = f32x4.splat(0);
+  for (let k = 0; k < 8; ++k) {
+    const v = vec(x, k);
+    hi = f32x4.pmax(hi, v);
+    lo = f32x4.pmin(lo, v);
+  }
+  const top = lanesMax(hi);
+  const bottom = -lanesMin(lo);
+  if (top > bottom) return top;
+  if (bottom > top) return -bottom;
+  if (top == 0) return 0;
+  const va = f32x4.splat(top);
   for (let k = 0; k < 8; ++k) {
     const hit = i32x4.bitmask(f32x4.eq(f32x4.abs(vec(x, k)), va));
     if (hit != 0) return load<f32>(x + (<usize>k << 4) + (<usize>ctz(hit) << 2));
@@ -98,12 +113,34 @@ let highHalf: v128 = v128.splat<i32>(0);
   return i32x4.min_s(x86Int8(f32x4.add(f32x4.mul(f32x4.sub(x, vsub), vid), vadd)), vtop);
 }
 
+/**
+ * The same levels when every (x - sub) * id + add lies in [0, 32): when id is finite, |x - sub| <= the
+ * block's range makes them so (NaN inputs give 0 both ways), and a truncation needs no x86 emulation.
+ */
+@inline function inRangeLevels4(x: v128, vsub: v128, vid: v128, vadd: v128, vtop: v128): v128 {
+  return i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.add(f32x4.mul(f32x4.sub(x, vsub), vid), vadd)), vtop);
+}
+
+/** 16 levels in 0..31 from four i32x4 vectors, as bytes (no masking needed). */
+@inline function smallBytes16(a: v128, b: v128, c: v128, d: v128): v128 {
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_s(a, b), i16x8.narrow_i32x4_s(c, d));
+}
+
 /** The block's 32 levels into lowHalf and highHalf. */
 @inline function levels32(x: usize, sub: f32, id: f32, add: f32, top: i32): void {
   const vsub = f32x4.splat(sub);
   const vid = f32x4.splat(id);
   const vadd = f32x4.splat(add);
   const vtop = i32x4.splat(top);
+  if (abs<f32>(id) < Infinity && abs<f32>(sub) < Infinity) {
+    lowHalf = smallBytes16(
+      inRangeLevels4(vec(x, 0), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 1), vsub, vid, vadd, vtop),
+      inRangeLevels4(vec(x, 2), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 3), vsub, vid, vadd, vtop));
+    highHalf = smallBytes16(
+      inRangeLevels4(vec(x, 4), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 5), vsub, vid, vadd, vtop),
+      inRangeLevels4(vec(x, 6), vsub, vid, vadd, vtop), inRangeLevels4(vec(x, 7), vsub, vid, vadd, vtop));
+    return;
+  }
   lowHalf = bytes16(
     levels4(vec(x, 0), vsub, vid, vadd, vtop), levels4(vec(x, 1), vsub, vid, vadd, vtop),
     levels4(vec(x, 2), vsub, vid, vadd, vtop), levels4(vec(x, 3), vsub, vid, vadd, vtop));
@@ -140,8 +177,9 @@ let highHalf: v128 = v128.splat<i32>(0);
   minMax(x);
   const d: f32 = (blockMax - blockMin) / steps;
   const id: f32 = d != 0 ? 1 / d : 0;
-  storeF16(y, d);
-  storeF16(y + 2, blockMin);
+  // d and m as fp16 at once (the same conversion as storeF16, four lanes at a time).
+  const h = fp16x4(f32x4.replace_lane(f32x4.splat(d), 1, blockMin));
+  store<u32>(y, i32x4.extract_lane(i16x8.narrow_i32x4_u(h, h), 0));
   levels32(x, blockMin, id, 0.5, top);
 }
 
@@ -195,12 +233,33 @@ export function quantizeQ5_1(src: usize, dst: usize, nb: i32): void {
   return v128.and(x86Int8(roundAway(f32x4.mul(x, vid))), i32x4.splat(0xff));
 }
 
+/**
+ * Q8_0's amax is C's `amax = MAX(amax, fabsf(v))` fold, where a NaN does count: MAX(amax, NaN) is NaN
+ * and MAX(NaN, v) is v. Blocks without NaN take the vector maximum; the others the fold in C's order.
+ */
+@inline function foldedAbsMax(x: usize): f32 {
+  let m = f32x4.splat(0);
+  let nan = i32x4.splat(0);
+  for (let k = 0; k < 8; ++k) {
+    const v = vec(x, k);
+    m = f32x4.pmax(m, f32x4.abs(v));
+    nan = v128.or(nan, f32x4.ne(v, v));
+  }
+  if (!v128.any_true(nan)) return lanesMax(m);
+  let amax: f32 = 0;
+  for (let j = 0; j < 32; ++j) {
+    const a = abs<f32>(load<f32>(x + (<usize>j << 2)));
+    amax = amax > a ? amax : a;
+  }
+  return amax;
+}
+
 /** Q8_0: d = amax / 127, level = roundf(x/d). 34 bytes per block. */
 export function quantizeQ8_0(src: usize, dst: usize, nb: i32): void {
   for (let i = 0; i < nb; ++i) {
     const x = src + (<usize>i << 7);
     const y = dst + <usize>(i * 34);
-    const d: f32 = absMax(x) / 127;
+    const d: f32 = foldedAbsMax(x) / 127;
     const id: f32 = d != 0 ? 1 / d : 0;
     storeF16(y, d);
     const vid = f32x4.splat(id);
