@@ -145,7 +145,8 @@ export async function materializeModels(ctx: PipelineContext, recipe: Recipe, op
     const dir = join(resolve(opts.out), run.model);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
-    await ctx.store.materialize(run.packaged!.digest, dir);
+    // Copies (clones where the filesystem can): the times set below must not reach the store's blobs.
+    await ctx.store.materialize(run.packaged!.digest, dir, { copy: true });
     // Fixed times: identical model bytes give identical layers however often the stage re-runs.
     for (const rel of await listTree(dir)) await utimes(join(dir, rel), ctx.epoch, ctx.epoch);
     out.push({ ...results[i]!, dir });

@@ -372,7 +372,11 @@ export class Store {
    * Places an artifact's files under `dir` (hard links when possible, else clones or copies). On failure
    * the files placed so far are removed; a full disk is a DiskFullError naming `dir` and the bytes needed.
    */
-  async materialize(digest: Sha256Hex, dir: string): Promise<Artifact> {
+  /**
+   * `copy`: never hard-link (for folders whose files the caller then changes, e.g. their times: a link
+   * shares its inode with the store blob, and with the Hugging Face cache's blob it was adopted from).
+   */
+  async materialize(digest: Sha256Hex, dir: string, opts: { copy?: boolean } = {}): Promise<Artifact> {
     const artifact = await this.getArtifact(digest);
     if (!artifact) throw new BakeError(`artifact ${digest} is not in the store ${this.root}`, 'failure', { hint: 'run the step that produces it again (`bake plan` shows which)' });
     this.placed.set(resolve(dir), digest);
@@ -386,6 +390,7 @@ export class Store {
         placed.push(target);
         const from = await this.blobFile(f.sha256);
         try {
+          if (opts.copy) throw new Error('copy asked for');
           await link(from, target);
         } catch {
           // Another filesystem (a referenced file), or no links allowed: a clone where possible, else a copy.
