@@ -176,6 +176,6 @@ ${chat}
     await writeFile(join(dir, 'recipes', 'argtypo.yaml'), recipe('      args: [--ctx-size, "4096", --flash-atn, on]'));
     await assert.rejects(loadRecipe('argtypo', dir), (e: unknown) => e instanceof InputError && e.field === 'targets.chat.server.args[2]');
     await writeFile(join(dir, 'recipes', 'onnx.yaml'), recipe('      settings: { ctx-size: 1 }').replace('kind: llama-server\n', 'kind: none\n').replace(/  chat:\n    models: \[chat\]\n/, '  chat:\n'));
-    await assert.rejects(loadRecipe('onnx', dir), (e: unknown) => e instanceof InputError && /settings are llama-server flags/.test(e.message));
+    await assert.rejects(loadRecipe('onnx', dir), (e: unknown) => e instanceof InputError && /this target runs none, which takes no run settings/.test(e.message));
   });
 });

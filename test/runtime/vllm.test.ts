@@ -64,7 +64,8 @@ test('settings are validated: ranges by the schema, vLLM-only, no flag given twi
   await assert.rejects(parseRecipe(RECIPE('  gpu:\n    server: { kind: vllm, settings: { gpu_memory_utilization: 1.5 } }\n'), file), (e: unknown) => e instanceof InputError && /gpu_memory_utilization/.test(e.message));
   await assert.rejects(parseRecipe(RECIPE('  gpu:\n    server: { kind: vllm, settings: { dtype: int8 } }\n'), file), (e: unknown) => e instanceof InputError && /dtype/.test(e.message));
   await assert.rejects(parseRecipe(RECIPE('  gpu:\n    server: { kind: vllm, settings: { max_len: 10 } }\n'), file), (e: unknown) => e instanceof InputError && /max_len/.test(e.message));
-  await assert.rejects(parseRecipe(RECIPE('  cpu:\n    server: { kind: onnx, settings: { max_model_len: 4096 } }\n'), file), (e: unknown) => e instanceof InputError && /run settings are vLLM's; this target runs onnx/.test(e.message));
+  await assert.rejects(parseRecipe(RECIPE('  cpu:\n    server: { kind: onnx, settings: { max_model_len: 4096 } }\n'), file), (e: unknown) => e instanceof InputError && /this target runs onnx, which takes no run settings/.test(e.message));
+  await assert.rejects(parseRecipe(RECIPE('  gpu:\n    server: { kind: vllm, settings: { ctx-size: 4096 } }\n'), file), (e: unknown) => e instanceof InputError && /server\.settings\.ctx-size: not a vLLM run setting/.test(e.message));
   await assert.rejects(parseRecipe(RECIPE('  gpu:\n    server: { kind: vllm, settings: { max_model_len: 4096 }, args: ["--max-model-len=8192"] }\n'), file), (e: unknown) => e instanceof InputError && /--max-model-len is also set by server\.settings/.test(e.message));
   const ok = await parseRecipe(RECIPE('  gpu:\n    server: { kind: vllm, settings: { tensor_parallel_size: 2 }, args: ["--enforce-eager"] }\n'), file);
   assert.deepEqual(runtimeImage(ok.targets[0]!)!.cmd, ['--tensor-parallel-size', '2', '--enforce-eager']);
