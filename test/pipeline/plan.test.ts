@@ -39,11 +39,11 @@ models:
     path: ../models/stories
     files: ["*.json", model.safetensors, tokenizer.model]
     quantize: { format: gguf, type: Q8_0 }
-    verify: { max_kld: 1 }
+    verify: { max_kld: 1, eval: short-eval.txt }
   - id: from-gguf
     path: ../models/stories-gguf
     quantize: { format: gguf, type: Q8_0 }
-    verify: { max_kld: 1 }
+    verify: { max_kld: 1, eval: short-eval.txt }
   - id: none
     path: ../models/vad
     quantize: { format: none }
@@ -55,6 +55,8 @@ async function project(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'bake-plan-'));
   await mkdir(join(dir, 'recipes'), { recursive: true });
   await writeFile(join(dir, 'recipes', 'plan.yaml'), RECIPE);
+  // A short eval text keeps llama.cpp's part of each GGUF verify small (this test is about the chain).
+  await writeFile(join(dir, 'recipes', 'short-eval.txt'), 'Once upon a time, there was a little girl named Lily. She liked to play outside in the park with her friends. One day, she saw a big red ball under a tree and ran to get it. Her mom smiled and said it was time to go home.\n');
   await writeFile(join(dir, 'recipes', 'calibration.txt'), 'the quick brown fox\njumps over the lazy dog\na model recipe\nbaked into an image\n');
   await writeBertFolder(join(dir, 'models', 'bert'), { hidden: 32, layers: 1, heads: 2, intermediate: 64 });
   await mkdir(join(dir, 'models', 'vad'), { recursive: true });
