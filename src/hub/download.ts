@@ -74,6 +74,14 @@ const MIN_PART_BYTES = 4 << 20;
 /** Smaller files come as one stream: a few requests more would buy little. */
 const PARALLEL_MIN_BYTES = 32 << 20;
 /**
+ * More connections only help where one is held back (a CDN that limits each connection): the first
+ * lane runs alone for RAMP_MS, and the others join only if it delivered less than ONE_LANE_ENOUGH per
+ * second. On a link one connection fills, parallel parts cost CPU (more syscalls, parts hashed from the
+ * page cache) and gain nothing.
+ */
+const RAMP_MS = 300;
+const ONE_LANE_ENOUGH = 256 << 20;
+/**
  * Per connection: batch buffers, one filling from the socket while the others are written. Two at first;
  * up to four when writes lag behind the socket (a busy disk or thread pool), before reading pauses.
  */
@@ -226,6 +234,22 @@ class Transfer {
     return parts;
   }
 
+  /**
+   * One lane goes on alone: the parts it has not started become one, fetched as one stream (a request
+   * per part costs a round trip and a part's bookkeeping each time, for nothing on such a link).
+   */
+  private coalesce(todo: Part[], next: number): void {
+    const rest = todo.slice(next);
+    if (rest.length < 2 || rest.some((p) => p.done > 0 || p.taken > 0)) return;
+    const first = rest[0]!;
+    const after = this.parts.slice(this.parts.indexOf(first));
+    // Only a tail of untouched parts (a resumed download may hold finished parts further on).
+    if (after.length !== rest.length || after.some((p, i) => p !== rest[i])) return;
+    first.end = rest[rest.length - 1]!.end;
+    todo.splice(next + 1);
+    this.parts.splice(this.parts.indexOf(first) + 1);
+  }
+
   private get parallel(): boolean {
     return this.parts.filter((p) => p.done < p.end - p.start).length > 1;
   }
@@ -292,19 +316,46 @@ class Transfer {
       setMaxListeners(0, signal); // every lane's stall timer listens to it
       const pool = new Http1Pool(this.opts.ca ? { ca: this.opts.ca } : {});
       const lanes = Math.min(this.maxConnections, todo.length);
-      this.usedConnections = Math.max(this.usedConnections, lanes);
+      this.usedConnections = Math.max(this.usedConnections, 1);
       let next = 0;
       let failure: unknown;
       // The first part's answer says whether the server serves ranges (and where it redirects) before the others start.
       let firstAnswered!: () => void;
       const first = new Promise<void>((r) => (firstAnswered = r));
+      // Then the first lane's rate says whether the others are worth starting.
+      const rampStart = { at: 0, received: 0 };
+      let firstPartDone!: () => void;
+      const firstPart = new Promise<void>((r) => (firstPartDone = r));
+      const rampOver = first.then(async () => {
+        rampStart.at = performance.now();
+        rampStart.received = this.received;
+        // Decided after RAMP_MS, or sooner when the first part is already in (a fast link).
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, RAMP_MS);
+          void firstPart.then(() => (clearTimeout(t), r()));
+          signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+        });
+        const perSecond = ((this.received - rampStart.received) * 1000) / Math.max(1, performance.now() - rampStart.at);
+        if (perSecond < ONE_LANE_ENOUGH && next < todo.length) return true;
+        this.coalesce(todo, next);
+        return false;
+      });
       const lane = async (index: number) => {
         const buffers = new LaneBuffers();
-        if (index > 0) await Promise.race([first, new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }))]);
+        if (index > 0) {
+          const join = await Promise.race([rampOver, new Promise<boolean>((r) => signal.addEventListener('abort', () => r(false), { once: true }))]);
+          if (!join) return;
+          this.usedConnections = Math.max(this.usedConnections, index + 1);
+        }
         while (!signal.aborted) {
           const part = todo[next++];
           if (!part) return;
           await this.fetchPart(part, pool, buffers, signal, index === 0 ? firstAnswered : () => undefined);
+          if (index === 0) {
+            firstPartDone();
+            // Let the ramp decide (and coalesce what is left) before taking the next part.
+            await Promise.race([rampOver, new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }))]);
+          }
           await this.recordProgress(false);
         }
       };

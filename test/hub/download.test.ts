@@ -29,6 +29,18 @@ async function hubWith(t: { after: (fn: () => Promise<void>) => void }, extra: P
   return hub;
 }
 
+test('a link one connection fills: the other lanes never start (parallel parts would only cost CPU there)', async (t) => {
+  const hub = await hubWith(t);
+  const dir = await tempDir(t);
+  hub.stats.reset();
+  const { result } = await download(hub, dir, 4);
+  assert.equal(result.sha256, SHA);
+  assert.equal(result.connections, 1);
+  const cdn = hub.stats.requests.filter((r) => r.host === 'cdn');
+  assert.equal(new Set(cdn.map((r) => r.connection)).size, 1, 'one connection');
+  assert.equal(hub.stats.bytesFor('w.safetensors'), SIZE);
+});
+
 /** Downloads w.safetensors with `connections` connections and parts of PART bytes. */
 async function download(hub: HubServer, dir: string, connections: number, extra: { retries?: number; partBytes?: number; onProgress?: (p: DownloadProgress) => void } = {}) {
   const cfg = hubConfig(hub.url, dir, { token: TOKEN, retries: extra.retries ?? 3 });
@@ -43,7 +55,8 @@ async function download(hub: HubServer, dir: string, connections: number, extra:
 }
 
 test('parts over several connections land in one file, verified; the token never reaches the CDN', async (t) => {
-  const hub = await hubWith(t);
+  // A CDN that holds each connection back (8 MiB/s): the first lane's rate calls the others in.
+  const hub = await hubWith(t, { connectionBytesPerSecond: 8 << 20 });
   const dir = await tempDir(t);
   hub.stats.reset();
   const { result } = await download(hub, dir, 4);
@@ -126,7 +139,8 @@ test('a server that ignores Range: one connection from the start, said so', asyn
 });
 
 test('pullModel fetches a large file in parts (cfg.connections) and a small one as one stream', async (t) => {
-  const hub = await startHubServer({ repos: { 'org/p': { files: { 'big.safetensors': generatedBytes(40 * 1024 * 1024 + 1, 3), 'config.json': '{"a":1}' } } } });
+  // Each connection held to 24 MiB/s, as a CDN does: the parts go out over several connections.
+  const hub = await startHubServer({ repos: { 'org/p': { files: { 'big.safetensors': generatedBytes(40 * 1024 * 1024 + 1, 3), 'config.json': '{"a":1}' } } }, connectionBytesPerSecond: 24 << 20 });
   t.after(() => hub.close());
   const dir = await tempDir(t);
   const entry = { ...(await resolveHubModel(model({ repo: 'org/p', files: ['**'] }), hubConfig(hub.url, dir))), fragment: 'x' };
