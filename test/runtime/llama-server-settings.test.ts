@@ -13,6 +13,7 @@ import { flagByName, FLAGS_BUILD, SERVER_FLAGS } from '../../src/runtime/llama-s
 import { checkServerArgs, settingsArgs } from '../../src/runtime/llama-server/settings.js';
 import { InputError } from '../../src/util/errors.js';
 import { bake } from '../support/cli.js';
+import { FLEET_MODELS } from '../support/fleet.js';
 
 /** Lines as llama-server --help prints them (column 40 starts the description). */
 const HELP = `----- common params -----
@@ -128,15 +129,7 @@ describe('recipes', () => {
   after(async () => { if (dir) await rm(dir, { recursive: true, force: true }); });
 
   const recipe = (chat: string, embed = '') => `image: { name: acme/fleet, version: 1.0.0 }
-models:
-  - id: chat
-    repo: Qwen/Qwen2.5-0.5B-Instruct
-    quantize: { format: gguf, type: Q4_K_M }
-  - id: embed
-    repo: nomic-ai/nomic-embed-text-v1.5
-    task: feature-extraction
-    quantize: { format: gguf, type: Q8_0 }
-targets:
+${FLEET_MODELS}targets:
   chat:
     models: [chat]
     server:

@@ -12,6 +12,7 @@ import { loadRecipe } from '../../src/recipe/load.js';
 import { applySettingsText, bench, measure, parseSweep, percentile, sweepPoints, workload } from '../../src/tune/index.js';
 import { InputError } from '../../src/util/errors.js';
 import { bake, projectRoot } from '../support/cli.js';
+import { FLEET_MODELS } from '../support/fleet.js';
 
 /** A loopback server answering like llama-server: streamed chat chunks ending with `timings`, embeddings. */
 function fakeLlamaServer(firstTokenMs: number): Promise<{ url: string; server: Server; requests: { path: string; body: Record<string, unknown> }[] }> {
@@ -39,15 +40,7 @@ function fakeLlamaServer(firstTokenMs: number): Promise<{ url: string; server: S
 
 const RECIPE = `# a comment that must survive
 image: { name: acme/fleet, version: 1.0.0 }
-models:
-  - id: chat
-    repo: Qwen/Qwen2.5-0.5B-Instruct
-    quantize: { format: gguf, type: Q4_K_M }
-  - id: embed
-    repo: nomic-ai/nomic-embed-text-v1.5
-    task: feature-extraction
-    quantize: { format: gguf, type: Q8_0 }
-targets:
+${FLEET_MODELS}targets:
   chat:
     models: [chat]
     server:
