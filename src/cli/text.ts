@@ -1,5 +1,7 @@
 // Plain-text rendering helpers for command results.
 
+import { formatBytes } from '../util/units.js';
+
 /** Columns padded to their widest cell. */
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
@@ -13,14 +15,4 @@ export function fmt(v: number | undefined): string {
 }
 
 /** Bytes in binary units (exact below 1 KiB). */
-export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
+export const bytes = (n: number): string => formatBytes(n);

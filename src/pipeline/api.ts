@@ -16,7 +16,7 @@ import { InputError } from '../util/errors.js';
 import { canonicalJson } from '../util/json.js';
 import type { PushResult } from '../image/oci/index.js';
 import type { VerifyReport } from '../verify/gates.js';
-import { buildReport, gateAnnotations, type BakeReport } from '../report/model.js';
+import { buildReport, gateAnnotations, type BakeReport, type InputDigest, type QuantizationRecord } from '../report/model.js';
 import type { ReferrerPush } from '../image/registry/referrers.js';
 import { bakeVersion } from '../util/version.js';
 import { assembleImage, type BakedImage, type ImageLayerInfo } from './bake.js';
@@ -38,9 +38,9 @@ export interface ModelResult {
   files?: string[];
   report?: VerifyReport;
   /** What the quantizer recorded: its parameters and what it left in higher precision (and why). */
-  quantization?: { params?: unknown; keptFloat?: { node: string; op: string; reason: string }[]; kept?: { type: string; reason: string; tensors: string[] }[] };
+  quantization?: QuantizationRecord;
   /** Digests of the calibration and eval data the steps read. */
-  inputs?: { role: 'calibration' | 'eval'; kind: string; sha256: string }[];
+  inputs?: InputDigest[];
   /** Set when a gate failed and the run only recorded it (`bake report`); the chain stopped after verify. */
   gateFailed?: boolean;
 }

@@ -2,22 +2,12 @@
 // and nothing fetched when it is opened. Gate failures are flagged where the eye lands first: a red
 // banner at the top, red rows in the metric tables, red crosses in the charts.
 import { renderCharts, type Chart } from './charts.js';
+import { formatBytes } from '../util/units.js';
 import { formatValue, gateText, type BakeReport, type ModelReport, type TargetReport } from './model.js';
 
 const esc = (s: unknown): string => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
-function bytes(n: number | undefined): string {
-  if (n === undefined) return '-';
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(2)} ${units[u]}`;
-}
+const bytes = (n: number | undefined): string => (n === undefined ? '-' : formatBytes(n, 2));
 
 const short = (d: string | undefined) => (d ? esc(d.replace(/^sha256:/, '').slice(0, 12)) : '-');
 

@@ -35,7 +35,7 @@ export interface ModelReport {
   quantized?: { bytes: number; files: string[]; size_ratio: number };
   quantization: { params?: unknown; kept: KeptGroup[] };
   /** Digests of the data quantize and verify read (calibration and eval samples). */
-  inputs: { role: 'calibration' | 'eval'; kind: string; sha256: string }[];
+  inputs: InputDigest[];
   verification: {
     status: 'passed' | 'failed' | 'not verified';
     metrics: Record<string, number>;
@@ -92,6 +92,12 @@ export interface ReportInput {
   startup?: Record<string, number>;
 }
 
+/** What the quantizer recorded: its parameters and what it left in higher precision (and why). */
+export type QuantizationRecord = { params?: unknown; keptFloat?: { node: string; op: string; reason: string }[]; kept?: { type: string; reason: string; tensors: string[] }[] };
+
+/** The digest of calibration or eval data a step read. */
+export type InputDigest = { role: 'calibration' | 'eval'; kind: string; sha256: string };
+
 export interface ModelInput {
   id: string;
   format: string;
@@ -100,8 +106,8 @@ export interface ModelInput {
   quantizedBytes?: number;
   files?: string[];
   report?: VerifyReport;
-  quantization?: { params?: unknown; keptFloat?: { node: string; op: string; reason: string }[]; kept?: { type: string; reason: string; tensors: string[] }[] };
-  inputs?: { role: 'calibration' | 'eval'; kind: string; sha256: string }[];
+  quantization?: QuantizationRecord;
+  inputs?: InputDigest[];
   gateFailed?: boolean;
 }
 

@@ -1,5 +1,7 @@
 // Typed errors that carry what a caller needs to act; the CLI renders them, library code never prints.
 
+import { formatBytes } from './units.js';
+
 /** Exit codes, documented in README.md ("Exit codes"). */
 export const ExitCode = {
   ok: 0,
@@ -153,15 +155,6 @@ export class DiskFullError extends BakeError {
     this.needed = needed;
     this.free = free;
   }
-}
-
-/** 1536 -> "1.5 KiB": a size for people (the exact byte count goes beside it). */
-export function formatBytes(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
-  return u === 0 ? `${n} bytes` : `${v.toFixed(1)} ${units[u]}`;
 }
 
 /** A command that belongs to a capability not built yet. */
