@@ -7,31 +7,11 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { extract } from 'tar-stream';
-import { createReadStream } from 'node:fs';
 import { bake, projectRoot } from '../support/cli.js';
+import { tarFiles } from '../support/image-files.js';
 
 const run = promisify(execFile);
 
-async function tarFiles(file: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  const ex = extract();
-  const done = new Promise<void>((res, rej) => {
-    ex.on('entry', (h, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        out.set(h.name, Buffer.concat(chunks));
-        next();
-      });
-    });
-    ex.on('finish', res);
-    ex.on('error', rej);
-  });
-  createReadStream(file).pipe(ex);
-  await done;
-  return out;
-}
 
 test('demo: lock is current, two builds in fresh stores give one digest, layers carry the models and manifests', { timeout: 600_000 }, async () => {
   await run(process.execPath, ['--import', 'tsx', join(projectRoot, 'scripts', 'demo-models.ts')], { cwd: projectRoot });

@@ -3,16 +3,15 @@
 // before (file names, general.name, report names); a checkpoint that does not match its config.json stops
 // the build before anything is cached.
 import assert from 'node:assert/strict';
-import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { extract } from 'tar-stream';
 import { kvValue, readGguf } from '../../src/formats/gguf/index.js';
 import { readSafetensorsHeader, readTensorRaw } from '../../src/formats/safetensors/index.js';
 import { bake } from '../support/cli.js';
 import { encodeSafetensors, writeRandomLlama, type StTensor } from '../support/gguf-fixtures.js';
+import { tarFiles } from '../support/image-files.js';
 
 let dir: string;
 before(async () => { dir = await mkdtemp(join(tmpdir(), 'bake-gguf-pipeline-')); });
@@ -40,22 +39,6 @@ async function project(name: string, folder: string, models: string[], edit?: (t
   return { root, env };
 }
 
-async function tarFiles(file: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>();
-  const ex = extract();
-  const done = new Promise<void>((res, rej) => {
-    ex.on('entry', (h, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => { out.set(h.name, Buffer.concat(chunks)); next(); });
-    });
-    ex.on('finish', res);
-    ex.on('error', rej);
-  });
-  createReadStream(file).pipe(ex);
-  await done;
-  return out;
-}
 
 /** Files of every layer of the single image in an OCI layout. */
 async function imageFiles(layout: string, manifestDigest: string): Promise<Map<string, Buffer>> {

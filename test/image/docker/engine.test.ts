@@ -6,8 +6,6 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { loadRecipe } from '../../../src/recipe/load.js';
 import type { Recipe } from '../../../src/recipe/types.js';
 import { buildImage, buildRecipe, buildTarget, connectEngine, ensureBakeImage, inspectImage, packContext, pingEngine, pushImage, tagImage, type BuildEvent } from '../../../src/image/docker/index.js';
@@ -15,6 +13,7 @@ import { EngineError, InputError } from '../../../src/util/errors.js';
 import { writeBuildFiles } from '../../../src/image/dockerfile/index.js';
 import { sha256Bytes } from '../../../src/util/digest.js';
 import { bakeCli, bakeCliOk, docker, dockerOk, makeTwoModelProject, runUntil, startDockerEnv, type DockerTestEnv } from '../../support/docker-env.js';
+import { modelFilesInImage } from '../../support/image-files.js';
 
 const BASES = {
   BASE_IMAGE_CPU: 'local/node:20-bookworm-slim',
@@ -52,35 +51,6 @@ function stepNames(events: BuildEvent[]): string[] {
   return [...new Set(events.flatMap((e) => (e.type === 'step' ? [e.step.name] : [])))];
 }
 
-/** Every file path under app/models/ in every layer of an image (from `docker save`), with sizes. */
-async function modelFilesInLayers(ref: string): Promise<{ path: string; size: number }[]> {
-  const stream = (await connectEngine().getImage(ref).get()) as unknown as Readable;
-  const out: { path: string; size: number }[] = [];
-  const outer = tar.extract();
-  const done = new Promise<void>((resolve, reject) => {
-    outer.on('entry', (header, body, next) => {
-      if (!header.name.endsWith('.tar')) {
-        body.resume();
-        body.on('end', next);
-        return;
-      }
-      const inner = tar.extract();
-      inner.on('entry', (h, b, n) => {
-        if (h.name.replace(/^\.?\//, '').startsWith('app/models/') && h.type === 'file') out.push({ path: h.name, size: h.size ?? 0 });
-        b.resume();
-        b.on('end', n);
-      });
-      inner.on('finish', next);
-      inner.on('error', reject);
-      body.pipe(inner);
-    });
-    outer.on('finish', resolve);
-    outer.on('error', reject);
-  });
-  stream.pipe(outer);
-  await done;
-  return out;
-}
 
 test('no engine answering is a clear error that says how to start one', async () => {
   const nowhere = { DOCKER_HOST: 'unix:///tmp/bake-no-engine-here.sock' };
@@ -172,8 +142,8 @@ test('the cpu image runs with --network none: models checked against their manif
   assert.match(run.logs, /pre-quantized encoder loaded in \d+ ms/);
   assert.match(run.logs, /onnxruntime opened vad: \/app\/models\/vad\/silero_vad_16k_op15\.onnx \(inputs: input, state, sr; outputs: output, stateN\)/);
   // Each model its own layer at /app/models/<id>/ with a manifest.json.
-  const files = await modelFilesInLayers(built.cpu!);
-  const paths = files.map((f) => f.path.replace(/^\.?\//, '')).sort();
+  const files = await modelFilesInImage(built.cpu!);
+  const paths = files.map((f) => f.path).sort();
   assert.deepEqual(paths.filter((p) => p.startsWith('app/models/vad/')), ['app/models/vad/README.md', 'app/models/vad/manifest.json', 'app/models/vad/silero_vad_16k_op15.onnx']);
   assert.ok(paths.includes('app/models/encoder/onnx/model_quantized.onnx') && !paths.includes('app/models/encoder/onnx/model.onnx'), 'the INT8 encoder ships, not its fp32 original');
   assert.ok(!paths.some((p) => p.startsWith('app/models/stories/')), 'the GGUF model belongs to the llamacpp target');
@@ -225,7 +195,7 @@ test('the cuda image is built on a stand-in base and inspected (no GPU here: not
   assert.ok(facts.env.includes('BAKE_SERVER=onnx') && facts.env.includes('BAKE_DEVICE=cuda'));
   assert.ok(facts.env.includes('NVIDIA_VISIBLE_DEVICES=all'), 'the base image config is kept');
   assert.equal(facts.labels['dev.bake.target'], 'cuda');
-  const paths = (await modelFilesInLayers(built.cuda!)).map((f) => f.path.replace(/^\.?\//, '')).sort();
+  const paths = (await modelFilesInImage(built.cuda!)).map((f) => f.path).sort();
   assert.ok(paths.includes('app/models/vad/silero_vad_16k_op15.onnx') && paths.includes('app/models/encoder/onnx/model_quantized.onnx'));
   // No Hub token, ARG or secret in the image's config or history.
   const history = facts.history.map((h) => h.createdBy).join('\n');

@@ -9,14 +9,13 @@ import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { loadRecipe } from '../../../src/recipe/load.js';
 import type { Recipe } from '../../../src/recipe/types.js';
 import { buildRecipe, buildTarget, connectEngine, ensureBakeImage, inspectImage } from '../../../src/image/docker/index.js';
 import { writeBuildFiles } from '../../../src/image/dockerfile/index.js';
 import { startHubServer, type HubServer } from '../../support/hub-server.js';
 import { ragHubRepos } from '../../support/rag-models.js';
+import { modelFilesInImage } from '../../support/image-files.js';
 import { freePort } from '../../support/registry.js';
 import { bakeCli, bakeCliOk, docker, dockerOk, REPO_ROOT, runUntil, startDockerEnv, type DockerTestEnv } from '../../support/docker-env.js';
 
@@ -94,7 +93,7 @@ test('build cpu and cuda through the engine (models stages reach the loopback Hu
   assert.deepEqual(cuda.entrypoint, ['/opt/bake-runtime/bin/node', '/opt/bake-runtime/app/bake-runtime.mjs', 'serve', '--'], 'the CUDA base has no node: the runtime brings its own');
   assert.ok(cuda.env.includes('BAKE_DEVICE=cuda') && cuda.env.includes('BAKE_SERVER=onnx'));
   assert.ok(cuda.env.includes('NVIDIA_VISIBLE_DEVICES=all') && cuda.env.includes('CUDA_VERSION=12.4.1'), 'the base\'s NVIDIA environment is kept');
-  const paths = (await modelFiles(built.cuda!)).map((f) => f.path);
+  const paths = (await modelFilesInImage(built.cuda!)).map((f) => f.path);
   assert.ok(paths.includes('app/models/embed/onnx/model_quantized.onnx') && paths.includes('app/models/rerank/onnx/model_quantized.onnx'));
   assert.ok(!paths.some((p) => p.endsWith('/onnx/model.onnx')), 'the INT8 models ship, not their fp32 originals');
 });
@@ -203,7 +202,7 @@ test('BUNDLE_MODELS=false: no model bytes in the image; at start it pulls the qu
     recipe, target: 'cpu', contextDir: project, dockerfile, tag: 'bake.test/rag:cpu-lean', network: 'host', ensureBuilder: false,
     buildArgs: { ...BASES, BUNDLE_MODELS: 'false', BAKE_MODELS_REPOSITORY: registryRepo, SOURCE_DATE_EPOCH: EPOCH, HF_ENDPOINT: hub.url, BAKE_IMAGE: BUILDER },
   });
-  const files = await modelFiles(imageId);
+  const files = await modelFilesInImage(imageId);
   assert.deepEqual(files.map((f) => f.path).sort(), ['app/models/embed/manifest.json', 'app/models/rerank/manifest.json']);
   assert.ok(files.every((f) => f.size < 16384));
   const lean = JSON.parse(await dockerOk(['run', '--rm', '--network', 'none', '--entrypoint', 'cat', imageId, '/app/models/embed/manifest.json']));
@@ -239,33 +238,3 @@ test('BUNDLE_MODELS=false: no model bytes in the image; at start it pulls the qu
   assert.match(offline.stdout + offline.stderr, /could not be fetched/);
 });
 
-/** Every file under app/models/ in every layer of an image (from `docker save`), with sizes. */
-async function modelFiles(ref: string): Promise<{ path: string; size: number }[]> {
-  const stream = (await connectEngine().getImage(ref).get()) as unknown as Readable;
-  const out: { path: string; size: number }[] = [];
-  const outer = tar.extract();
-  const done = new Promise<void>((resolve, reject) => {
-    outer.on('entry', (header, body, next) => {
-      if (!header.name.endsWith('.tar')) {
-        body.resume();
-        body.on('end', next);
-        return;
-      }
-      const inner = tar.extract();
-      inner.on('entry', (h, b, n) => {
-        const name = h.name.replace(/^\.?\//, '');
-        if (name.startsWith('app/models/') && h.type === 'file') out.push({ path: name, size: h.size ?? 0 });
-        b.resume();
-        b.on('end', n);
-      });
-      inner.on('finish', next);
-      inner.on('error', reject);
-      body.pipe(inner);
-    });
-    outer.on('finish', resolve);
-    outer.on('error', reject);
-  });
-  stream.pipe(outer);
-  await done;
-  return out;
-}
