@@ -16,7 +16,7 @@ import { InputError } from '../util/errors.js';
 import { canonicalJson } from '../util/json.js';
 import type { PushResult } from '../image/oci/index.js';
 import type { VerifyReport } from '../verify/gates.js';
-import { buildReport, gateAnnotations, type BakeReport, type InputDigest, type QuantizationRecord } from '../report/model.js';
+import { buildReport, gateAnnotations, type BakeReport, type ModelInput } from '../report/model.js';
 import type { ReferrerPush } from '../image/registry/referrers.js';
 import { bakeVersion } from '../util/version.js';
 import { assembleImage, type BakedImage, type ImageLayerInfo } from './bake.js';
@@ -26,23 +26,11 @@ import type { StepName } from './events.js';
 import { planChain, type PlannedStep } from './plan.js';
 import { runChain, type ChainRun, type RunOptions, type StepOutcome } from './run.js';
 
-export interface ModelResult {
-  id: string;
-  format: string;
+/** A model's run: what the report reads (ModelInput), with the steps' full outcomes. */
+export interface ModelResult extends Omit<ModelInput, 'steps'> {
   steps: StepOutcome[];
   /** Digest of the last artifact produced (the packaged folder after a full run). */
   artifact?: string;
-  /** Bytes of the locked source files and of what ships. */
-  sourceBytes: number;
-  quantizedBytes?: number;
-  files?: string[];
-  report?: VerifyReport;
-  /** What the quantizer recorded: its parameters and what it left in higher precision (and why). */
-  quantization?: QuantizationRecord;
-  /** Digests of the calibration and eval data the steps read. */
-  inputs?: InputDigest[];
-  /** Set when a gate failed and the run only recorded it (`bake report`); the chain stopped after verify. */
-  gateFailed?: boolean;
 }
 
 /** The recipe's models, or the ones named (each must exist). */

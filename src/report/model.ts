@@ -102,12 +102,16 @@ export interface ModelInput {
   id: string;
   format: string;
   steps: { step: StepName; key: string; artifact: string; cached: boolean; ms?: number }[];
+  /** Bytes of the locked source files and of what ships. */
   sourceBytes: number;
   quantizedBytes?: number;
   files?: string[];
   report?: VerifyReport;
+  /** What the quantizer recorded: its parameters and what it left in higher precision (and why). */
   quantization?: QuantizationRecord;
+  /** Digests of the calibration and eval data the steps read. */
   inputs?: InputDigest[];
+  /** Set when a gate failed and the run only recorded it (`bake report`); the chain stopped after verify. */
   gateFailed?: boolean;
 }
 
